@@ -1,0 +1,99 @@
+"""rock-env: environments and sandboxes for agentic reinforcement learning.
+
+    import rock_env as rock
+    env = rock.make("game:Sokoban-v0-easy")
+    obs, info = env.reset(seed=42)
+    obs, reward, terminated, truncated, info = env.step("\\\\boxed{up}")
+    env.close()
+
+Heavy parts (the env base class, sandboxes, Hydra configs, GEM itself) are imported on
+first use, so ``import rock_env`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from rock_env import errors
+from rock_env.errors import (
+    EnvNotFound,
+    InvalidEnvId,
+    InvalidEnvKwargs,
+    ResetNeeded,
+    RockEnvError,
+)
+from rock_env.registry import (
+    EnvSpec,
+    list_envs,
+    make,
+    make_vec,
+    pprint_registry,
+    register,
+    registry,
+    spec,
+)
+
+__version__ = "0.1.0"
+
+#: Public names imported on first access: name -> "module:attr".
+_LAZY: dict[str, str] = {
+    "Env": "rock_env.core:Env",
+    "text_space": "rock_env.core:text_space",
+    "Sandbox": "rock_env.sandbox:Sandbox",
+    "AsyncSandbox": "rock_env.sandbox:AsyncSandbox",
+    "SandboxConfig": "rock_env.sandbox:SandboxConfig",
+    "CommandResult": "rock_env.sandbox:CommandResult",
+    "make_from_config": "rock_env.config:make_from_config",
+    "gymnasium_id": "rock_env.gym_compat:gymnasium_id",
+}
+
+if TYPE_CHECKING:
+    from rock_env.config import make_from_config
+    from rock_env.core import Env, text_space
+    from rock_env.gym_compat import gymnasium_id
+    from rock_env.sandbox import AsyncSandbox, CommandResult, Sandbox, SandboxConfig
+
+
+def __getattr__(name: str) -> Any:
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'rock_env' has no attribute {name!r}")
+    module_name, _, attr = target.partition(":")
+    value = getattr(importlib.import_module(module_name), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+from rock_env.gym_compat import register_gymnasium_aliases  # noqa: E402
+
+register_gymnasium_aliases()
+
+__all__ = [
+    "AsyncSandbox",
+    "CommandResult",
+    "Env",
+    "EnvNotFound",
+    "EnvSpec",
+    "InvalidEnvId",
+    "InvalidEnvKwargs",
+    "ResetNeeded",
+    "RockEnvError",
+    "Sandbox",
+    "SandboxConfig",
+    "errors",
+    "gymnasium_id",
+    "list_envs",
+    "make",
+    "make_from_config",
+    "make_vec",
+    "pprint_registry",
+    "register",
+    "registry",
+    "spec",
+    "text_space",
+]

@@ -1,0 +1,591 @@
+"""Every request and response that crosses the wire, in one module.
+
+The admin server (:mod:`rock_env.server`), the workers and the clients
+(:mod:`rock_env.remote`) all import these models, so the two sides cannot drift apart.
+The sandbox models (:class:`SandboxConfig`, :class:`CommandResult`) are the SDK's own
+(:mod:`rock_env.sandbox.models`), re-exported here lazily so that env-only users do not
+import the sandbox package.
+
+Errors travel as :class:`ErrorBody` (``{"error": "<RockEnvError subclass>", "message": ...}``)
+with the class's ``http_status``; :func:`raise_error` turns one back into the same exception.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from rock_env.errors import RockEnvError, error_class
+
+if TYPE_CHECKING:
+    from rock_env.sandbox.models import CommandResult, SandboxConfig
+
+API_PREFIX = "/api/v1"
+#: The header an admin sets when it asks a worker to create an object under a given id.
+OBJECT_ID_HEADER = "x-rock-object-id"
+#: Largest accepted request body (bytes) unless the server is configured otherwise.
+DEFAULT_MAX_BODY = 64 * 1024 * 1024
+
+JsonDict = dict[str, Any]
+
+
+class WireModel(BaseModel):
+    """Base of the wire models: unknown fields are rejected so typos fail loudly."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    """The JSON body of every error response."""
+
+    error: str = Field(description="name of the RockEnvError subclass, e.g. 'EnvNotFound'")
+    message: str
+    status: int
+
+
+def error_body(exc: RockEnvError) -> ErrorBody:
+    """The wire form of ``exc``."""
+    return ErrorBody(error=type(exc).__name__, message=exc.message or str(exc), status=exc.http_status)
+
+
+def exception_from_body(body: ErrorBody | JsonDict) -> RockEnvError:
+    """The exception that ``body`` describes (the same class as on the server)."""
+    if isinstance(body, dict):
+        body = ErrorBody.model_validate(
+            {"error": body.get("error", "RockEnvError"), "message": body.get("message", ""), "status": 500}
+            | {k: v for k, v in body.items() if k == "status" and isinstance(v, int)}
+        )
+    return error_class(body.error)(body.message)
+
+
+def raise_error(body: ErrorBody | JsonDict) -> None:
+    """Raise the exception that ``body`` describes."""
+    raise exception_from_body(body)
+
+
+# --- JSON conversion -----------------------------------------------------------------------
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types (numpy scalars and arrays, tuples, sets, bytes, NaN)."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return jsonable(value.item())
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return repr(value)
+
+
+_NDARRAY = "__ndarray__"
+
+
+def pack_tree(value: Any) -> Any:
+    """Like :func:`jsonable`, but numpy arrays keep dtype and shape (``{"__ndarray__": [...], ...}``)."""
+    if isinstance(value, np.ndarray):
+        flat = value.ravel()
+        if value.dtype == object:
+            items = [pack_tree(v) for v in flat]
+            return {_NDARRAY: items, "dtype": "object", "shape": list(value.shape)}
+        return {_NDARRAY: jsonable(flat.tolist()), "dtype": value.dtype.str, "shape": list(value.shape)}
+    if isinstance(value, dict):
+        return {str(k): pack_tree(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [pack_tree(v) for v in value]
+    return jsonable(value)
+
+
+def unpack_tree(value: Any) -> Any:
+    """The inverse of :func:`pack_tree`."""
+    if isinstance(value, dict):
+        if _NDARRAY in value and "dtype" in value:
+            shape = tuple(value.get("shape") or (len(value[_NDARRAY]),))
+            if value["dtype"] == "object":
+                array = np.empty(len(value[_NDARRAY]), dtype=object)
+                for i, item in enumerate(value[_NDARRAY]):
+                    array[i] = unpack_tree(item)
+                return array.reshape(shape)
+            data = [np.nan if v is None else v for v in value[_NDARRAY]]
+            return np.asarray(data, dtype=np.dtype(value["dtype"])).reshape(shape)
+        return {k: unpack_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unpack_tree(v) for v in value]
+    return value
+
+
+# --- envs ----------------------------------------------------------------------------------
+
+
+class EnvMakeRequest(WireModel):
+    """``POST /api/v1/envs``: build one env from a registered id."""
+
+    env_id: str = Field(min_length=1, max_length=256, description="registered id, e.g. 'game:Sokoban-v0-easy'")
+    kwargs: JsonDict = Field(default_factory=dict, description="keyword arguments for the env")
+    seed: int | None = Field(default=None, description="as make(seed=...): the first reset uses it")
+    max_episode_steps: int | None = Field(default=None, gt=0)
+    idle_ttl: float | None = Field(default=None, gt=0, description="close the env after this many idle seconds")
+
+
+class EnvInfo(BaseModel):
+    """An env instance hosted by a worker."""
+
+    id: str = Field(description="instance id used in later requests")
+    env_id: str
+    worker_id: str
+    created: float
+    last_used: float
+    idle_ttl: float | None = None
+    status: Literal["live", "lost", "closed"] = "live"
+    requirements: list[str] = Field(default_factory=list)
+    sandbox_id: str | None = None
+
+
+class EnvList(BaseModel):
+    """``GET /api/v1/envs``."""
+
+    envs: list[EnvInfo]
+
+
+class EnvResetRequest(WireModel):
+    """``POST /api/v1/envs/{id}/reset``."""
+
+    seed: int | None = None
+    options: JsonDict | None = None
+
+
+class EnvResetResponse(BaseModel):
+    """The ``(observation, info)`` of a reset."""
+
+    observation: Any
+    info: JsonDict = Field(default_factory=dict)
+
+
+class EnvStepRequest(WireModel):
+    """``POST /api/v1/envs/{id}/step``."""
+
+    action: str = Field(max_length=1 << 20)
+
+
+class EnvStepResponse(BaseModel):
+    """The ``(observation, reward, terminated, truncated, info)`` of a step."""
+
+    observation: Any
+    reward: float
+    terminated: bool
+    truncated: bool
+    info: JsonDict = Field(default_factory=dict)
+
+
+class BatchStepItem(WireModel):
+    """One env and its action in a batched step."""
+
+    env: str = Field(description="instance id")
+    action: str = Field(max_length=1 << 20)
+
+
+class BatchStepRequest(WireModel):
+    """``POST /api/v1/envs/step``: step many envs in one request."""
+
+    steps: list[BatchStepItem] = Field(max_length=65536)
+
+
+class BatchStepResult(BaseModel):
+    """Either a step result or the error that env raised (the others still step)."""
+
+    result: EnvStepResponse | None = None
+    error: ErrorBody | None = None
+
+
+class BatchStepResponse(BaseModel):
+    """Results in the order of the request."""
+
+    results: list[BatchStepResult]
+
+
+# --- vector envs ---------------------------------------------------------------------------
+
+AutoresetMode = Literal["next_step", "same_step", "disabled"]
+
+
+class VecMakeRequest(WireModel):
+    """``POST /api/v1/vecs``: a vector of ``num_envs`` copies of one env, stepped together."""
+
+    env_id: str = Field(min_length=1, max_length=256)
+    num_envs: int = Field(ge=1, le=65536)
+    kwargs: JsonDict = Field(default_factory=dict)
+    autoreset_mode: AutoresetMode = "next_step"
+    mode: Literal["sync", "async"] = Field(default="sync", description="how the worker runs the sub-envs")
+    seed: int | list[int | None] | None = Field(default=None, description="seeds of the first reset")
+    idle_ttl: float | None = Field(default=None, gt=0)
+
+
+class VecInfo(BaseModel):
+    """A vector env hosted by a worker."""
+
+    id: str
+    env_id: str
+    num_envs: int
+    autoreset_mode: str
+    worker_id: str
+    created: float
+    last_used: float
+    idle_ttl: float | None = None
+    status: Literal["live", "lost", "closed"] = "live"
+
+
+class VecResetRequest(WireModel):
+    """``POST /api/v1/vecs/{id}/reset``: one seed (sub-env i gets seed+i), a list, or none."""
+
+    seed: int | list[int | None] | None = None
+    options: JsonDict | None = None
+
+
+class VecResetResponse(BaseModel):
+    """Observations of all sub-envs and the vector info dict."""
+
+    observations: list[Any]
+    infos: JsonDict = Field(default_factory=dict)
+
+
+class VecStepRequest(WireModel):
+    """``POST /api/v1/vecs/{id}/step``: one action per sub-env."""
+
+    actions: list[str] = Field(max_length=65536)
+
+
+class VecStepResponse(BaseModel):
+    """Arrays of the vector step, as lists."""
+
+    observations: list[Any]
+    rewards: list[float]
+    terminations: list[bool]
+    truncations: list[bool]
+    infos: JsonDict = Field(default_factory=dict)
+
+
+# --- workers -------------------------------------------------------------------------------
+
+
+class WorkerCapacity(BaseModel):
+    """What a worker can host."""
+
+    cpus: float = Field(ge=0)
+    memory: int = Field(ge=0, description="bytes")
+    slots: int = Field(ge=0, description="how many envs and sandboxes it hosts at most")
+    runtimes: list[str] = Field(default_factory=list, description="sandbox runtimes it has, e.g. ['local', 'docker']")
+
+
+class WorkerRegisterRequest(WireModel):
+    """``POST /api/v1/workers``: a worker joins (or re-joins) the admin."""
+
+    worker_id: str = Field(min_length=1, max_length=128)
+    url: str = Field(min_length=1, max_length=2048, description="where the admin reaches the worker")
+    capacity: WorkerCapacity
+    objects: list[str] = Field(default_factory=list, description="ids of the objects it hosts right now")
+
+
+class WorkerHeartbeatRequest(WireModel):
+    """``POST /api/v1/workers/{id}/heartbeat``."""
+
+    objects: list[str] = Field(default_factory=list)
+    used_slots: int = Field(default=0, ge=0)
+
+
+class WorkerHeartbeatResponse(BaseModel):
+    """The admin's answer: objects it does not know (orphans) that the worker must close."""
+
+    known: bool = Field(description="False: the admin forgot this worker, register again")
+    close: list[str] = Field(default_factory=list)
+
+
+class WorkerInfo(BaseModel):
+    """A worker as the admin sees it."""
+
+    id: str
+    url: str
+    embedded: bool
+    status: Literal["alive", "lost"]
+    capacity: WorkerCapacity
+    used_slots: int
+    last_heartbeat: float
+
+
+class WorkerList(BaseModel):
+    """``GET /api/v1/workers``."""
+
+    workers: list[WorkerInfo]
+
+
+class Health(BaseModel):
+    """``GET /api/v1/health``."""
+
+    status: Literal["ok"] = "ok"
+    version: str
+    role: Literal["admin", "worker"]
+    workers: int
+    envs: int
+    sandboxes: int
+
+
+# --- sandboxes -----------------------------------------------------------------------------
+# The SDK's own models (SandboxConfig, CommandResult, SandboxInfo, SessionInfo, FileInfo,
+# ProcessInfo, SnapshotInfo) travel as they are; these are the requests around them.
+
+
+class SandboxCreateRequest(WireModel):
+    """``POST /api/v1/sandboxes``: the SDK's ``SandboxConfig`` fields as a JSON object."""
+
+    config: JsonDict = Field(default_factory=dict, description="SandboxConfig fields (image, runtime, cpus, ...)")
+
+
+class SandboxPlacement(BaseModel):
+    """A sandbox as the admin tracks it."""
+
+    id: str
+    worker_id: str
+    created: float
+    last_used: float
+    status: str
+    runtime: str | None = None
+    config: JsonDict = Field(default_factory=dict)
+
+
+class SandboxList(BaseModel):
+    """``GET /api/v1/sandboxes``."""
+
+    sandboxes: list[SandboxPlacement]
+
+
+class RunRequest(WireModel):
+    """``POST /api/v1/sandboxes/{id}/run``: a command in a persistent bash session."""
+
+    cmd: str = Field(max_length=1 << 20)
+    session: str | None = Field(default=None, max_length=128)
+    timeout: float | None = Field(default=None, gt=0)
+
+
+class ExecRequest(WireModel):
+    """``POST /api/v1/sandboxes/{id}/exec``: a one-shot command, no session."""
+
+    cmd: str | list[str]
+    cwd: str | None = None
+    env: dict[str, str] | None = None
+    timeout: float | None = Field(default=None, gt=0)
+    stdin: str | None = None
+
+
+class SessionCreateRequest(WireModel):
+    """``POST /api/v1/sandboxes/{id}/sessions``."""
+
+    name: str = Field(min_length=1, max_length=128)
+    env: dict[str, str] | None = None
+    cwd: str | None = None
+
+
+class InterruptRequest(WireModel):
+    """``POST /api/v1/sandboxes/{id}/interrupt``: Ctrl-C in a session (``None``: the default one)."""
+
+    session: str | None = Field(default=None, max_length=128)
+
+
+class SpawnRequest(WireModel):
+    """``POST /api/v1/sandboxes/{id}/processes``: a background command."""
+
+    cmd: str | list[str]
+
+
+class ProcessHandle(BaseModel):
+    """A background process in a sandbox; ``id`` names it in later requests."""
+
+    id: str
+    pid: int | None = None
+    command: str = ""
+    running: bool
+    exit_code: int | None = None
+
+
+class ProcessWaitRequest(WireModel):
+    """``POST /api/v1/sandboxes/{id}/processes/{proc}/wait``."""
+
+    timeout: float | None = Field(default=None, gt=0)
+
+
+class ProcessOutput(BaseModel):
+    """Output gathered so far by a background process."""
+
+    output: str
+
+
+class StreamRequest(WireModel):
+    """``POST /api/v1/sandboxes/{id}/stream``: run a command and stream its output as server-sent events."""
+
+    cmd: str | list[str]
+    timeout: float | None = Field(default=None, gt=0)
+
+
+class SnapshotResponse(BaseModel):
+    """``POST /api/v1/sandboxes/{id}/snapshots``."""
+
+    snapshot_id: str
+
+
+class RestoreRequest(WireModel):
+    """``POST /api/v1/sandboxes/{id}/restore``."""
+
+    snapshot_id: str = Field(min_length=1, max_length=256)
+
+
+class Ok(BaseModel):
+    """A request that returns nothing."""
+
+    ok: bool = True
+
+
+# --- ROCK compatibility (/apis/v1/envs/gem/...) ---------------------------------------------
+
+
+class RockMakeRequest(BaseModel):
+    """ROCK's ``make`` body; ROCK's client sends only ``env_id``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    env_id: str = Field(min_length=1, max_length=256)
+
+
+class RockMakeResponse(BaseModel):
+    """ROCK names the env instance ``sandbox_id``."""
+
+    sandbox_id: str
+
+
+class RockResetRequest(BaseModel):
+    """ROCK's ``reset`` body."""
+
+    model_config = ConfigDict(extra="allow")
+
+    sandbox_id: str = Field(min_length=1, max_length=256)
+    seed: int | None = None
+
+
+class RockStepRequest(BaseModel):
+    """ROCK's ``step`` body."""
+
+    model_config = ConfigDict(extra="allow")
+
+    sandbox_id: str = Field(min_length=1, max_length=256)
+    action: str = Field(max_length=1 << 20)
+
+
+class RockCloseRequest(BaseModel):
+    """ROCK's ``close`` body."""
+
+    model_config = ConfigDict(extra="allow")
+
+    sandbox_id: str = Field(min_length=1, max_length=256)
+
+
+class RockCloseResponse(BaseModel):
+    """ROCK's ``close`` answer."""
+
+    sandbox_id: str
+
+
+class RockListResponse(BaseModel):
+    """ROCK's ``list`` answer: env ids available."""
+
+    env_id: list[str]
+
+
+_SDK_MODELS = frozenset(
+    {"SandboxConfig", "CommandResult", "SandboxInfo", "SessionInfo", "FileInfo", "ProcessInfo", "SnapshotInfo"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    """Re-export the sandbox SDK's models without importing the sandbox package eagerly."""
+    if name in _SDK_MODELS:
+        from rock_env.sandbox import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "API_PREFIX",
+    "DEFAULT_MAX_BODY",
+    "OBJECT_ID_HEADER",
+    "BatchStepItem",
+    "BatchStepRequest",
+    "BatchStepResponse",
+    "BatchStepResult",
+    "CommandResult",
+    "EnvInfo",
+    "EnvList",
+    "EnvMakeRequest",
+    "EnvResetRequest",
+    "EnvResetResponse",
+    "EnvStepRequest",
+    "EnvStepResponse",
+    "ErrorBody",
+    "ExecRequest",
+    "FileInfo",
+    "Health",
+    "InterruptRequest",
+    "Ok",
+    "ProcessHandle",
+    "ProcessInfo",
+    "ProcessOutput",
+    "ProcessWaitRequest",
+    "RestoreRequest",
+    "RockCloseRequest",
+    "RockCloseResponse",
+    "RockListResponse",
+    "RockMakeRequest",
+    "RockMakeResponse",
+    "RockResetRequest",
+    "RockStepRequest",
+    "RunRequest",
+    "SandboxConfig",
+    "SandboxCreateRequest",
+    "SandboxInfo",
+    "SandboxList",
+    "SandboxPlacement",
+    "SessionCreateRequest",
+    "SessionInfo",
+    "SnapshotInfo",
+    "SnapshotResponse",
+    "SpawnRequest",
+    "StreamRequest",
+    "VecInfo",
+    "VecMakeRequest",
+    "VecResetRequest",
+    "VecResetResponse",
+    "VecStepRequest",
+    "VecStepResponse",
+    "WorkerCapacity",
+    "WorkerHeartbeatRequest",
+    "WorkerHeartbeatResponse",
+    "WorkerInfo",
+    "WorkerList",
+    "WorkerRegisterRequest",
+    "error_body",
+    "exception_from_body",
+    "jsonable",
+    "pack_tree",
+    "unpack_tree",
+    "raise_error",
+]

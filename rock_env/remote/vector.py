@@ -1,0 +1,156 @@
+"""``RemoteVecEnv``: a vector env whose sub-envs all live on one worker, stepped in one request.
+
+``rock.make_vec(id, n, backend="remote", base_url=...)`` returns one. The worker runs a
+local :mod:`rock_env.vector` env, so autoreset semantics, seeding and the info arrays
+(dtypes included) are those of the local vector env: the transcripts are equal.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium
+import numpy as np
+from gymnasium.vector.utils import batch_space
+
+from rock_env.core import text_space
+from rock_env.errors import EnvClosed, EnvInstanceNotFound, InvalidAction, ResetNeeded, ServerUnavailable, WorkerLost
+from rock_env.protocol import (
+    Ok,
+    VecInfo,
+    VecMakeRequest,
+    VecResetRequest,
+    VecResetResponse,
+    VecStepRequest,
+    VecStepResponse,
+    pack_tree,
+    unpack_tree,
+)
+from rock_env.remote.client import ApiClient
+
+logger = logging.getLogger(__name__)
+
+
+class RemoteVecEnv(gymnasium.vector.VectorEnv[tuple[str, ...], Sequence[str], np.ndarray]):
+    """``num_envs`` copies of ``env_id`` on a rock-env server."""
+
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int,
+        *,
+        base_url: str | None = None,
+        token: str | None = None,
+        autoreset_mode: str = "next_step",
+        mode: str = "sync",
+        seed: int | Sequence[int | None] | None = None,
+        idle_ttl: float | None = None,
+        timeout: float = 300.0,
+        env_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        from rock_env.vector.autoreset import parse_autoreset_mode
+
+        parsed_mode = parse_autoreset_mode(autoreset_mode)
+        mode_name = {"NextStep": "next_step", "SameStep": "same_step", "Disabled": "disabled"}[parsed_mode.value]
+        request = VecMakeRequest(
+            env_id=env_id,
+            num_envs=num_envs,
+            kwargs={**(env_kwargs or {}), **kwargs},
+            autoreset_mode=mode_name,  # type: ignore[arg-type]
+            mode=mode,  # type: ignore[arg-type]
+            seed=None if seed is None else (seed if isinstance(seed, int) else list(seed)),
+            idle_ttl=idle_ttl,
+        )
+        self._client = ApiClient(base_url, token, timeout=timeout)
+        self.closed = False
+        try:
+            self.info: VecInfo = self._client.call("POST", "/api/v1/vecs", VecInfo, body=request, idempotent=False)
+        except BaseException:
+            self._client.close()
+            self.closed = True
+            raise
+        self.remote_id = self.info.id
+        self._base = f"/api/v1/vecs/{self.remote_id}"
+        self.num_envs = num_envs
+        self.env_id = self.info.env_id
+        self.autoreset_mode = parsed_mode
+        self.metadata = {"autoreset_mode": self.autoreset_mode, "render_modes": ["ansi"]}
+        self.render_mode = None
+        self.single_observation_space = text_space()
+        self.single_action_space = text_space(max_length=4096)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+
+    def _check_open(self, what: str) -> None:
+        if self.closed:
+            raise EnvClosed(f"RemoteVecEnv.{what}() on a closed vector env: make a new one with rock.make_vec.")
+
+    def reset(
+        self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[tuple[str, ...], dict[str, Any]]:
+        """Reset all sub-envs (or those in ``options["reset_mask"]``)."""
+        self._check_open("reset")
+        wire_seed = None if seed is None else (int(seed) if isinstance(seed, int | np.integer) else list(seed))
+        body = VecResetRequest(seed=wire_seed, options=pack_tree(dict(options)) if options else None)
+        answer = self._client.post_fast(f"{self._base}/reset", body, VecResetResponse)
+        return tuple(answer.observations), unpack_tree(answer.infos)
+
+    def step(
+        self, actions: Sequence[str]
+    ) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step every sub-env with its action, in one request."""
+        self._check_open("step")
+        if isinstance(actions, (str, bytes, dict)) or not isinstance(actions, Sequence | np.ndarray):
+            raise InvalidAction(
+                f"actions must be a list of {self.num_envs} strings (one per sub-env), got {type(actions).__name__}."
+            )
+        batch = list(actions)
+        bad = [i for i, a in enumerate(batch) if not isinstance(a, str)]
+        if bad:
+            raise InvalidAction(f"actions must be strings; not a string at index {bad[:10]}.")
+        answer = self._client.post_fast(f"{self._base}/step", VecStepRequest(actions=batch), VecStepResponse)
+        return (
+            tuple(answer.observations),
+            np.asarray(answer.rewards, dtype=np.float64),
+            np.asarray(answer.terminations, dtype=np.bool_),
+            np.asarray(answer.truncations, dtype=np.bool_),
+            unpack_tree(answer.infos),
+        )
+
+    def close(self, **kwargs: Any) -> None:  # type: ignore[override]
+        """Close the sub-envs on the server (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self._client.call("DELETE", self._base, Ok)
+        except (EnvInstanceNotFound, WorkerLost, ServerUnavailable, ResetNeeded) as exc:
+            logger.debug("closing remote vector env %s: %s", self.remote_id, exc)
+        finally:
+            self._client.close()
+
+    def __enter__(self) -> RemoteVecEnv:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"<RemoteVecEnv {self.env_id!r} x{self.num_envs} remote_id={self.remote_id!r} at {self._client.base_url}>"
+        )
+
+
+def make_remote_vec(
+    env_id: str,
+    num_envs: int = 1,
+    *,
+    base_url: str | None = None,
+    token: str | None = None,
+    **kwargs: Any,
+) -> RemoteVecEnv:
+    """A :class:`RemoteVecEnv` of ``num_envs`` copies of ``env_id`` on the server at ``base_url``."""
+    return RemoteVecEnv(env_id, num_envs, base_url=base_url, token=token, **kwargs)

@@ -1,0 +1,185 @@
+"""Finding and reaping sandboxes: ``rock-env sandbox list`` / ``gc`` and the reaper's last step.
+
+A sandbox is *orphaned* when the process that created it is gone, and *expired* when its
+absolute or idle TTL has passed. Reaping kills its recorded processes and cgroups, unmounts
+its mounts and removes its state directory; runtimes with objects outside the state dir
+(docker containers) reap them through :meth:`Runtime.gc`.
+
+Only directories that look like sandbox state dirs (``sb-<12 hex digits>``) are ever
+removed: :func:`reap_dir` refuses anything else, whatever path it is given.
+
+``python -m rock_env.sandbox.gc --reap DIR`` reaps one sandbox (used by the reaper).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+from rock_env.errors import InvalidArgument
+from rock_env.sandbox import cgroups, mounts
+from rock_env.sandbox.models import SandboxInfo
+from rock_env.sandbox.runtimes import RUNTIMES, runtime_class
+from rock_env.sandbox.state import SandboxRecord, is_sandbox_dir, process_alive, state_root
+
+logger = logging.getLogger(__name__)
+
+#: a state dir without a record is a sandbox being created; leave it alone this long
+HALF_CREATED_GRACE = 60.0
+#: an empty rock-env cgroup unknown to the state root is removed after this age
+ORPHAN_CGROUP_AGE = 600.0
+
+
+def sandbox_dirs(root: Path | None = None) -> list[Path]:
+    """Every sandbox state directory under the state root."""
+    root = state_root() if root is None else root
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and is_sandbox_dir(p))
+
+
+def describe(directory: Path, record: SandboxRecord) -> SandboxInfo:
+    """A :class:`SandboxInfo` for a recorded sandbox (status from its processes and owner)."""
+    if record.runtime in {"local", "docker"}:
+        alive = record.owner_alive()
+    else:
+        alive = any(p.alive() for p in record.processes if p.role != "reaper")
+    return SandboxInfo(
+        id=record.id,
+        runtime=record.runtime,
+        status="running" if alive else "dead",
+        image=record.config.image if record.config else None,
+        created_at=record.created_at,
+        owner_pid=record.owner.pid if record.owner else None,
+        state_dir=str(directory),
+        expires_at=record.expires_at,
+        config=record.config,
+    )
+
+
+def list_sandboxes(root: Path | None = None) -> list[SandboxInfo]:
+    """Describe every recorded sandbox."""
+    out = []
+    for directory in sandbox_dirs(root):
+        record = SandboxRecord.load(directory)
+        if record is not None:
+            out.append(describe(directory, record))
+    return out
+
+
+def reap_dir(directory: Path) -> list[str]:
+    """Destroy one sandbox from its record: processes, cgroups, mounts, containers, state dir.
+
+    Raises :class:`InvalidArgument` if ``directory`` is not a sandbox state dir (``sb-<id>``).
+    """
+    directory = Path(os.path.abspath(directory))
+    if not is_sandbox_dir(directory):
+        raise InvalidArgument(f"{str(directory)!r} is not a sandbox state directory (sb-<12 hex>); refusing to reap it")
+    done: list[str] = []
+    record = SandboxRecord.load(directory)
+    if record is not None:
+        for proc in record.processes:
+            if proc.pid != os.getpid() and process_alive(proc.pid, proc.start_time):
+                with contextlib.suppress(OSError):
+                    os.kill(proc.pid, signal.SIGKILL)
+                done.append(f"killed {proc.role or 'process'} {proc.pid}")
+        for path in record.cgroups:
+            cg = Path(path)
+            if cg.exists() and cg.name.startswith(cgroups.PREFIX):
+                cgroups.remove_cgroup_dir(cg)
+                done.append(f"removed cgroup {cg}")
+        if record.containers and record.runtime in RUNTIMES:
+            try:
+                reap = getattr(runtime_class(record.runtime), "reap_containers", None)
+                if reap is not None:
+                    done += reap(record.containers)
+            except Exception as exc:
+                logger.warning("cannot reap containers of %s: %s", record.id, exc)
+    for point in mounts.mounted_below(directory):
+        if mounts.unmount(point):
+            done.append(f"unmounted {point}")
+    if mounts.mounted_below(directory):
+        done.append(f"kept {directory}: something is still mounted below it")
+        return done
+    shutil.rmtree(directory, ignore_errors=True)
+    done.append(f"removed {directory}")
+    return done
+
+
+def collect(*, force: bool = False, dry_run: bool = False, root: Path | None = None) -> list[str]:
+    """Reap orphaned and expired sandboxes (every sandbox with ``force``); return what was done.
+
+    Also removes empty rock-env cgroups unknown to the state root (older than
+    :data:`ORPHAN_CGROUP_AGE`) and asks each importable runtime to reap its own leftovers.
+    """
+    lines: list[str] = []
+    known: set[str] = set()
+    now = time.time()
+    for directory in sandbox_dirs(root):
+        record = SandboxRecord.load(directory)
+        known.add(directory.name)
+        if record is None:
+            try:
+                age = now - directory.stat().st_mtime
+            except OSError:
+                continue
+            reason = "no record" if age > HALF_CREATED_GRACE else ""
+        elif force:
+            reason = "forced"
+        elif not record.owner_alive():
+            reason = "owner gone"
+        elif record.expired(directory, now):
+            reason = "ttl expired"
+        else:
+            reason = ""
+        if not reason:
+            continue
+        if dry_run:
+            lines.append(f"would reap {directory.name} ({reason})")
+            continue
+        lines.append(f"reaping {directory.name} ({reason})")
+        lines += ["  " + line for line in reap_dir(directory)]
+    for path in cgroups.CgroupSet.existing():
+        if path.name[len(cgroups.PREFIX) :] in known:
+            continue
+        try:
+            empty = not (path / "cgroup.procs").read_text().strip()
+            age = now - path.stat().st_mtime
+        except OSError:
+            continue
+        if empty and (force or age > ORPHAN_CGROUP_AGE):
+            if dry_run:
+                lines.append(f"would remove orphan cgroup {path}")
+            else:
+                cgroups.remove_cgroup_dir(path)
+                lines.append(f"removed orphan cgroup {path}")
+    for name in RUNTIMES:
+        if name in {"local", "namespace"}:
+            continue
+        try:
+            lines += runtime_class(name).gc(dry_run=dry_run)
+        except Exception as exc:
+            logger.info("runtime %s: nothing reaped (%s)", name, exc)
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m rock_env.sandbox.gc --reap DIR``: reap one sandbox (the reaper's last step)."""
+    parser = argparse.ArgumentParser(prog="python -m rock_env.sandbox.gc")
+    parser.add_argument("--reap", metavar="DIR", required=True, help="state directory of the sandbox to destroy")
+    args = parser.parse_args(argv)
+    directory = Path(args.reap)
+    if directory.is_dir():
+        for line in reap_dir(directory):
+            logger.info("%s", line)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,209 @@
+"""Host processes with pipes: the :class:`ProcessPipe` of the local and namespace runtimes.
+
+Reading blocks on the pipe with ``poll`` (no sleep loops). Process trees are walked with
+``/proc/PID/task/TID/children`` so that a session's running command can be signalled
+without touching the session's bash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import subprocess
+
+from rock_env.sandbox.runtimes.base import ProcessPipe
+
+_READ_SIZE = 1 << 16
+
+
+def children(pid: int) -> list[int]:
+    """Return the direct children of ``pid`` (empty if it is gone)."""
+    out: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                out.extend(int(x) for x in fh.read().split())
+        except OSError:
+            continue
+    return out
+
+
+def descendants(pid: int) -> list[int]:
+    """Return every descendant of ``pid`` (children first, then theirs)."""
+    out: list[int] = []
+    stack = [pid]
+    seen = {pid}
+    while stack:
+        for child in children(stack.pop()):
+            if child not in seen:
+                seen.add(child)
+                out.append(child)
+                stack.append(child)
+    return out
+
+
+def exit_code_of(returncode: int) -> int:
+    """Map a Popen returncode (negative for signals) to the shell convention (128 + signal)."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def signal_tree(root: int, sig: int, *, include_root: bool) -> None:
+    """Send ``sig`` to ``root``'s descendants (and their own process groups), and to ``root`` if asked.
+
+    For SIGKILL the walk repeats until no descendant is left (bounded), so that a command that
+    keeps forking cannot leave children behind.
+    """
+    root_group = None
+    with contextlib.suppress(OSError):
+        root_group = os.getpgid(root)
+    rounds = 50 if sig == signal.SIGKILL else 1
+    for _ in range(rounds):
+        pids = [p for p in descendants(root) if not _zombie(p)]
+        if not pids:
+            break
+        groups: set[int] = set()
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                groups.add(os.getpgid(pid))
+        for group in groups:
+            if group != root_group:
+                with contextlib.suppress(OSError):
+                    os.killpg(group, sig)
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, sig)
+    if include_root:
+        with contextlib.suppress(OSError):
+            os.kill(root, sig)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return True
+    return data[data.rfind(b")") + 2 : data.rfind(b")") + 3] == b"Z"
+
+
+class HostProcessPipe(ProcessPipe):
+    """A :class:`ProcessPipe` over a host ``subprocess.Popen`` started in a new session.
+
+    ``wrapper_depth`` is the number of wrapper processes that fork before the real process
+    (``nsenter --pid`` forks once): signals meant for "the command's children" skip them.
+    """
+
+    def __init__(
+        self,
+        argv: list[str],
+        *,
+        cwd: str | None,
+        env: dict[str, str] | None,
+        stdin: bool = True,
+        wrapper_depth: int = 0,
+    ) -> None:
+        self._proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            bufsize=0,
+        )
+        self.pid = self._proc.pid
+        self._wrapper_depth = wrapper_depth
+        assert self._proc.stdout is not None
+        self._fd = self._proc.stdout.fileno()
+        self._poller = select.poll()
+        self._poller.register(self._fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        self._eof = False
+
+    def _inner_pid(self) -> int | None:
+        pid = self._proc.pid
+        for _ in range(self._wrapper_depth):
+            kids = children(pid)
+            if not kids:
+                return None
+            pid = kids[0]
+        return pid
+
+    def write(self, data: bytes) -> None:
+        """Write all of ``data`` to stdin."""
+        if self._proc.stdin is None:
+            raise BrokenPipeError("the process has no stdin pipe")
+        view = memoryview(data)
+        fd = self._proc.stdin.fileno()
+        while view:
+            view = view[os.write(fd, view) :]
+
+    def close_stdin(self) -> None:
+        """Close stdin so that the process reads EOF."""
+        if self._proc.stdin is not None and not self._proc.stdin.closed:
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()
+
+    def read(self, timeout: float | None = None) -> bytes | None:
+        """Return the next chunk of output, ``b""`` at EOF, ``None`` on timeout."""
+        if self._eof:
+            return b""
+        events = self._poller.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999)))
+        if not events:
+            return None
+        try:
+            data = os.read(self._fd, _READ_SIZE)
+        except OSError:
+            data = b""
+        if not data:
+            self._eof = True
+        return data
+
+    def poll(self) -> int | None:
+        """Return the exit code if the process ended."""
+        code = self._proc.poll()
+        return None if code is None else exit_code_of(code)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait for the exit code (``None`` on timeout)."""
+        try:
+            return exit_code_of(self._proc.wait(timeout))
+        except subprocess.TimeoutExpired:
+            return None
+
+    def signal_group(self, sig: int) -> None:
+        """Signal the process group of the process (it is a session and group leader)."""
+        with contextlib.suppress(OSError):
+            os.killpg(self._proc.pid, sig)
+
+    def signal_descendants(self, sig: int) -> None:
+        """Signal everything the real process started, not the process itself."""
+        inner = self._inner_pid()
+        if inner is not None:
+            signal_tree(inner, sig, include_root=False)
+
+    def kill(self) -> None:
+        """SIGKILL the whole tree and reap the process."""
+        inner = self._inner_pid()
+        if inner is not None:
+            signal_tree(inner, signal.SIGKILL, include_root=True)
+        self.signal_group(signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            os.kill(self._proc.pid, signal.SIGKILL)
+        self.wait(timeout=5)
+        self.close()
+
+    def close(self) -> None:
+        """Close both pipes."""
+        self.close_stdin()
+        if self._proc.stdout is not None and not self._proc.stdout.closed:
+            with contextlib.suppress(OSError, ValueError):
+                self._poller.unregister(self._fd)
+            self._proc.stdout.close()
+        self._eof = True

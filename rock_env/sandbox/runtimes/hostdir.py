@@ -1,0 +1,216 @@
+"""The shared half of the local and namespace runtimes: a host directory as the writable layer.
+
+The writable layer lives in ``<state dir>/fs`` (a size-limited tmpfs when the process may
+mount one, else a plain directory) with ``workspace/`` (the sandbox's workdir) and ``tmp/``.
+File operations work directly on these host directories with confinement checks (a symlink
+pointing out is refused); snapshots are copies under ``<state dir>/snapshots`` restored
+incrementally (see :mod:`rock_env.sandbox.snapshots`). Limits use per-sandbox cgroups (v1)
+where available and rlimits otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from rock_env.errors import PathOutsideSandbox, SandboxFileNotFound, SandboxStartError, SnapshotNotFound
+from rock_env.sandbox import cgroups, mounts
+from rock_env.sandbox.files import extract_tar, tar_stream
+from rock_env.sandbox.models import DEFAULT_DISK, DEFAULT_PIDS, FileInfo, SandboxConfig
+from rock_env.sandbox.runtimes.base import Runtime
+from rock_env.sandbox.snapshots import SnapshotStore
+from rock_env.sandbox.state import ProcessRef, SandboxRecord, is_sandbox_dir
+
+logger = logging.getLogger(__name__)
+
+
+class HostDirRuntime(Runtime):
+    """Base of runtimes whose writable layer is a host directory (local, namespace)."""
+
+    def __init__(self, config: SandboxConfig, sandbox_id: str, state_dir: Path) -> None:
+        super().__init__(config, sandbox_id, state_dir)
+        self.fs = state_dir / "fs"
+        self.workspace = self.fs / "workspace"
+        self.tmp = self.fs / "tmp"
+        self.snapshots = SnapshotStore(self.workspace, state_dir / "snapshots")
+        self.cgroups: cgroups.CgroupSet | None = None
+        self.tmpfs = False
+        self._started = False
+        self._stopped = False
+
+    # --- record ----------------------------------------------------------------------------
+
+    def _remember(
+        self,
+        *,
+        cgroup_paths: list[str] | None = None,
+        mount_points: list[str] | None = None,
+        processes: list[ProcessRef] | None = None,
+    ) -> None:
+        record = SandboxRecord.load(self.state_dir) or SandboxRecord(id=self.sandbox_id, runtime=self.name)
+        record.cgroups.extend(cgroup_paths or [])
+        record.mounts.extend(mount_points or [])
+        record.processes.extend(processes or [])
+        record.save(self.state_dir)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def _limits(self) -> tuple[int | None, int, int]:
+        return (
+            self.config.memory_bytes,
+            self.config.pids or DEFAULT_PIDS,
+            self.config.disk_bytes or DEFAULT_DISK,
+        )
+
+    def _prepare(self) -> None:
+        """Create the writable layer and the cgroups (recorded before they exist)."""
+        memory, pids, disk = self._limits()
+        if cgroups.available():
+            wanted = ("memory",) * (memory is not None) + ("cpu",) * (self.config.cpus is not None)
+            self.cgroups = cgroups.CgroupSet(self.sandbox_id, ("pids", *wanted))
+        elif self.config.memory is not None or self.config.pids is not None or self.config.cpus is not None:
+            logger.warning(
+                "sandbox %s: cgroup v1 is not writable here; memory/pids use rlimits (per process), cpus is ignored",
+                self.sandbox_id,
+            )
+        self.fs.mkdir(parents=True, exist_ok=True)
+        cgroup_paths = [] if self.cgroups is None else [str(p) for p in self.cgroups.paths.values()]
+        self._remember(mount_points=[str(self.fs)], cgroup_paths=cgroup_paths)
+        self.tmpfs = mounts.mount_tmpfs(self.fs, disk)
+        if not self.tmpfs and self.config.disk is not None:
+            logger.warning(
+                "sandbox %s: cannot mount a tmpfs (not root?), so disk=%s is enforced per file only (RLIMIT_FSIZE)",
+                self.sandbox_id,
+                self.config.disk,
+            )
+        self.workspace.mkdir(exist_ok=True)
+        self.tmp.mkdir(exist_ok=True)
+        os.chmod(self.tmp, 0o1777)
+        if self.cgroups is not None:
+            try:
+                self.cgroups.create(memory=memory, pids=pids, cpus=self.config.cpus)
+            except OSError as exc:
+                raise SandboxStartError(f"cannot set up cgroups for sandbox {self.sandbox_id}: {exc}") from exc
+
+    def launcher(self) -> list[str]:
+        """The command prefix of every sandbox process: join the cgroups, or set rlimits without them."""
+        if self.cgroups is not None:
+            return self.cgroups.join_argv()
+        memory, _, disk = self._limits()
+        return cgroups.rlimit_argv(memory=memory, pids=self.config.pids, disk=disk)
+
+    def _teardown(self) -> None:
+        """Kill every process, remove cgroups, unmount and delete the state dir (idempotent)."""
+        if self.cgroups is not None:
+            self.cgroups.remove()
+        for point in mounts.mounted_below(self.state_dir):
+            mounts.unmount(point)
+        if is_sandbox_dir(self.state_dir):
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def oom_kills(self) -> int:
+        """OOM kills counted by the memory cgroup."""
+        return 0 if self.cgroups is None else self.cgroups.oom_kills()
+
+    # --- paths -----------------------------------------------------------------------------
+
+    def _roots(self) -> list[tuple[str, Path]]:
+        return [(self.config.workdir, self.workspace), ("/tmp", self.tmp)]
+
+    def host_path(self, path: str, *, must_exist: bool = False) -> Path:
+        """Map an absolute sandbox path to the host, refusing anything that resolves outside."""
+        for root, host_root in self._roots():
+            if path == root or path.startswith(root.rstrip("/") + "/"):
+                rel = path[len(root) :].lstrip("/")
+                candidate = host_root / rel if rel else host_root
+                break
+        else:
+            raise PathOutsideSandbox(
+                f"{path!r} is outside the sandbox's writable directories ({self.config.workdir}, /tmp); "
+                "use a path relative to the workdir or under one of them"
+            )
+        real_root = os.path.realpath(host_root)
+        resolved = os.path.realpath(candidate)  # symlinks resolved, a dangling final one too
+        if resolved != real_root and not resolved.startswith(real_root + os.sep):
+            raise PathOutsideSandbox(f"{path!r} resolves outside the sandbox (through a symlink); refused")
+        if must_exist and not os.path.lexists(resolved):
+            raise SandboxFileNotFound(f"{path!r} does not exist in the sandbox")
+        return Path(resolved)
+
+    # --- files -----------------------------------------------------------------------------
+
+    def read_file(self, path: str) -> bytes:
+        """Read a file of the writable layer."""
+        host = self.host_path(path, must_exist=True)
+        if host.is_dir():
+            raise SandboxFileNotFound(f"{path!r} is a directory, not a file; use list_dir or download")
+        return host.read_bytes()
+
+    def write_file(self, path: str, data: bytes) -> None:
+        """Write a file, creating parent directories."""
+        host = self.host_path(path)
+        host.parent.mkdir(parents=True, exist_ok=True)
+        self.host_path(os.path.dirname(path) or "/")  # the parents may not be links out either
+        try:
+            with open(host, "wb") as fh:
+                fh.write(data)
+        except IsADirectoryError:
+            raise SandboxFileNotFound(f"{path!r} is a directory; give a file path") from None
+
+    def list_dir(self, path: str) -> list[FileInfo]:
+        """List a directory of the writable layer."""
+        host = self.host_path(path, must_exist=True)
+        if not host.is_dir():
+            raise SandboxFileNotFound(f"{path!r} is not a directory")
+        out = []
+        for entry in sorted(os.scandir(host), key=lambda e: e.name):
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                kind = "symlink"
+            elif stat.S_ISDIR(st.st_mode):
+                kind = "dir"
+            elif stat.S_ISREG(st.st_mode):
+                kind = "file"
+            else:
+                kind = "other"
+            out.append(
+                FileInfo(
+                    name=entry.name,
+                    path=path.rstrip("/") + "/" + entry.name,
+                    type=kind,  # type: ignore[arg-type]
+                    size=st.st_size,
+                    mode=stat.S_IMODE(st.st_mode),
+                    mtime=st.st_mtime,
+                )
+            )
+        return out
+
+    def put_archive(self, dest_dir: str, stream: BinaryIO) -> None:
+        """Extract a tar stream into a directory of the writable layer."""
+        extract_tar(stream, self.host_path(dest_dir))
+
+    def get_archive(self, path: str) -> Iterator[bytes]:
+        """Stream a tar of a file or directory of the writable layer."""
+        host = self.host_path(path, must_exist=True)
+        return tar_stream(host, os.path.basename(path.rstrip("/")) or "workspace")
+
+    # --- snapshots -------------------------------------------------------------------------
+
+    def snapshot(self, snapshot_id: str) -> int:
+        """Copy the workspace to ``snapshots/<id>`` (symlinks kept as links)."""
+        return self.snapshots.take(snapshot_id)
+
+    def restore(self, snapshot_id: str) -> None:
+        """Bring the workspace back to the snapshot, copying only what changed since."""
+        if not self.snapshots.exists(snapshot_id):
+            raise SnapshotNotFound(f"no snapshot {snapshot_id!r} in sandbox {self.sandbox_id}; take one with snapshot()")
+        self.snapshots.restore(snapshot_id)
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        """Remove a snapshot (idempotent)."""
+        self.snapshots.delete(snapshot_id)

@@ -1,0 +1,259 @@
+"""Persistent bash sessions over a pipe, with an end-marker protocol.
+
+A session is ``bash --norc --noprofile`` (no rc files, no prompt hooks) reading commands from
+a pipe. Each command is sent as one line::
+
+    eval $'<command>' </dev/null; printf '%s%d\\n' '<marker>' "$?"
+
+and its output is read until the unique marker (a random per-session token plus a sequence
+number), which carries the exit code. Nothing polls: reads block on the pipe until output or
+the deadline. Because the command is ``eval``'d in the session's shell, ``cd``, exported
+variables and functions persist; stdin is ``/dev/null`` so a command that reads input cannot
+swallow the protocol. A timeout kills every descendant of the shell (walking the process
+tree, repeatedly, so a forking command cannot outrun it) and the session stays usable; if the
+shell itself is stuck (a ``while :; do :; done`` builtin loop) the session is restarted and
+the result says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+from rock_env.errors import SandboxClosed
+from rock_env.sandbox.models import CommandResult, SessionInfo
+from rock_env.sandbox.runtimes.base import ProcessPipe
+
+logger = logging.getLogger(__name__)
+
+#: bash command line of a session (no rc files: root's rc files here run a slow prompt hook)
+BASH_ARGV = ["bash", "--norc", "--noprofile"]
+#: how long to wait for the marker after killing a timed-out command before restarting the shell
+KILL_GRACE = 0.5
+
+# No job control (set -m): with it, a non-interactive bash treats a foreground job killed by
+# SIGINT as its own SIGINT and dies (or, with a trap, drops the rest of the line and the marker).
+_INIT = "set +m +H; unset PROMPT_COMMAND PS1\n"
+
+
+def ansi_c_quote(text: str) -> str:
+    """Quote ``text`` as a bash ``$'...'`` string (safe for any text without NUL)."""
+    escaped = (
+        text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    )
+    return f"$'{escaped}'"
+
+
+def truncation_note(total: int, limit: int) -> str:
+    """The visible marker appended to truncated output."""
+    return f"\n[rock-env: output truncated: the command wrote {total} bytes, only the first {limit} are shown]\n"
+
+
+class OutputBuffer:
+    """Keeps the first ``limit`` bytes of a stream and counts the rest."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.data = bytearray()
+        self.total = 0
+
+    def add(self, chunk: bytes | bytearray | memoryview) -> None:
+        """Append a chunk (beyond the limit only the byte count grows)."""
+        self.total += len(chunk)
+        room = self.limit - len(self.data)
+        if room > 0:
+            self.data += chunk[:room]
+
+    @property
+    def truncated(self) -> bool:
+        """True if bytes were dropped."""
+        return self.total > self.limit
+
+    def text(self) -> str:
+        """The kept bytes as text (invalid UTF-8 replaced), plus the truncation marker if needed."""
+        text = bytes(self.data).decode("utf-8", errors="replace")
+        if self.truncated:
+            text += truncation_note(self.total, self.limit)
+        return text
+
+
+class BashSession:
+    """One persistent bash process inside a sandbox, driven over a :class:`ProcessPipe`.
+
+    ``opener`` starts a fresh bash (used again to restart the session). Thread-safe: commands
+    on one session run one at a time.
+    """
+
+    def __init__(self, name: str, opener: Callable[[], ProcessPipe], *, output_limit: int) -> None:
+        self.name = name
+        self._opener = opener
+        self.output_limit = output_limit
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._commands = 0
+        self._restarted = False
+        self._interrupted = False
+        self._pipe: ProcessPipe | None = None
+        self._closed = False
+        self.created_at = time.time()
+        self._start()
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        self._token = secrets.token_hex(8)
+        self._pipe = self._opener()
+        self._pipe.write(_INIT.encode())
+        result = self._run_locked("true", timeout=30.0, restart_on_hang=False)
+        if result.exit_code != 0:
+            output = result.output.strip()
+            self._pipe.kill()
+            raise SandboxClosed(f"bash session {self.name!r} did not start (exit {result.exit_code}): {output}")
+
+    def _restart(self) -> None:
+        if self._pipe is not None:
+            self._pipe.kill()
+        self._restarted = True
+        self._start()
+
+    @property
+    def pid(self) -> int | None:
+        """Host pid of the process behind the session (if the runtime has one)."""
+        return None if self._pipe is None else self._pipe.pid
+
+    @property
+    def alive(self) -> bool:
+        """True while the bash process runs."""
+        return not self._closed and self._pipe is not None and self._pipe.poll() is None
+
+    def info(self) -> SessionInfo:
+        """Describe the session."""
+        return SessionInfo(
+            name=self.name, pid=self.pid, alive=self.alive, commands=self._commands, created_at=self.created_at
+        )
+
+    def abandon(self) -> None:
+        """Mark the session closed without signalling (its sandbox was destroyed with it)."""
+        self._closed = True
+        if self._pipe is not None:
+            self._pipe.close()
+
+    def close(self) -> None:
+        """Kill the session's bash and everything it started."""
+        self._closed = True
+        if self._pipe is not None:
+            self._pipe.kill()
+
+    # --- commands --------------------------------------------------------------------------
+
+    def run(self, command: str, timeout: float | None = None) -> CommandResult:
+        """Run ``command`` in the session; see :class:`CommandResult` for how it ended."""
+        if self._closed:
+            raise SandboxClosed(f"bash session {self.name!r} was closed; create a new one")
+        with self._lock:
+            restarted = self._restarted
+            if self._pipe is None or self._pipe.poll() is not None:
+                # the shell exited (e.g. the previous command was `exit`): start a fresh one
+                self._restart()
+                restarted = True
+            self._restarted = False
+            self._interrupted = False
+            result = self._run_locked(command, timeout=timeout, restart_on_hang=True)
+            self._commands += 1
+            if restarted and not result.session_restarted:
+                result = result.model_copy(update={"session_restarted": True})
+            return result
+
+    def interrupt(self) -> None:
+        """Send SIGINT (Ctrl-C) to the running command (every process the shell started)."""
+        if self._pipe is not None:
+            self._interrupted = True
+            self._pipe.signal_descendants(signal.SIGINT)
+
+    def _run_locked(self, command: str, *, timeout: float | None, restart_on_hang: bool) -> CommandResult:
+        assert self._pipe is not None
+        pipe = self._pipe
+        self._seq += 1
+        marker = f"__ROCK_END_{self._token}_{self._seq}__:".encode()
+        line = f"eval {ansi_c_quote(command)} </dev/null; printf '%s%d\\n' '{marker.decode()}' \"$?\"\n"
+        started = time.monotonic()
+        deadline = None if timeout is None else started + timeout
+        out = OutputBuffer(self.output_limit)
+        pending = bytearray()
+        timed_out = False
+        try:
+            pipe.write(line.encode())
+        except OSError:
+            return self._ended(out, started, pipe)
+        keep = len(marker) + 12
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                if timed_out:  # the grace after the kill passed too: the shell itself is stuck
+                    out.add(pending)
+                    if restart_on_hang:
+                        self._restart()
+                    return CommandResult(
+                        output=out.text(),
+                        exit_code=None,
+                        duration=time.monotonic() - started,
+                        truncated=out.truncated,
+                        timed_out=True,
+                        session_restarted=restart_on_hang,
+                        output_bytes=out.total,
+                    )
+                timed_out = True
+                pipe.signal_descendants(signal.SIGKILL)
+                deadline = time.monotonic() + KILL_GRACE
+                continue
+            chunk = pipe.read(remaining)
+            if chunk is None:
+                continue
+            if not chunk:
+                return self._ended(out, started, pipe, pending=pending, timed_out=timed_out)
+            pending += chunk
+            index = pending.find(marker)
+            if index >= 0:
+                end = pending.find(b"\n", index + len(marker))
+                if end < 0:
+                    continue  # the exit code is still on its way
+                out.add(pending[:index])
+                code = int(pending[index + len(marker) : end])
+                return CommandResult(
+                    output=out.text(),
+                    exit_code=None if timed_out else code,
+                    duration=time.monotonic() - started,
+                    truncated=out.truncated,
+                    timed_out=timed_out,
+                    interrupted=self._interrupted and not timed_out,
+                    output_bytes=out.total,
+                )
+            if len(pending) > keep:
+                out.add(memoryview(pending)[: len(pending) - keep])
+                del pending[: len(pending) - keep]
+
+    def _ended(
+        self,
+        out: OutputBuffer,
+        started: float,
+        pipe: ProcessPipe,
+        *,
+        pending: bytearray | None = None,
+        timed_out: bool = False,
+    ) -> CommandResult:
+        """The shell exited during the command (``exit N``, killed, sandbox stopped)."""
+        if pending:
+            out.add(pending)
+        code = pipe.wait(timeout=5)
+        return CommandResult(
+            output=out.text(),
+            exit_code=None if timed_out else code,
+            duration=time.monotonic() - started,
+            truncated=out.truncated,
+            timed_out=timed_out,
+            output_bytes=out.total,
+        )

@@ -1,0 +1,278 @@
+"""The FastAPI application of the admin (and of each worker process).
+
+``create_app(settings, role)`` wires the :class:`~rock_env.server.service.Service` to the
+routes, puts a small ASGI gateway in front (token check, body size and body-timeout
+limits) and maps every :class:`~rock_env.errors.RockEnvError` to its ``http_status`` with
+a JSON :class:`~rock_env.protocol.ErrorBody`. Bad input is always a 4xx with a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from rock_env.errors import PayloadTooLarge, RequestInvalid, RockEnvError, Unauthorized
+from rock_env.protocol import EnvResetRequest, EnvStepRequest, ErrorBody, VecStepRequest, error_body
+from rock_env.server.routes.envs import reset_env_op, step_env_op, step_vec_op
+from rock_env.server.service import ANONYMOUS, Service
+from rock_env.server.settings import ServerSettings
+
+logger = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+#: Paths served without a token.
+PUBLIC_PATHS = frozenset({"/api/v1/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+#: Status codes of framework errors -> the error class name we report.
+_HTTP_ERROR_NAMES = {
+    400: "RequestInvalid",
+    401: "Unauthorized",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    408: "RequestTimeout",
+    413: "PayloadTooLarge",
+    415: "RequestInvalid",
+}
+
+
+def json_error(exc: RockEnvError) -> Response:
+    """The response for ``exc``."""
+    return Response(
+        content=error_body(exc).model_dump_json(), status_code=exc.http_status, media_type="application/json"
+    )
+
+
+class Gateway:
+    """ASGI middleware: authentication, request-body size limit and slow-body timeout."""
+
+    def __init__(self, app: Any, service: Service) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        service = self.service
+        owner = ANONYMOUS
+        if service.auth_enabled and scope["path"] not in PUBLIC_PATHS:
+            try:
+                owner = service.authenticate(_token_from(scope))
+            except Unauthorized as exc:
+                service.count_error(exc)
+                await json_error(exc)(scope, receive, send)
+                return
+        scope.setdefault("state", {})["owner"] = owner
+        limit = service.settings.max_body
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared < 0:
+                    await json_error(RequestInvalid(f"bad Content-Length header {value!r}."))(scope, receive, send)
+                    return
+                if declared > limit:
+                    too_large = PayloadTooLarge(
+                        f"request body of {declared} bytes is larger than this server accepts ({limit} bytes); "
+                        "split it (e.g. upload files one by one) or raise server.max_body."
+                    )
+                    service.count_error(too_large)
+                    await json_error(too_large)(scope, receive, send)
+                    return
+                break
+        timeout = service.settings.body_timeout
+        received = 0
+
+        async def guarded_receive() -> Message:
+            nonlocal received
+            try:
+                async with asyncio.timeout(timeout):
+                    message = await receive()
+            except TimeoutError:
+                raise StarletteHTTPException(
+                    408, f"the client sent no request data for {timeout:.0f}s; send the whole body promptly."
+                ) from None
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise StarletteHTTPException(
+                        413, f"request body larger than this server accepts ({limit} bytes); raise server.max_body."
+                    )
+            return message
+
+        if scope["method"] == "POST":
+            fast = _fast_route(scope["path"])
+            if fast is not None:
+                await self._fast(scope, guarded_receive, send, owner, *fast)
+                return
+        await self.app(scope, guarded_receive, send)
+
+    async def _fast(self, scope: Scope, receive: Receive, send: Send, owner: str, kind: str, obj: str, op: str) -> None:
+        """Serve env reset/step and vector step without the framework's routing (the hot path).
+
+        The same routes exist in FastAPI (and in /openapi.json); this only skips its routing
+        and dependency machinery, which costs more than the env step itself.
+        """
+        service = self.service
+        try:
+            chunks = []
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+            raw = b"".join(chunks)
+            path = scope["path"]
+            try:
+                if kind == "vecs":
+                    content = await step_vec_op(service, owner, obj, VecStepRequest.model_validate_json(raw).actions)
+                elif op == "step":
+                    content = await step_env_op(service, owner, obj, EnvStepRequest.model_validate_json(raw).action)
+                else:
+                    content = await reset_env_op(service, owner, obj, EnvResetRequest.model_validate_json(raw))
+            except ValidationError as exc:
+                parts = [
+                    f"{'.'.join(str(p) for p in err.get('loc', ())) or 'body'}: {err.get('msg', 'invalid')}"
+                    for err in exc.errors()[:10]
+                ]
+                raise RequestInvalid(f"invalid request to POST {path}: " + "; ".join(parts)) from None
+        except RockEnvError as exc:
+            service.count_error(exc)
+            await json_error(exc)(scope, receive, send)
+            return
+        except StarletteHTTPException as exc:
+            name = _HTTP_ERROR_NAMES.get(exc.status_code, "RequestInvalid")
+            body = ErrorBody(error=name, message=str(exc.detail), status=exc.status_code)
+            service.metrics.inc("errors_total", "Errors returned, by type.", type=name)
+            content, status = body.model_dump_json().encode(), exc.status_code
+        else:
+            status = 200
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": content})
+
+
+def _fast_route(path: str) -> tuple[str, str, str] | None:
+    """``("envs", id, "step"|"reset")`` or ``("vecs", id, "step")`` for the hot paths, else None."""
+    if path.startswith("/api/v1/envs/"):
+        kind, rest = "envs", path[13:]
+    elif path.startswith("/api/v1/vecs/"):
+        kind, rest = "vecs", path[13:]
+    else:
+        return None
+    obj, sep, op = rest.partition("/")
+    if not sep or not obj or (op != "step" and (kind == "vecs" or op != "reset")):
+        return None
+    return kind, obj, op
+
+
+def _token_from(scope: Scope) -> str | None:
+    for key, value in scope["headers"]:
+        if key == b"authorization":
+            text = value.decode("latin-1").strip()
+            scheme, _, rest = text.partition(" ")
+            return rest.strip() if scheme.lower() == "bearer" else text
+        if key == b"x-api-key":
+            return str(value.decode("latin-1").strip())
+    return None
+
+
+def install_error_handlers(app: FastAPI, service: Service) -> None:
+    """Map our errors, validation errors and framework errors to JSON 4xx answers."""
+
+    async def on_rock_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RockEnvError)
+        service.count_error(exc)
+        if exc.http_status >= 500:
+            logger.warning("%s %s -> %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+        return json_error(exc)
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        parts = []
+        for err in exc.errors()[:10]:
+            loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+            parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+        error = RequestInvalid(f"invalid request to {request.method} {request.url.path}: " + "; ".join(parts))
+        service.count_error(error)
+        return json_error(error)
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        name = _HTTP_ERROR_NAMES.get(exc.status_code, "RequestInvalid")
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no route {request.method} {request.url.path}; see /openapi.json for the API."
+        if exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}; see /openapi.json."
+        body = ErrorBody(error=name, message=detail, status=exc.status_code)
+        service.metrics.inc("errors_total", "Errors returned, by type.", type=name)
+        headers = getattr(exc, "headers", None)
+        return Response(
+            body.model_dump_json(), status_code=exc.status_code, media_type="application/json", headers=headers
+        )
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        logger.exception("unexpected error in %s %s", request.method, request.url.path)
+        service.metrics.inc("errors_total", "Errors returned, by type.", type="InternalError")
+        body = ErrorBody(error="RockEnvError", message=f"internal error: {type(exc).__name__}: {exc}", status=500)
+        return Response(body.model_dump_json(), status_code=500, media_type="application/json")
+
+    app.add_exception_handler(RockEnvError, on_rock_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+def create_app(settings: ServerSettings | None = None, role: Literal["admin", "worker"] = "admin") -> FastAPI:
+    """Build the app; the service starts and stops with the app's lifespan."""
+    from rock_env import __version__
+    from rock_env.server.routes import compat, envs, sandboxes, system
+
+    settings = settings or ServerSettings()
+    service = Service(settings, role=role)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.startup()
+        try:
+            yield
+        finally:
+            await service.shutdown()
+
+    app = FastAPI(
+        title="rock-env admin" if role == "admin" else "rock-env worker",
+        version=__version__,
+        description="Envs and sandboxes for agentic RL over HTTP. Errors are JSON ErrorBody objects.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    install_error_handlers(app, service)
+    app.include_router(system.router)
+    app.include_router(envs.router)
+    app.include_router(sandboxes.router)
+    app.include_router(compat.router)
+    app.include_router(system.metrics_router)
+    app.add_middleware(Gateway, service=service)
+    return app

@@ -1,0 +1,59 @@
+"""``rock-env admin start [OVERRIDES...]``: the admin server with its embedded worker.
+
+    rock-env admin start                                # 127.0.0.1:8080, state in ~/.rock-env/admin
+    rock-env admin start server.port=9000 runtime=docker limits=small
+    ROCK_ENV_TOKEN=... rock-env admin start server=public
+
+Overrides are Hydra's (groups ``server``, ``worker``, ``limits``, ``runtime``); ``--cfg``
+prints the composed config and exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from rock_env.server.config import admin_settings, compose
+
+_USAGE = """usage: rock-env admin start [--cfg] [KEY=VALUE ...]
+
+Run the admin server (FastAPI + uvicorn) with an embedded worker.
+
+examples:
+  rock-env admin start
+  rock-env admin start server.port=9000 runtime=docker
+  rock-env admin start server=public server.token=$(openssl rand -hex 16) limits=small
+"""
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of ``rock-env admin``."""
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print(_USAGE)
+        return 0 if argv else 2
+    if argv[0] != "start":
+        print(f"rock-env admin: unknown subcommand {argv[0]!r}\n\n{_USAGE}", file=sys.stderr)
+        return 2
+    rest = argv[1:]
+    show = "--cfg" in rest
+    overrides = [a for a in rest if a != "--cfg"]
+    cfg = compose("serve_admin", overrides)
+    if show:
+        from omegaconf import OmegaConf
+
+        print(OmegaConf.to_yaml(cfg))
+        return 0
+    settings, extra = admin_settings(cfg)
+    settings.check_bind()
+    logging.getLogger().setLevel(settings.log_level.upper())
+    from rock_env.server.app import create_app
+    from rock_env.server.runner import bind_socket, serve_on
+
+    sock = bind_socket(settings.host, settings.port)
+    port = sock.getsockname()[1]
+    if extra.get("port_file"):
+        Path(str(extra["port_file"])).write_text(str(port))
+    print(f"rock-env admin listening on http://{settings.host}:{port} (state in {settings.data_path()})", flush=True)
+    serve_on(create_app(settings, role="admin"), sock, settings.log_level)
+    return 0

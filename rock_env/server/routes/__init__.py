@@ -1,0 +1,1 @@
+"""HTTP routes: ``system`` (health, metrics, workers), ``envs``, ``sandboxes``, ``compat`` (ROCK's paths)."""

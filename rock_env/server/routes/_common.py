@@ -1,0 +1,123 @@
+"""Helpers shared by the route modules."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import httpx
+from fastapi import Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from rock_env.errors import EnvInstanceNotFound, RockEnvError, SandboxNotFound, WorkerLost
+from rock_env.protocol import exception_from_body
+from rock_env.server.service import Service
+from rock_env.server.store import ObjectRecord
+
+M = TypeVar("M", bound=BaseModel)
+JSON = "application/json"
+
+
+def service_of(request: Request) -> Service:
+    """The service behind the app."""
+    svc: Service = request.app.state.service
+    return svc
+
+
+def owner_of(request: Request) -> str:
+    """The token name the gateway authenticated (``anonymous`` without auth)."""
+    return str(request.scope.get("state", {}).get("owner", "anonymous"))
+
+
+def model_response(model: BaseModel, status_code: int = 200) -> Response:
+    """A JSON response from a wire model (serialised by pydantic-core)."""
+    return Response(model.model_dump_json(), status_code=status_code, media_type=JSON)
+
+
+def raw_json(content: bytes) -> Response:
+    """A JSON response from bytes that are JSON already."""
+    return Response(content, media_type=JSON)
+
+
+def check_peer_response(svc: Service, rec: ObjectRecord | None, resp: httpx.Response) -> bytes:
+    """The body of a worker's answer, or raise the error it carries (the same class)."""
+    if resp.status_code < 400:
+        return resp.content
+    try:
+        data: Any = resp.json()
+    except ValueError:
+        data = {"error": "RemoteError", "message": resp.text[:500]}
+    exc = exception_from_body(data if isinstance(data, dict) else {"message": str(data)})
+    if rec is not None and isinstance(exc, (EnvInstanceNotFound, SandboxNotFound)):
+        svc._mark_lost([rec.id], f"worker {rec.worker_id!r} no longer has it (the worker restarted)")
+        raise WorkerLost(f"{rec.kind} {rec.id!r} is gone: its worker {rec.worker_id!r} restarted. Make a new one.")
+    raise exc
+
+
+def parse_peer(svc: Service, rec: ObjectRecord | None, resp: httpx.Response, model: type[M]) -> M:
+    """Parse a worker's answer into ``model`` (or raise its error)."""
+    return model.model_validate_json(check_peer_response(svc, rec, resp))
+
+
+async def forward(
+    svc: Service,
+    rec: ObjectRecord,
+    method: str,
+    path: str,
+    body: bytes | None,
+    params: dict[str, str] | None = None,
+) -> bytes:
+    """Send the request on to the worker hosting ``rec``; its JSON answer, or raise its error."""
+    entry = svc.entry_of(rec)
+    assert entry.peer is not None
+    resp = await entry.peer.request(
+        method,
+        path,
+        content=body,
+        params=params,
+        headers={"content-type": JSON},
+        what=f"forwarding {method} {path}",
+    )
+    return check_peer_response(svc, rec, resp)
+
+
+__all__ = [
+    "JSON",
+    "RockEnvError",
+    "check_peer_response",
+    "forward",
+    "model_response",
+    "owner_of",
+    "parse_peer",
+    "raw_json",
+    "service_of",
+]
+
+
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` that documents a JSON body parsed by :func:`parse_body`."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": model.model_json_schema(ref_template="#/components/schemas/{model}")}
+            },
+        }
+    }
+
+
+async def parse_body(request: Request, model: type[M]) -> M:
+    """Parse the JSON body straight with pydantic-core (the hot routes skip FastAPI's body machinery)."""
+    from pydantic import ValidationError
+
+    from rock_env.errors import RequestInvalid
+
+    raw = await request.body()
+    try:
+        return model.model_validate_json(raw or b"")
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors()[:10]:
+            loc = ".".join(str(p) for p in err.get("loc", ())) or "body"
+            parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+        raise RequestInvalid(f"invalid request to {request.method} {request.url.path}: " + "; ".join(parts)) from None

@@ -1,0 +1,383 @@
+"""Env and vector-env routes: make, reset, step (single and batched), close, list."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from rock_env.errors import RockEnvError
+from rock_env.protocol import (
+    OBJECT_ID_HEADER,
+    BatchStepRequest,
+    BatchStepResponse,
+    BatchStepResult,
+    EnvInfo,
+    EnvList,
+    EnvMakeRequest,
+    EnvResetRequest,
+    EnvResetResponse,
+    EnvStepRequest,
+    EnvStepResponse,
+    ErrorBody,
+    Ok,
+    VecInfo,
+    VecMakeRequest,
+    VecResetRequest,
+    VecResetResponse,
+    VecStepRequest,
+    VecStepResponse,
+    error_body,
+)
+from rock_env.server.routes._common import (
+    JSON,
+    body_schema,
+    check_peer_response,
+    forward,
+    model_response,
+    owner_of,
+    parse_body,
+    parse_peer,
+    raw_json,
+    service_of,
+)
+from rock_env.server.service import Service, new_id
+
+router = APIRouter(prefix="/api/v1", tags=["envs"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorBody, "description": "a RockEnvError; `error` names its class"},
+}
+
+
+def _forced_id(svc: Service, request: Request, kind: str) -> str:
+    forced = request.headers.get(OBJECT_ID_HEADER) if svc.role == "worker" else None
+    return forced or new_id(kind)
+
+
+# --- operations shared with the ROCK-compatible routes ----------------------------------------
+
+
+async def make_env_op(svc: Service, request: Request, body: EnvMakeRequest) -> EnvInfo:
+    """Place and build one env; returns its info."""
+    import rock_env
+
+    owner = owner_of(request)
+    spec = await svc.blocking(rock_env.spec, body.env_id)
+    svc.check_quota(owner, "env", 1)
+    entry = svc.place(1, what=f"env {spec.id!r}")
+    obj_id = _forced_id(svc, request, "env")
+    svc.reserve(obj_id)
+    started = time.perf_counter()
+    try:
+        if entry.embedded:
+            assert svc.worker is not None
+            info = await svc.blocking(svc.worker.make_env, obj_id, body)
+        else:
+            assert entry.peer is not None
+            resp = await entry.peer.request(
+                "POST",
+                "/api/v1/envs",
+                content=body.model_dump_json().encode(),
+                headers=svc.object_headers(obj_id),
+                what=f"making env {spec.id!r}",
+            )
+            info = parse_peer(svc, None, resp, EnvInfo)
+        svc.add_record(obj_id, "env", entry, owner, 1, body.model_dump(), info.model_dump(), body.idle_ttl)
+    finally:
+        svc.release(obj_id)
+    svc.observe("env_make", time.perf_counter() - started)
+    return info
+
+
+async def reset_env_op(svc: Service, owner: str, env: str, body: EnvResetRequest) -> bytes:
+    """Reset one env; the JSON of an EnvResetResponse."""
+    rec = svc.lookup(env, ("env",), owner)
+    started = time.perf_counter()
+    if svc.is_local(rec):
+        worker = svc.worker
+        assert worker is not None
+        if worker.is_blocking_env(env):
+            result = await svc.blocking(worker.env_reset, env, body)
+        else:
+            result = worker.env_reset(env, body)
+        content = result.model_dump_json().encode()
+    else:
+        content = await forward(svc, rec, "POST", f"/api/v1/envs/{env}/reset", body.model_dump_json().encode())
+    svc.observe("env_reset", time.perf_counter() - started)
+    return content
+
+
+async def step_env_op(svc: Service, owner: str, env: str, action: str) -> bytes:
+    """Step one env; the JSON of an EnvStepResponse."""
+    rec = svc.lookup(env, ("env",), owner)
+    started = time.perf_counter()
+    if svc.is_local(rec):
+        worker = svc.worker
+        assert worker is not None
+        if worker.is_blocking_env(env):
+            result = await svc.blocking(worker.env_step, env, action)
+        else:
+            result = worker.env_step(env, action)
+        content = result.model_dump_json().encode()
+    else:
+        payload = EnvStepRequest(action=action).model_dump_json().encode()
+        content = await forward(svc, rec, "POST", f"/api/v1/envs/{env}/step", payload)
+    svc.observe("env_step", time.perf_counter() - started)
+    svc.metrics.inc("env_steps_total", "Env steps served (vector sub-env steps included).")
+    return content
+
+
+async def close_env_op(svc: Service, request: Request, env: str) -> None:
+    """Close one env (a lost env is just forgotten)."""
+    rec = svc.records.get(env)
+    if rec is not None and rec.kind == "env" and rec.status != "live" and rec.owner == owner_of(request):
+        svc.drop_record(env)
+        return
+    rec = svc.lookup(env, ("env",), owner_of(request))
+    if svc.is_local(rec):
+        svc.drop_record(env)
+        assert svc.worker is not None
+        await svc.blocking(svc.worker.close_env, env)
+    else:
+        svc.drop_record(env)
+        await forward(svc, rec, "DELETE", f"/api/v1/envs/{env}", None)
+
+
+# --- single envs ----------------------------------------------------------------------------
+
+
+@router.post("/envs", response_model=EnvInfo, responses=_ERRORS, summary="Make an env")
+async def make_env(body: EnvMakeRequest, request: Request) -> Response:
+    """Build a registered env on a worker; later requests use the returned ``id``."""
+    return model_response(await make_env_op(service_of(request), request, body))
+
+
+@router.get("/envs", response_model=EnvList, responses=_ERRORS, summary="List envs")
+async def list_envs(request: Request) -> Response:
+    """The caller's envs (live and lost)."""
+    svc = service_of(request)
+    infos = [
+        EnvInfo.model_validate(r.info | {"status": r.status, "last_used": r.last_used})
+        for r in svc.records_of(owner_of(request), "env")
+    ]
+    return model_response(EnvList(envs=infos))
+
+
+@router.get("/envs/{env}", response_model=EnvInfo, responses=_ERRORS, summary="Describe an env")
+async def get_env(env: str, request: Request) -> Response:
+    """One env's info."""
+    svc = service_of(request)
+    rec = svc.lookup(env, ("env",), owner_of(request))
+    return model_response(EnvInfo.model_validate(rec.info | {"status": rec.status, "last_used": rec.last_used}))
+
+
+@router.post(
+    "/envs/{env}/reset",
+    response_model=EnvResetResponse,
+    responses=_ERRORS,
+    summary="Reset an env",
+    openapi_extra=body_schema(EnvResetRequest),
+)
+async def reset_env(env: str, request: Request) -> Response:
+    """Start a new episode: ``(observation, info)``."""
+    body = await parse_body(request, EnvResetRequest)
+    return raw_json(await reset_env_op(service_of(request), owner_of(request), env, body))
+
+
+@router.post(
+    "/envs/{env}/step",
+    response_model=EnvStepResponse,
+    responses=_ERRORS,
+    summary="Step an env",
+    openapi_extra=body_schema(EnvStepRequest),
+)
+async def step_env(env: str, request: Request) -> Response:
+    """Apply one action: ``(observation, reward, terminated, truncated, info)``."""
+    body = await parse_body(request, EnvStepRequest)
+    return raw_json(await step_env_op(service_of(request), owner_of(request), env, body.action))
+
+
+@router.delete("/envs/{env}", response_model=Ok, responses=_ERRORS, summary="Close an env")
+async def close_env(env: str, request: Request) -> Response:
+    """Close the env and free its slot."""
+    await close_env_op(service_of(request), request, env)
+    return model_response(Ok())
+
+
+@router.post(
+    "/batch/step",
+    response_model=BatchStepResponse,
+    responses=_ERRORS,
+    summary="Step many envs",
+    openapi_extra=body_schema(BatchStepRequest),
+)
+async def batch_step(request: Request) -> Response:
+    """Step many envs in one request; a failing env reports its error, the others still step."""
+    body = await parse_body(request, BatchStepRequest)
+    svc = service_of(request)
+    owner = owner_of(request)
+    started = time.perf_counter()
+    results: list[BatchStepResult | None] = [None] * len(body.steps)
+    local: list[tuple[int, str, str]] = []
+    remote: dict[str, list[tuple[int, str, str]]] = {}
+    for i, item in enumerate(body.steps):
+        try:
+            rec = svc.lookup(item.env, ("env",), owner)
+            if svc.is_local(rec):
+                local.append((i, item.env, item.action))
+            else:
+                svc.entry_of(rec)
+                remote.setdefault(rec.worker_id, []).append((i, item.env, item.action))
+        except RockEnvError as exc:
+            results[i] = BatchStepResult(error=error_body(exc))
+
+    def step_local() -> None:
+        worker = svc.worker
+        assert worker is not None
+        for i, env, action in local:
+            try:
+                results[i] = BatchStepResult.model_construct(result=worker.env_step(env, action), error=None)
+            except RockEnvError as exc:
+                results[i] = BatchStepResult(error=error_body(exc))
+
+    async def step_remote(worker_id: str, items: list[tuple[int, str, str]]) -> None:
+        entry = svc.workers[worker_id]
+        sub = BatchStepRequest.model_validate({"steps": [{"env": env, "action": action} for _, env, action in items]})
+        try:
+            assert entry.peer is not None
+            resp = await entry.peer.request(
+                "POST", "/api/v1/batch/step", content=sub.model_dump_json().encode(), headers={"content-type": JSON}
+            )
+            answer = BatchStepResponse.model_validate_json(check_peer_response(svc, None, resp))
+            for (i, _, _), res in zip(items, answer.results, strict=True):
+                results[i] = res
+        except RockEnvError as exc:
+            for i, _, _ in items:
+                results[i] = BatchStepResult(error=error_body(exc))
+
+    tasks = [asyncio.create_task(step_remote(w, items)) for w, items in remote.items()]
+    if local:
+        worker = svc.worker
+        assert worker is not None
+        if any(worker.is_blocking_env(env) for _, env, _ in local):
+            await svc.blocking(step_local)
+        else:
+            step_local()
+    if tasks:
+        await asyncio.gather(*tasks)
+    svc.observe("batch_step", time.perf_counter() - started)
+    svc.metrics.inc("env_steps_total", "Env steps served (vector sub-env steps included).", amount=len(body.steps))
+    return model_response(BatchStepResponse.model_construct(results=results))
+
+
+# --- vector envs ----------------------------------------------------------------------------
+
+
+@router.post("/vecs", response_model=VecInfo, responses=_ERRORS, summary="Make a vector env", tags=["vecs"])
+async def make_vec(body: VecMakeRequest, request: Request) -> Response:
+    """Build ``num_envs`` copies of an env on one worker, stepped together in one request."""
+    import rock_env
+
+    svc = service_of(request)
+    owner = owner_of(request)
+    spec = await svc.blocking(rock_env.spec, body.env_id)
+    svc.check_quota(owner, "vec", body.num_envs)
+    entry = svc.place(body.num_envs, what=f"vector env of {body.num_envs} x {spec.id!r}")
+    obj_id = _forced_id(svc, request, "vec")
+    svc.reserve(obj_id)
+    try:
+        if entry.embedded:
+            assert svc.worker is not None
+            info = await svc.blocking(svc.worker.make_vec, obj_id, body)
+        else:
+            assert entry.peer is not None
+            resp = await entry.peer.request(
+                "POST",
+                "/api/v1/vecs",
+                content=body.model_dump_json().encode(),
+                headers=svc.object_headers(obj_id),
+                what=f"making a vector env of {spec.id!r}",
+            )
+            info = parse_peer(svc, None, resp, VecInfo)
+        svc.add_record(obj_id, "vec", entry, owner, body.num_envs, body.model_dump(), info.model_dump(), body.idle_ttl)
+    finally:
+        svc.release(obj_id)
+    return model_response(info)
+
+
+@router.get("/vecs/{vec}", response_model=VecInfo, responses=_ERRORS, summary="Describe a vector env", tags=["vecs"])
+async def get_vec(vec: str, request: Request) -> Response:
+    """One vector env's info."""
+    rec = service_of(request).lookup(vec, ("vec",), owner_of(request))
+    return model_response(VecInfo.model_validate(rec.info | {"status": rec.status, "last_used": rec.last_used}))
+
+
+@router.post(
+    "/vecs/{vec}/reset", response_model=VecResetResponse, responses=_ERRORS, summary="Reset a vector env", tags=["vecs"]
+)
+async def reset_vec(vec: str, body: VecResetRequest, request: Request) -> Response:
+    """Reset all sub-envs."""
+    svc = service_of(request)
+    rec = svc.lookup(vec, ("vec",), owner_of(request))
+    if svc.is_local(rec):
+        assert svc.worker is not None
+        result = await svc.blocking(svc.worker.vec_reset, vec, body)
+        return model_response(result)
+    return raw_json(await forward(svc, rec, "POST", f"/api/v1/vecs/{vec}/reset", body.model_dump_json().encode()))
+
+
+@router.post(
+    "/vecs/{vec}/step",
+    response_model=VecStepResponse,
+    responses=_ERRORS,
+    summary="Step a vector env",
+    tags=["vecs"],
+    openapi_extra=body_schema(VecStepRequest),
+)
+async def step_vec(vec: str, request: Request) -> Response:
+    """One action per sub-env; autoreset as configured at make time."""
+    body = await parse_body(request, VecStepRequest)
+    return raw_json(await step_vec_op(service_of(request), owner_of(request), vec, body.actions))
+
+
+async def step_vec_op(svc: Service, owner: str, vec: str, actions: list[str]) -> bytes:
+    """Step a vector env; the JSON of a VecStepResponse."""
+    rec = svc.lookup(vec, ("vec",), owner)
+    started = time.perf_counter()
+    if svc.is_local(rec):
+        worker = svc.worker
+        assert worker is not None
+        if len(actions) <= 1024:
+            result = worker.vec_step(vec, actions)
+        else:
+            result = await svc.blocking(worker.vec_step, vec, actions)
+        content = result.model_dump_json().encode()
+    else:
+        payload = VecStepRequest.model_construct(actions=actions).model_dump_json().encode()
+        content = await forward(svc, rec, "POST", f"/api/v1/vecs/{vec}/step", payload)
+    svc.observe("vec_step", time.perf_counter() - started)
+    svc.metrics.inc("env_steps_total", "Env steps served (vector sub-env steps included).", amount=len(actions))
+    return content
+
+
+@router.delete("/vecs/{vec}", response_model=Ok, responses=_ERRORS, summary="Close a vector env", tags=["vecs"])
+async def close_vec(vec: str, request: Request) -> Response:
+    """Close all sub-envs."""
+    svc = service_of(request)
+    owner = owner_of(request)
+    rec = svc.records.get(vec)
+    if rec is not None and rec.kind == "vec" and rec.status != "live" and rec.owner == owner:
+        svc.drop_record(vec)
+        return model_response(Ok())
+    rec = svc.lookup(vec, ("vec",), owner)
+    svc.drop_record(vec)
+    if svc.is_local(rec):
+        assert svc.worker is not None
+        await svc.blocking(svc.worker.close_vec, vec)
+    else:
+        await forward(svc, rec, "DELETE", f"/api/v1/vecs/{vec}", None)
+    return model_response(Ok())

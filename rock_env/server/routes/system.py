@@ -1,0 +1,89 @@
+"""Health, metrics and worker routes (registration and heartbeats of remote workers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse, Response
+
+from rock_env.errors import RequestInvalid
+from rock_env.protocol import (
+    ErrorBody,
+    Health,
+    WorkerHeartbeatRequest,
+    WorkerHeartbeatResponse,
+    WorkerList,
+    WorkerRegisterRequest,
+)
+from rock_env.server.routes._common import model_response, service_of
+
+router = APIRouter(prefix="/api/v1", tags=["system"])
+_ERRORS: dict[int | str, dict[str, Any]] = {"4XX": {"model": ErrorBody, "description": "a RockEnvError; `error` names its class"}}
+
+
+@router.get("/health", response_model=Health, summary="Health")
+async def health(request: Request) -> Response:
+    """Liveness and a summary; served without a token."""
+    from rock_env import __version__
+
+    svc = service_of(request)
+    live = [r for r in svc.records.values() if r.status == "live"]
+    return model_response(
+        Health(
+            version=__version__,
+            role=svc.role,
+            workers=sum(1 for w in svc.workers.values() if w.status == "alive"),
+            envs=sum(r.size for r in live if r.kind in ("env", "vec")),
+            sandboxes=sum(1 for r in live if r.kind == "sandbox"),
+        )
+    )
+
+
+@router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+async def metrics_v1(request: Request) -> Response:
+    """Live objects, steps, latency histograms and errors by type (Prometheus text format)."""
+    return PlainTextResponse(service_of(request).metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+@router.get("/workers", response_model=WorkerList, responses=_ERRORS, summary="List workers", tags=["workers"])
+async def list_workers(request: Request) -> Response:
+    """Workers with capacity, used slots and status."""
+    return model_response(WorkerList(workers=service_of(request).worker_infos()))
+
+
+@router.post(
+    "/workers", response_model=WorkerHeartbeatResponse, responses=_ERRORS, summary="Register a worker", tags=["workers"]
+)
+async def register_worker(body: WorkerRegisterRequest, request: Request) -> Response:
+    """A worker joins; the answer lists orphans it must close."""
+    svc = service_of(request)
+    if svc.role != "admin":
+        raise RequestInvalid("this is a worker, not an admin: register workers with the admin's URL.")
+    if not body.url.startswith(("http://", "https://")):
+        raise RequestInvalid(f"worker url must start with http:// or https://, got {body.url!r}.")
+    return model_response(svc.register_worker(body))
+
+
+@router.post(
+    "/workers/{worker_id}/heartbeat",
+    response_model=WorkerHeartbeatResponse,
+    responses=_ERRORS,
+    summary="Worker heartbeat",
+    tags=["workers"],
+)
+async def heartbeat(worker_id: str, body: WorkerHeartbeatRequest, request: Request) -> Response:
+    """A worker is alive; reports what it hosts."""
+    svc = service_of(request)
+    if svc.role != "admin":
+        raise RequestInvalid("this is a worker, not an admin.")
+    return model_response(svc.heartbeat(worker_id, body))
+
+
+metrics_router = APIRouter(tags=["system"])
+
+
+@metrics_router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+async def metrics(request: Request) -> Response:
+    """The same as ``/api/v1/metrics`` at the conventional path."""
+    return PlainTextResponse(service_of(request).metrics.render(), media_type="text/plain; version=0.0.4")

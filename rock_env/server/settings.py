@@ -1,0 +1,109 @@
+"""Settings of the admin and worker processes (built from the Hydra groups server/worker/limits)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rock_env.errors import ConfigError
+from rock_env.protocol import DEFAULT_MAX_BODY
+
+TOKEN_ENV_VAR = "ROCK_ENV_TOKEN"
+
+
+class Limits(BaseModel):
+    """Per-token quotas; ``None``: unlimited."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_envs: int | None = Field(default=None, ge=0, description="live envs (vector sub-envs count one each)")
+    max_sandboxes: int | None = Field(default=None, ge=0)
+
+
+class TokenSpec(BaseModel):
+    """One API token, its name (shown in logs and metrics, never the token) and its quotas."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    token: str = Field(min_length=8)
+    limits: Limits | None = None
+
+
+class ServerSettings(BaseModel):
+    """Everything an admin (or worker) process needs to serve."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    data_dir: str = "~/.rock-env/admin"
+    #: A single API token (or ``$ROCK_ENV_TOKEN``); more tokens with their own quotas in ``tokens``.
+    token: str | None = None
+    tokens: list[TokenSpec] = Field(default_factory=list)
+    #: Default quotas of a token that has none of its own (and of anonymous loopback use).
+    limits: Limits = Field(default_factory=Limits)
+    #: Close envs idle this long (seconds, ``None``: never) unless the request sets its own.
+    env_idle_ttl: float | None = Field(default=900.0, gt=0)
+    sandbox_idle_ttl: float | None = Field(default=1800.0, gt=0)
+    reap_interval: float = Field(default=5.0, gt=0)
+    heartbeat_interval: float = Field(default=2.0, gt=0)
+    heartbeat_timeout: float = Field(default=10.0, gt=0)
+    #: Keep records of lost objects this long so that clients get ``WorkerLost``, not "not found".
+    lost_retention: float = Field(default=3600.0, ge=0)
+    max_body: int = Field(default=DEFAULT_MAX_BODY, gt=0)
+    #: A client that sends no body byte for this long gets 408.
+    body_timeout: float = Field(default=30.0, gt=0)
+    embedded_worker: bool = True
+    worker_id: str = "embedded"
+    slots: int = Field(default=4096, ge=1)
+    #: Default sandbox settings (the Hydra ``runtime`` group): name, image, cpus, memory, ...
+    runtime: dict[str, Any] = Field(default_factory=dict)
+    log_level: str = "info"
+
+    def all_tokens(self) -> list[TokenSpec]:
+        """Configured tokens, plus ``token`` / ``$ROCK_ENV_TOKEN`` as the token named ``default``."""
+        out = list(self.tokens)
+        single = self.token or os.environ.get(TOKEN_ENV_VAR) or None
+        if single:
+            if len(single) < 8:
+                raise ConfigError(f"the API token must be at least 8 characters (got {len(single)}); use a random one.")
+            out.append(TokenSpec(name="default", token=single))
+        return out
+
+    def data_path(self) -> Path:
+        """The data directory (created on demand)."""
+        return Path(os.path.expanduser(self.data_dir))
+
+    def check_bind(self) -> None:
+        """Refuse a non-loopback address without a token."""
+        if self.all_tokens():
+            return
+        if not is_loopback(self.host):
+            raise ConfigError(
+                f"refusing to listen on {self.host!r} without an API token: anyone on the network could run "
+                f"commands. Set server.token=... or ${TOKEN_ENV_VAR}, or bind 127.0.0.1."
+            )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address or ``localhost``."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def settings_from(data: dict[str, Any]) -> ServerSettings:
+    """Validate a plain dict into settings, with a ConfigError that names the bad keys."""
+    try:
+        return ServerSettings.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid server settings: {problems}") from exc

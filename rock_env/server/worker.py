@@ -1,0 +1,378 @@
+"""A worker hosts envs, vector envs and sandboxes in its own process.
+
+The admin's embedded worker and every ``rock-env worker start`` process use this class.
+Its methods are synchronous and take wire models; the server calls the cheap env ones
+inline on its event loop and the ones that may block (sandboxes, sandbox-backed envs) in
+a thread. Each hosted object has its own lock, so two requests never drive one object at
+the same time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rock_env.errors import (
+    EnvInstanceNotFound,
+    InvalidAction,
+    InvalidArgument,
+    RockEnvError,
+    SandboxNotFound,
+)
+from rock_env.protocol import (
+    EnvInfo,
+    EnvMakeRequest,
+    EnvResetRequest,
+    EnvResetResponse,
+    EnvStepResponse,
+    SandboxPlacement,
+    VecInfo,
+    VecMakeRequest,
+    VecResetRequest,
+    VecResetResponse,
+    VecStepResponse,
+    WorkerCapacity,
+    jsonable,
+    pack_tree,
+    unpack_tree,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Exceptions from env code that mean "this input made no sense" rather than "the server broke".
+_INPUT_ERRORS = (ValueError, TypeError, KeyError, IndexError)
+
+
+@dataclass
+class _Slot:
+    obj: Any
+    info: Any
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def detect_runtimes() -> list[str]:
+    """Sandbox runtimes usable on this host: ``local`` always, ``namespace`` with bwrap, ``docker``."""
+    runtimes = ["local"]
+    if shutil.which("bwrap"):
+        runtimes.append("namespace")
+    if shutil.which("docker") and os.path.exists("/var/run/docker.sock"):
+        runtimes.append("docker")
+    return runtimes
+
+
+def default_capacity(slots: int = 4096) -> WorkerCapacity:
+    """This host's CPUs, memory and runtimes."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        memory = 0
+    return WorkerCapacity(cpus=float(os.cpu_count() or 1), memory=memory, slots=slots, runtimes=detect_runtimes())
+
+
+def _wrap_env_error(exc: Exception, what: str) -> RockEnvError:
+    if isinstance(exc, RockEnvError):
+        return exc
+    if isinstance(exc, _INPUT_ERRORS):
+        return InvalidAction(f"{what} rejected the input: {type(exc).__name__}: {exc}")
+    return RockEnvError(f"{what} failed: {type(exc).__name__}: {exc}")
+
+
+class Worker:
+    """Hosts objects by id. Not a server: :mod:`rock_env.server.service` puts HTTP in front."""
+
+    def __init__(self, worker_id: str, capacity: WorkerCapacity | None = None) -> None:
+        self.id = worker_id
+        self.capacity = capacity or default_capacity()
+        self._envs: dict[str, _Slot] = {}
+        self._vecs: dict[str, _Slot] = {}
+        self._sandboxes: dict[str, _Slot] = {}
+        self._processes: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    # -- bookkeeping ---------------------------------------------------------------------
+
+    @property
+    def used_slots(self) -> int:
+        """Envs plus vector sub-envs plus sandboxes hosted now."""
+        return len(self._envs) + sum(s.info.num_envs for s in self._vecs.values()) + len(self._sandboxes)
+
+    def object_ids(self) -> list[str]:
+        """Ids of every hosted object."""
+        with self._lock:
+            return [*self._envs, *self._vecs, *self._sandboxes]
+
+    def counts(self) -> tuple[int, int]:
+        """(envs including vector sub-envs, sandboxes)."""
+        return len(self._envs) + sum(s.info.num_envs for s in self._vecs.values()), len(self._sandboxes)
+
+    def is_blocking_env(self, obj_id: str) -> bool:
+        """Whether stepping this env may block (it owns a sandbox): run it off the event loop."""
+        slot = self._envs.get(obj_id) or self._vecs.get(obj_id)
+        return bool(slot is not None and "sandbox" in getattr(slot.info, "requirements", ()))
+
+    def _env(self, obj_id: str) -> _Slot:
+        slot = self._envs.get(obj_id)
+        if slot is None:
+            raise EnvInstanceNotFound(
+                f"no env with id {obj_id!r} on worker {self.id!r}: it was closed or reaped; make a new one."
+            )
+        return slot
+
+    def _vec(self, obj_id: str) -> _Slot:
+        slot = self._vecs.get(obj_id)
+        if slot is None:
+            raise EnvInstanceNotFound(
+                f"no vector env with id {obj_id!r} on worker {self.id!r}: it was closed or reaped; make a new one."
+            )
+        return slot
+
+    def _sandbox(self, obj_id: str) -> _Slot:
+        slot = self._sandboxes.get(obj_id)
+        if slot is None:
+            raise SandboxNotFound(f"no sandbox with id {obj_id!r} on worker {self.id!r}: it was stopped or reaped.")
+        return slot
+
+    # -- envs ----------------------------------------------------------------------------
+
+    def make_env(self, obj_id: str, req: EnvMakeRequest) -> EnvInfo:
+        """Build ``req.env_id`` in this process and host it as ``obj_id``."""
+        import rock_env
+
+        spec = rock_env.spec(req.env_id)
+        kwargs = dict(req.kwargs)
+        if req.seed is not None:
+            kwargs["seed"] = req.seed
+        if req.max_episode_steps is not None:
+            kwargs["max_episode_steps"] = req.max_episode_steps
+        try:
+            env = rock_env.make(spec.id, **kwargs)
+        except RockEnvError:
+            raise
+        except TypeError as exc:
+            raise InvalidArgument(f"cannot build {spec.id!r} with kwargs {sorted(kwargs)}: {exc}") from exc
+        now = time.time()
+        info = EnvInfo(
+            id=obj_id,
+            env_id=spec.id,
+            worker_id=self.id,
+            created=now,
+            last_used=now,
+            idle_ttl=req.idle_ttl,
+            requirements=list(spec.requirements),
+        )
+        with self._lock:
+            self._envs[obj_id] = _Slot(env, info)
+        logger.debug("made env %s (%s)", obj_id, spec.id)
+        return info
+
+    def env_reset(self, obj_id: str, req: EnvResetRequest) -> EnvResetResponse:
+        """Reset the env and return ``(observation, info)``."""
+        slot = self._env(obj_id)
+        with slot.lock:
+            try:
+                if req.options is None:
+                    obs, info = slot.obj.reset(seed=req.seed)
+                else:
+                    obs, info = slot.obj.reset(seed=req.seed, options=req.options)
+            except Exception as exc:
+                raise _wrap_env_error(exc, f"reset of env {obj_id!r}") from exc
+        return EnvResetResponse.model_construct(observation=jsonable(obs), info=jsonable(info))
+
+    def env_step(self, obj_id: str, action: str) -> EnvStepResponse:
+        """Step the env with ``action``."""
+        slot = self._env(obj_id)
+        with slot.lock:
+            try:
+                obs, reward, terminated, truncated, info = slot.obj.step(action)
+            except Exception as exc:
+                raise _wrap_env_error(exc, f"step of env {obj_id!r}") from exc
+        return EnvStepResponse.model_construct(
+            observation=jsonable(obs),
+            reward=float(reward),
+            terminated=bool(terminated),
+            truncated=bool(truncated),
+            info=jsonable(info),
+        )
+
+    def close_env(self, obj_id: str) -> None:
+        """Close and forget the env."""
+        with self._lock:
+            slot = self._envs.pop(obj_id, None)
+        if slot is None:
+            raise EnvInstanceNotFound(f"no env with id {obj_id!r} on worker {self.id!r} (closed already?).")
+        with slot.lock:
+            _close_quietly(slot.obj, obj_id)
+
+    # -- vector envs ---------------------------------------------------------------------
+
+    def make_vec(self, obj_id: str, req: VecMakeRequest) -> VecInfo:
+        """Build a local vector env (``rock_env.vector``) of ``req.num_envs`` copies."""
+        import rock_env
+
+        spec = rock_env.spec(req.env_id)
+        vec = rock_env.make_vec(
+            spec.id, req.num_envs, mode=req.mode, autoreset_mode=req.autoreset_mode, seed=req.seed, **dict(req.kwargs)
+        )
+        now = time.time()
+        info = VecInfo(
+            id=obj_id,
+            env_id=spec.id,
+            num_envs=req.num_envs,
+            autoreset_mode=req.autoreset_mode,
+            worker_id=self.id,
+            created=now,
+            last_used=now,
+            idle_ttl=req.idle_ttl,
+        )
+        with self._lock:
+            self._vecs[obj_id] = _Slot(vec, info)
+        return info
+
+    def vec_reset(self, obj_id: str, req: VecResetRequest) -> VecResetResponse:
+        """Reset every sub-env."""
+        slot = self._vec(obj_id)
+        with slot.lock:
+            try:
+                options = dict(req.options) if req.options else None
+                if options and "reset_mask" in options:
+                    options["reset_mask"] = unpack_tree(options["reset_mask"])
+                    if isinstance(options["reset_mask"], list):
+                        options["reset_mask"] = np.asarray(options["reset_mask"])
+                obs, infos = slot.obj.reset(seed=req.seed, options=options)
+            except Exception as exc:
+                raise _wrap_env_error(exc, f"reset of vector env {obj_id!r}") from exc
+        return VecResetResponse.model_construct(observations=jsonable(list(obs)), infos=pack_tree(infos))
+
+    def vec_step(self, obj_id: str, actions: list[str]) -> VecStepResponse:
+        """Step every sub-env with its action."""
+        slot = self._vec(obj_id)
+        if len(actions) != slot.info.num_envs:
+            raise InvalidAction(
+                f"vector env {obj_id!r} has {slot.info.num_envs} sub-envs but got {len(actions)} actions."
+            )
+        with slot.lock:
+            try:
+                obs, rewards, terminations, truncations, infos = slot.obj.step(actions)
+            except Exception as exc:
+                raise _wrap_env_error(exc, f"step of vector env {obj_id!r}") from exc
+        return VecStepResponse.model_construct(
+            observations=jsonable(list(obs)),
+            rewards=[float(r) for r in rewards],
+            terminations=[bool(t) for t in terminations],
+            truncations=[bool(t) for t in truncations],
+            infos=pack_tree(infos),
+        )
+
+    def close_vec(self, obj_id: str) -> None:
+        """Close and forget the vector env."""
+        with self._lock:
+            slot = self._vecs.pop(obj_id, None)
+        if slot is None:
+            raise EnvInstanceNotFound(f"no vector env with id {obj_id!r} on worker {self.id!r} (closed already?).")
+        with slot.lock:
+            _close_quietly(slot.obj, obj_id)
+
+    # -- sandboxes -----------------------------------------------------------------------
+
+    def create_sandbox(self, obj_id: str, config: dict[str, Any]) -> SandboxPlacement:
+        """Start a local sandbox (the SDK's ``Sandbox``) and host it as ``obj_id``."""
+        from pydantic import ValidationError
+
+        from rock_env.sandbox import Sandbox, SandboxConfig
+
+        try:
+            cfg = SandboxConfig.model_validate(config)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+            raise InvalidArgument(f"invalid sandbox config: {problems}") from exc
+        sandbox = Sandbox(cfg)
+        sandbox.start()
+        now = time.time()
+        info = SandboxPlacement(
+            id=obj_id,
+            worker_id=self.id,
+            created=now,
+            last_used=now,
+            status="running",
+            runtime=sandbox.runtime,
+            config=cfg.model_dump(mode="json") | {"sandbox_id": sandbox.id},
+        )
+        with self._lock:
+            self._sandboxes[obj_id] = _Slot(sandbox, info)
+            self._processes[obj_id] = {}
+        return info
+
+    def sandbox(self, obj_id: str) -> Any:
+        """The hosted sandbox object."""
+        return self._sandbox(obj_id).obj
+
+    def add_process(self, obj_id: str, proc: Any) -> str:
+        """Remember a background process of a sandbox; its handle id."""
+        procs = self._processes.setdefault(obj_id, {})
+        for key in [k for k, p in procs.items() if not p.running and len(procs) > 256]:
+            procs.pop(key, None)
+        proc_id = f"proc-{len(procs)}-{proc.pid}"
+        procs[proc_id] = proc
+        return proc_id
+
+    def process(self, obj_id: str, proc_id: str) -> Any:
+        """A background process by handle id."""
+        self._sandbox(obj_id)
+        proc = self._processes.get(obj_id, {}).get(proc_id)
+        if proc is None:
+            raise InvalidArgument(f"no background process {proc_id!r} in sandbox {obj_id!r}.")
+        return proc
+
+    def stop_sandbox(self, obj_id: str) -> None:
+        """Stop and forget the sandbox."""
+        with self._lock:
+            slot = self._sandboxes.pop(obj_id, None)
+            self._processes.pop(obj_id, None)
+        if slot is None:
+            raise SandboxNotFound(f"no sandbox with id {obj_id!r} on worker {self.id!r} (stopped already?).")
+        try:
+            slot.obj.stop()
+        except Exception:
+            logger.exception("stopping sandbox %s failed", obj_id)
+
+    # -- everything ----------------------------------------------------------------------
+
+    def close(self, obj_id: str) -> bool:
+        """Close whatever ``obj_id`` is; ``False`` if this worker does not host it."""
+        try:
+            if obj_id in self._envs:
+                self.close_env(obj_id)
+            elif obj_id in self._vecs:
+                self.close_vec(obj_id)
+            elif obj_id in self._sandboxes:
+                self.stop_sandbox(obj_id)
+            else:
+                return False
+        except RockEnvError:
+            return False
+        return True
+
+    def close_all(self) -> None:
+        """Close every hosted object (worker shutdown)."""
+        for obj_id in self.object_ids():
+            self.close(obj_id)
+
+    def iter_envs(self) -> Iterator[EnvInfo]:
+        """Infos of the hosted envs."""
+        for slot in list(self._envs.values()):
+            yield slot.info
+
+
+def _close_quietly(obj: Any, obj_id: str) -> None:
+    try:
+        obj.close()
+    except Exception:
+        logger.exception("closing %s failed", obj_id)

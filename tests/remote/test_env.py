@@ -1,0 +1,135 @@
+"""RemoteEnv and RemoteVecEnv: the same transcripts as the local envs, typed errors, clean closing."""
+
+from __future__ import annotations
+
+import socket
+
+import httpx
+import numpy as np
+import pytest
+
+import rock_env as rock
+from rock_env.core import Env
+from rock_env.errors import EnvInstanceNotFound, InvalidEnvKwargs, ResetNeeded, ServerUnavailable
+from rock_env.remote import RemoteEnv, RemoteVecEnv
+from rock_env.server.runner import BackgroundServer
+
+pytestmark = pytest.mark.server
+
+SOKOBAN = "game:Sokoban-v0-easy"
+MOVES = ["\\boxed{up}", "\\boxed{down}", "\\boxed{left}", "\\boxed{right}", "not a move"]
+
+
+def transcript(env: object, seed: int, actions: list[str]) -> list[object]:
+    out: list[object] = [env.reset(seed=seed)]  # type: ignore[attr-defined]
+    for action in actions:
+        step = env.step(action)  # type: ignore[attr-defined]
+        out.append(step)
+        if step[2] or step[3]:
+            out.append(env.reset())  # type: ignore[attr-defined]
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_remote_transcript_equals_local(server: BackgroundServer, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    actions = [MOVES[i] for i in rng.integers(0, len(MOVES), 40)]
+    remote = rock.make(SOKOBAN, backend="remote", base_url=server.url)
+    local = rock.make(SOKOBAN)
+    try:
+        assert isinstance(remote, RemoteEnv) and isinstance(remote, Env)
+        assert transcript(remote, seed, actions) == transcript(local, seed, actions)
+    finally:
+        remote.close()
+        local.close()
+
+
+def test_constructor_seed_and_max_episode_steps_like_local(server: BackgroundServer) -> None:
+    remote = rock.make(SOKOBAN, backend="remote", base_url=server.url, seed=11, max_episode_steps=3)
+    local = rock.make(SOKOBAN, seed=11, max_episode_steps=3)
+    try:
+        assert remote.reset() == local.reset()
+        steps = [(remote.step("\\boxed{up}"), local.step("\\boxed{up}")) for _ in range(3)]
+        assert all(a == b for a, b in steps)
+        assert steps[-1][0][3] is True  # truncated by max_episode_steps, on both sides
+        with pytest.raises(ResetNeeded):
+            remote.step("\\boxed{up}")
+    finally:
+        remote.close()
+        local.close()
+
+
+def test_errors_map_to_the_same_classes(server: BackgroundServer) -> None:
+    with pytest.raises(InvalidEnvKwargs, match="accepted keyword arguments"):
+        rock.make(SOKOBAN, backend="remote", base_url=server.url, no_such_kwarg=1)
+    env = rock.make(SOKOBAN, backend="remote", base_url=server.url)
+    with pytest.raises(ResetNeeded):
+        env.step("\\boxed{up}")
+    env.reset(seed=0)
+    env.close()
+    env.close()  # idempotent
+    with pytest.raises(ResetNeeded):
+        env.step("\\boxed{up}")
+
+
+def test_env_closed_on_server_side(server: BackgroundServer) -> None:
+    env = rock.make(SOKOBAN, backend="remote", base_url=server.url)
+    env.reset(seed=0)
+    httpx.delete(f"{server.url}/api/v1/envs/{env.remote_id}")
+    with pytest.raises(EnvInstanceNotFound):
+        env.step("\\boxed{up}")
+    env.close()
+
+
+def test_unreachable_server_is_server_unavailable() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(ServerUnavailable, match="cannot reach"):
+        rock.make(SOKOBAN, backend="remote", base_url=f"http://127.0.0.1:{port}")
+
+
+def assert_same_tree(got: object, want: object) -> None:
+    """Equal values with equal numpy dtypes, recursively (vector infos)."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and set(got) == set(want)
+        for key in want:
+            assert_same_tree(got[key], want[key])
+    elif isinstance(want, np.ndarray):
+        assert isinstance(got, np.ndarray) and got.dtype == want.dtype and got.shape == want.shape
+        items_got = list(got) if want.dtype == object else got.tolist()
+        items_want = list(want) if want.dtype == object else want.tolist()
+        for a, b in zip(items_got, items_want, strict=True):
+            assert_same_tree(a, b)
+    else:
+        assert got == want
+
+
+@pytest.mark.parametrize("autoreset_mode", ["next_step", "same_step"])
+def test_remote_vec_equals_local_vec(server: BackgroundServer, autoreset_mode: str) -> None:
+    remote = rock.make_vec(
+        SOKOBAN, 4, backend="remote", base_url=server.url, autoreset_mode=autoreset_mode, max_episode_steps=5
+    )
+    local = rock.make_vec(SOKOBAN, 4, autoreset_mode=autoreset_mode, max_episode_steps=5)
+    try:
+        assert isinstance(remote, RemoteVecEnv)
+        r_obs, r_info = remote.reset(seed=3)
+        l_obs, l_info = local.reset(seed=3)
+        assert r_obs == l_obs
+        assert_same_tree(r_info, l_info)
+        rng = np.random.default_rng(1)
+        ended = 0
+        for _ in range(14):
+            actions = [MOVES[i] for i in rng.integers(0, 4, 4)]
+            got, want = remote.step(actions), local.step(actions)
+            assert got[0] == want[0]
+            for a, b in zip(got[1:4], want[1:4], strict=True):
+                assert a.dtype == b.dtype and np.array_equal(a, b)
+            assert_same_tree(got[4], want[4])
+            ended += int(want[3].sum())
+        assert ended > 0  # autoreset paths were exercised
+        mask = np.array([True, False, False, True])
+        assert remote.reset(options={"reset_mask": mask})[0] == local.reset(options={"reset_mask": mask})[0]
+    finally:
+        remote.close()
+        local.close()
