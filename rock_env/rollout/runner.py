@@ -1,0 +1,279 @@
+"""Running episodes of an env with a policy and writing trajectories and a summary.
+
+``num_envs`` envs are stepped in lockstep: each slot plays an episode and takes the next one
+when it finishes. With the remote backend the slots' requests go out concurrently (one thread
+per slot), so a batch costs about one round trip. Local envs are stepped one after the other
+in slot order, which keeps even envs that draw from global RNGs (some GEM envs) reproducible.
+
+Episode ``i`` is reset with ``episode_seeds(seed, n)[i]`` (from ``numpy.random.SeedSequence``):
+the same config and seed give the same episodes, and ``trajectories.jsonl``/``episodes.jsonl``
+come out byte for byte the same.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rock_env.config.build import make_single_env
+from rock_env.config.schema import RemoteBackendConfig, RolloutConfig, validate_rollout_config
+from rock_env.errors import ConfigError
+from rock_env.policies import Policy, make_policy
+from rock_env.rollout.records import JsonlWriter, to_jsonable
+
+logger = logging.getLogger(__name__)
+
+TRAJECTORIES = "trajectories.jsonl"
+EPISODES = "episodes.jsonl"
+SUMMARY = "summary.json"
+
+
+def episode_seeds(seed: int, episodes: int) -> list[int]:
+    """The reset seed of each episode: the first ``episodes`` words of ``SeedSequence(seed)``."""
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(episodes, dtype=np.uint32)]
+
+
+def episode_success(final_info: dict[str, Any], terminated: bool, truncated: bool, episode_return: float) -> bool:
+    """``info["success"]`` of the last step when the env reports it.
+
+    Otherwise an episode succeeded when it terminated without being truncated and its return
+    is positive (GEM games set both flags when they run out of turns).
+    """
+    if "success" in final_info:
+        return bool(final_info["success"])
+    return bool(terminated and not truncated and episode_return > 0)
+
+
+@dataclass
+class EpisodeResult:
+    """One finished episode."""
+
+    episode: int
+    seed: int
+    episode_return: float
+    length: int
+    success: bool
+    terminated: bool
+    truncated: bool
+
+    def record(self) -> dict[str, Any]:
+        """The ``episode`` JSONL record."""
+        return {
+            "type": "episode",
+            "episode": self.episode,
+            "seed": self.seed,
+            "return": self.episode_return,
+            "length": self.length,
+            "success": self.success,
+            "terminated": self.terminated,
+            "truncated": self.truncated,
+        }
+
+
+@dataclass
+class RolloutResult:
+    """What a rollout produced: the finished episodes, timing, and where the files are."""
+
+    output_dir: Path
+    episodes: list[EpisodeResult] = field(default_factory=list)
+    total_steps: int = 0
+    wall_time: float = 0.0
+    status: str = "ok"
+    error: str | None = None
+
+    def summary(self, cfg: RolloutConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
+        """The ``summary.json`` content."""
+        returns = [e.episode_return for e in self.episodes]
+        lengths = [e.length for e in self.episodes]
+        n = len(self.episodes)
+        return {
+            "status": self.status,
+            "error": self.error,
+            "env": cfg.env.id,
+            "policy": cfg.policy.name,
+            "backend": cfg.backend.name,
+            "seed": cfg.seed,
+            "episodes_requested": cfg.episodes,
+            "episodes": n,
+            "success_rate": sum(e.success for e in self.episodes) / n if n else math.nan,
+            "mean_return": statistics.fmean(returns) if n else math.nan,
+            "std_return": statistics.pstdev(returns) if n else math.nan,
+            "mean_length": statistics.fmean(lengths) if n else math.nan,
+            "total_steps": self.total_steps,
+            "wall_time_s": round(self.wall_time, 6),
+            "steps_per_s": self.total_steps / self.wall_time if self.wall_time > 0 else math.nan,
+            "num_envs": cfg.num_envs,
+            "overrides": list(overrides),
+            "config": cfg.model_dump(mode="json", by_alias=True),
+        }
+
+
+class _Slot:
+    """One env in the lockstep, with its policy and the episode it is playing."""
+
+    def __init__(self, env: Any, policy: Policy) -> None:
+        self.env = env
+        self.policy = policy
+        self.episode: int | None = None
+        self.seed = 0
+        self.records: list[dict[str, Any]] = []
+        self.obs = ""
+        self.info: dict[str, Any] = {}
+        self.episode_return = 0.0
+        self.length = 0
+
+    def start(self, episode: int, seed: int) -> None:
+        obs, info = self.env.reset(seed=seed)
+        self.episode, self.seed = episode, seed
+        self.obs, self.info = obs, dict(info or {})
+        self.episode_return, self.length = 0.0, 0
+        self.records = [{"type": "reset", "episode": episode, "seed": seed, "observation": obs, "info": self.info}]
+        self.policy.reset(self.env, obs, self.info, seed=seed)
+
+    def step(self, max_steps: int | None, save_steps: bool) -> EpisodeResult | None:
+        """Play one step; return the episode's result when it ended."""
+        assert self.episode is not None
+        action = self.policy.act(self.env, self.obs, self.info)
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        info = dict(info or {})
+        reward = float(reward)
+        self.length += 1
+        self.episode_return += reward
+        if max_steps is not None and self.length >= max_steps and not terminated:
+            truncated = True
+        self.policy.observe(reward, bool(terminated), bool(truncated), info)
+        if save_steps:
+            self.records.append(
+                {
+                    "type": "step",
+                    "episode": self.episode,
+                    "step": self.length,
+                    "action": action,
+                    "observation": obs,
+                    "reward": reward,
+                    "terminated": bool(terminated),
+                    "truncated": bool(truncated),
+                    "info": info,
+                }
+            )
+        self.obs, self.info = obs, info
+        if not (terminated or truncated):
+            return None
+        result = EpisodeResult(
+            episode=self.episode,
+            seed=self.seed,
+            episode_return=self.episode_return,
+            length=self.length,
+            success=episode_success(info, bool(terminated), bool(truncated), self.episode_return),
+            terminated=bool(terminated),
+            truncated=bool(truncated),
+        )
+        self.records.append(result.record())
+        self.episode = None
+        return result
+
+
+def run_rollout(
+    cfg: Any,
+    output_dir: Path | str,
+    *,
+    overrides: Sequence[str] = (),
+    on_episode: Callable[[EpisodeResult], None] | None = None,
+) -> RolloutResult:
+    """Run ``cfg.episodes`` episodes and write ``trajectories.jsonl``, ``episodes.jsonl``, ``summary.json``.
+
+    ``cfg`` is a rollout config (OmegaConf node, dict or :class:`RolloutConfig`). If an env or
+    the policy fails midway (e.g. the model server goes down), the episodes finished so far stay
+    in the JSONL files, ``summary.json`` says ``"status": "failed"`` with the error, and the
+    error is raised.
+    """
+    config = validate_rollout_config(cfg)
+    if config.cluster.name != "local":
+        raise ConfigError(
+            f"cluster={config.cluster.name} is not implemented for rollouts yet; use cluster=local "
+            "(with backend=remote to run the envs on an admin server)."
+        )
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    seeds = episode_seeds(config.seed, config.episodes)
+    result = RolloutResult(output_dir=out)
+    slots: list[_Slot] = []
+    started = time.perf_counter()
+    traj = JsonlWriter(out / TRAJECTORIES)
+    eps = JsonlWriter(out / EPISODES)
+    pool: ThreadPoolExecutor | None = None
+    try:
+        n_slots = min(config.num_envs, config.episodes)
+        for _ in range(n_slots):
+            policy = make_policy(config.policy)
+            try:
+                env = make_single_env(config)
+            except BaseException:
+                policy.close()
+                raise
+            slots.append(_Slot(env, policy))
+        started = time.perf_counter()  # steps/s measures episodes, not env construction
+        if n_slots > 1 and isinstance(config.backend, RemoteBackendConfig):
+            pool = ThreadPoolExecutor(max_workers=n_slots, thread_name_prefix="rollout-slot")
+
+        def run(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+            if pool is None:
+                return [fn(item) for item in items]
+            return list(pool.map(fn, items))
+
+        def start(job: tuple[_Slot, int]) -> None:
+            job[0].start(job[1], seeds[job[1]])
+
+        run(start, [(slot, k) for k, slot in enumerate(slots)])
+        next_episode = len(slots)
+        while any(s.episode is not None for s in slots):
+            active = [s for s in slots if s.episode is not None]
+            outcomes = run(lambda s: s.step(config.max_steps, config.save_steps), active)
+            result.total_steps += len(active)
+            restart: list[tuple[_Slot, int]] = []
+            for slot, done in zip(active, outcomes, strict=True):
+                if done is None:
+                    continue
+                traj.write_many(slot.records)
+                eps.write_many([done.record()])
+                result.episodes.append(done)
+                if on_episode is not None:
+                    on_episode(done)
+                if next_episode < config.episodes:
+                    restart.append((slot, next_episode))
+                    next_episode += 1
+            if restart:
+                run(start, restart)
+    except BaseException as exc:
+        result.status = "failed"
+        result.error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        result.wall_time = time.perf_counter() - started
+        traj.close()
+        eps.close()
+        if pool is not None:
+            pool.shutdown(wait=True)
+        for slot in slots:
+            _close_quietly(slot.policy.close, "policy")
+            _close_quietly(slot.env.close, "env")
+        summary = result.summary(config, overrides)
+        (out / SUMMARY).write_text(json.dumps(to_jsonable(summary), indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def _close_quietly(close: Callable[[], Any], what: str) -> None:
+    try:
+        close()
+    except Exception:  # closing must not hide the rollout's own error
+        logger.exception("closing the %s failed", what)

@@ -1,0 +1,406 @@
+"""The docker runtime against the real Docker daemon and the locally built base image.
+
+The base image comes from ``rock-env image build-base`` (debootstrap, cached on disk across
+runs): the first run on a fresh machine builds it (about 1-2 minutes), later runs reuse it.
+Every test checks that the containers it created are gone afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rock_env.errors import (
+    ConfigError,
+    ImageNotFound,
+    PathOutsideSandbox,
+    SandboxFileNotFound,
+    SnapshotNotFound,
+)
+from rock_env.sandbox import Sandbox, SandboxConfig
+from rock_env.sandbox.image import DEFAULT_IMAGE_NAME, build_base_image
+from rock_env.sandbox.runtimes.docker import (
+    DROPPED_CAPS,
+    LABEL_OWNER,
+    LABEL_SANDBOX,
+    DockerRuntime,
+    docker_api,
+    reap_containers,
+)
+
+pytestmark = pytest.mark.docker
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def docker_image() -> str:
+    """The rock-env base image in Docker (daemon started and image built once if needed)."""
+    if not DockerRuntime.available():
+        subprocess.run(
+            ["bash", "--norc", "--noprofile", str(REPO / "scripts" / "ensure-docker.sh")], check=False, timeout=120
+        )
+    assert docker_api().ping(), "the Docker daemon must answer (run scripts/ensure-docker.sh as root)"
+    built = build_base_image(DEFAULT_IMAGE_NAME)
+    assert built.docker_image_id
+    return built.name
+
+
+def containers_of(sandbox_id: str) -> list[dict[str, object]]:
+    """Containers (running or not) labelled with a sandbox id."""
+    result: list[dict[str, object]] = docker_api().containers(
+        all=True, filters={"label": f"{LABEL_SANDBOX}={sandbox_id}"}
+    )
+    return result
+
+
+def wait_gone(sandbox_id: str, timeout: float = 10.0) -> bool:
+    """Wait until no container of the sandbox exists (auto-removal is asynchronous)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not containers_of(sandbox_id):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def make_sandbox(docker_image: str) -> Iterator[object]:
+    """Factory of started docker sandboxes; stops them and checks their containers are gone."""
+    made: list[Sandbox] = []
+
+    def make(**fields: object) -> Sandbox:
+        sb = Sandbox(runtime="docker", image=docker_image, **fields)
+        made.append(sb)
+        sb.start()
+        return sb
+
+    yield make
+    for sb in made:
+        sb.stop()
+    for sb in made:
+        assert wait_gone(sb.id), f"container of {sb.id} still exists after stop()"
+        assert not sb.state_dir.exists()
+
+
+@pytest.fixture(scope="module")
+def shared(docker_image: str) -> Iterator[Sandbox]:
+    """One sandbox shared by the read-mostly tests of this module (each uses its own paths/sessions)."""
+    sb = Sandbox(runtime="docker", image=docker_image)
+    sb.start()
+    yield sb
+    sb.stop()
+    assert wait_gone(sb.id)
+
+
+# --- sessions and commands ---------------------------------------------------------------
+
+
+def test_session_keeps_cwd_variables_and_functions(shared: Sandbox) -> None:
+    shared.create_session("persist")
+    assert shared.run("mkdir -p /tmp/p && cd /tmp/p && export GREETING=hello", session="persist").exit_code == 0
+    assert shared.run('f() { echo "f:$1"; }', session="persist").exit_code == 0
+    result = shared.run('pwd; echo "$GREETING"; f x', session="persist")
+    assert result.output == "/tmp/p\nhello\nf:x\n"
+    assert result.exit_code == 0
+    # another session does not see them
+    shared.create_session("other", env={"ONLY_HERE": "1"}, cwd="/tmp")
+    other = shared.run('pwd; echo "${GREETING:-unset} $ONLY_HERE"', session="other")
+    assert other.output == "/tmp\nunset 1\n"
+    shared.close_session("persist")
+    shared.close_session("other")
+
+
+def test_exit_codes_and_merged_stderr(shared: Sandbox) -> None:
+    result = shared.run("echo out; echo err >&2; (exit 7)")
+    assert result.exit_code == 7
+    assert result.output == "out\nerr\n"
+    assert shared.run("false").exit_code == 1
+    assert shared.run("echo $((6 * 7))").output == "42\n"
+
+
+def test_default_session_runs_in_workdir_with_clean_env(shared: Sandbox) -> None:
+    result = shared.run('pwd; echo "$HOME"; env | sort | cut -d= -f1 | tr "\\n" " "')
+    lines = result.output.splitlines()
+    assert lines[0] == "/workspace"
+    assert lines[1] == "/workspace"
+    names = set(lines[2].split())
+    assert {"PATH", "HOME", "LANG"} <= names
+    assert not any(name.startswith("DOCKER") for name in names)
+
+
+def test_command_timeout_kills_group_and_session_survives(shared: Sandbox) -> None:
+    shared.create_session("timeouts")
+    shared.run("export KEEP=yes", session="timeouts")
+    started = time.monotonic()
+    result = shared.run("sleep 100 & sleep 100", session="timeouts", timeout=1.0)
+    assert time.monotonic() - started < 10
+    assert result.timed_out and result.exit_code is None
+    after = shared.run('echo "$KEEP"; pgrep -c -f "^sleep 100" || true', session="timeouts")
+    # bash may add a job notice ("Killed  sleep 100") for the killed background job
+    assert [line for line in after.output.splitlines() if "Killed" not in line] == ["yes", "0"]
+    assert not after.session_restarted
+    shared.close_session("timeouts")
+
+
+def test_shell_builtin_loop_restarts_the_session(shared: Sandbox) -> None:
+    shared.create_session("loop")
+    result = shared.run("while :; do :; done", session="loop", timeout=1.0)
+    assert result.timed_out and result.session_restarted
+    assert shared.run("echo back", session="loop").output == "back\n"
+    shared.close_session("loop")
+
+
+def test_interrupt_stops_the_running_command(shared: Sandbox) -> None:
+    import threading
+
+    shared.create_session("intr")
+    holder: dict[str, object] = {}
+    thread = threading.Thread(target=lambda: holder.update(r=shared.run("sleep 30; echo done", session="intr")))
+    thread.start()
+    time.sleep(0.5)
+    shared.interrupt("intr")
+    thread.join(10)
+    assert not thread.is_alive()
+    result = holder["r"]
+    assert "done" not in result.output  # type: ignore[attr-defined]
+    assert shared.run("echo ok", session="intr").output == "ok\n"
+    shared.close_session("intr")
+
+
+def test_exec_one_shot(shared: Sandbox) -> None:
+    result = shared.exec(
+        ["python3", "-c", "import os, sys; print(os.getcwd(), os.environ['V'], sys.stdin.read())"],
+        cwd="/tmp",
+        env={"V": "v1"},
+        stdin="from stdin",
+    )
+    assert result.exit_code == 0
+    assert result.output == "/tmp v1 from stdin\n"
+    assert shared.exec("exit 3").exit_code == 3
+    timed = shared.exec("sleep 60", timeout=0.5)
+    assert timed.timed_out and timed.exit_code is None
+
+
+def test_background_process_and_stream(shared: Sandbox) -> None:
+    proc = shared.spawn("echo started; sleep 0.3; echo finished; exit 5")
+    assert proc.pid is not None and proc.pid > 1
+    assert proc.wait(20) == 5
+    assert proc.output() == "started\nfinished\n"
+    sleeper = shared.spawn(["sleep", "100"])
+    assert sleeper.running
+    sleeper.kill()
+    assert sleeper.wait(10) == 137
+    chunks = list(shared.stream("for i in 1 2 3; do echo $i; sleep 0.1; done"))
+    assert "".join(chunks) == "1\n2\n3\n"
+
+
+def test_round_trip_is_fast_enough_to_use(shared: Sandbox) -> None:
+    # not a timing assertion on the target (see benchmarks/): only that nothing sleeps or polls
+    shared.run("true")
+    started = time.monotonic()
+    for _ in range(50):
+        assert shared.run("true").exit_code == 0
+    assert time.monotonic() - started < 5
+
+
+# --- files and snapshots -----------------------------------------------------------------
+
+
+def test_files_round_trip(shared: Sandbox, tmp_path: Path) -> None:
+    shared.write_file("files/hello.txt", "héllo\n")
+    payload = bytes(range(256)) * 10
+    shared.write_file("/tmp/files/blob.bin", payload)
+    assert shared.read_file("files/hello.txt") == "héllo\n"
+    assert shared.read_file("/tmp/files/blob.bin", binary=True) == payload
+    assert shared.run("cat files/hello.txt").output == "héllo\n"
+    entries = {e.name: e for e in shared.list_dir("files")}
+    assert entries["hello.txt"].type == "file"
+    assert entries["hello.txt"].size == len("héllo\n".encode())
+    assert entries["hello.txt"].mtime > time.time() - 600
+    shared.run("ln -s /etc files/link && mkdir files/sub")
+    kinds = {e.name: e.type for e in shared.list_dir("files")}
+    assert kinds == {"hello.txt": "file", "link": "symlink", "sub": "dir"}
+    # upload and download a directory tree
+    src = tmp_path / "tree"
+    (src / "a" / "b").mkdir(parents=True)
+    (src / "a" / "b" / "c.txt").write_text("deep")
+    (src / "top.txt").write_text("top")
+    shared.upload(src, "uploaded")
+    assert shared.run("cat uploaded/a/b/c.txt uploaded/top.txt").output == "deeptop"
+    shared.download("uploaded", tmp_path / "back")
+    assert (tmp_path / "back" / "a" / "b" / "c.txt").read_text() == "deep"
+
+
+def test_file_errors(shared: Sandbox) -> None:
+    with pytest.raises(SandboxFileNotFound):
+        shared.read_file("no/such/file")
+    with pytest.raises(SandboxFileNotFound):
+        shared.list_dir("no-such-dir")
+    with pytest.raises(PathOutsideSandbox):
+        shared.read_file("../etc/passwd")
+
+
+def test_snapshot_and_restore(make_sandbox: object) -> None:
+    sb = make_sandbox()  # type: ignore[operator]
+    sb.run("mkdir -p src && echo v1 > src/main.py && echo keep > notes.txt")
+    snap = sb.snapshot()
+    sb.run("echo v2 > src/main.py && rm notes.txt && echo new > extra.txt && mkdir junk && ln -s /etc junk/etc")
+    sb.restore(snap)
+    assert sb.run("cat src/main.py notes.txt; ls -A").output == "v1\nkeep\nnotes.txt\nsrc\n"
+    # restore twice from the same snapshot
+    sb.run("rm -rf src")
+    sb.restore(snap)
+    assert sb.read_file("src/main.py") == "v1\n"
+    with pytest.raises(SnapshotNotFound):
+        sb.restore("snap-unknown")
+
+
+# --- isolation, limits and bad input -----------------------------------------------------
+
+
+def test_container_is_labelled_unprivileged_and_offline(shared: Sandbox) -> None:
+    (info,) = containers_of(shared.id)
+    labels = info["Labels"]
+    assert labels[LABEL_SANDBOX] == shared.id  # type: ignore[index]
+    assert labels[LABEL_OWNER].split("/")[1] == str(os.getpid())  # type: ignore[index]
+    inspect = docker_api().inspect_container(info["Id"])
+    host = inspect["HostConfig"]
+    assert host["Privileged"] is False
+    assert host["NetworkMode"] == "none"
+    assert set(DROPPED_CAPS) <= set(host["CapDrop"])
+    assert "no-new-privileges" in host["SecurityOpt"]
+    assert host["PidsLimit"] > 0
+    # inside: only the loopback interface, no raw sockets, no mount
+    assert shared.run("ls /sys/class/net").output.split() == ["lo"]
+    status = shared.run("cat /proc/self/status").output
+    caps = int(re.search(r"CapEff:\s*([0-9a-f]+)", status).group(1), 16)  # type: ignore[union-attr]
+    assert not caps & (1 << 21)  # CAP_SYS_ADMIN
+    assert not caps & (1 << 13)  # CAP_NET_RAW
+    assert shared.run("mount -t tmpfs none /mnt").exit_code != 0
+    net = shared.exec(["python3", "-c", "import socket; socket.create_connection(('1.1.1.1', 80), timeout=2)"])
+    assert net.exit_code != 0
+    assert "unreachable" in net.output.lower()
+
+
+def test_network_on_request(make_sandbox: object) -> None:
+    sb = make_sandbox(network=True)  # type: ignore[operator]
+    assert "eth0" in sb.run("ls /sys/class/net").output.split()
+
+
+def test_nonexistent_image_is_a_typed_error(docker_image: str) -> None:
+    sb = Sandbox(runtime="docker", image="rock-env/no-such-image:0")
+    with pytest.raises(ImageNotFound, match="build-base"):
+        sb.start()
+    sb.stop()
+    assert containers_of(sb.id) == []
+    assert not sb.state_dir.exists()
+
+
+def test_malformed_limits_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="memory"):
+        SandboxConfig(runtime="docker", memory="8gb?")
+    with pytest.raises(ConfigError):
+        Sandbox(runtime="docker", cpus=-1)
+
+
+def test_never_ending_and_flooding_commands(make_sandbox: object) -> None:
+    sb = make_sandbox(output_limit=64 * 1024)  # type: ignore[operator]
+    flood = sb.run("yes flood | head -c 20000000", timeout=60)
+    assert flood.exit_code == 0
+    assert flood.truncated and flood.output_bytes == 20_000_000
+    assert "output truncated" in flood.output
+    assert len(flood.output) < 70 * 1024
+    endless = sb.run("yes", timeout=1.0)
+    assert endless.timed_out and endless.truncated
+    assert sb.run("echo fine").output == "fine\n"
+
+
+def test_binary_output(shared: Sandbox) -> None:
+    result = shared.run("head -c 4096 /dev/urandom; printf '\\x00\\xff\\xfe end'")
+    assert result.exit_code == 0
+    assert result.output.endswith(" end")
+    assert result.output_bytes == 4096 + 7  # \x00 \xff \xfe and " end"
+
+
+def test_fork_bomb_is_contained(make_sandbox: object) -> None:
+    sb = make_sandbox(pids=64)  # type: ignore[operator]
+    result = sb.exec("bomb() { bomb | bomb & }; bomb; sleep 2; echo survived", timeout=4)
+    assert result.timed_out or result.exit_code is not None
+    cid = containers_of(sb.id)[0]["Id"]
+    pids_max = Path(f"/sys/fs/cgroup/pids/docker/{cid}/pids.max")
+    if pids_max.exists():  # cgroup v1 (this machine)
+        assert pids_max.read_text().strip() == "64"
+        assert int(Path(f"/sys/fs/cgroup/pids/docker/{cid}/pids.current").read_text()) <= 64
+    # the host is fine: it can still start processes
+    assert subprocess.run(["true"], check=False).returncode == 0
+
+
+def test_memory_hog_is_oom_killed(make_sandbox: object) -> None:
+    sb = make_sandbox(memory="64m")  # type: ignore[operator]
+    result = sb.run("python3 -c \"b = b'x' * (512 << 20); print('ALLOC' + 'ATED')\"", timeout=60)
+    assert result.exit_code == 137
+    assert result.oom_killed
+    assert "ALLOCATED" not in result.output
+    assert sb.run("echo alive").output == "alive\n"
+
+
+def test_writing_10_gb_hits_the_disk_limit(make_sandbox: object) -> None:
+    sb = make_sandbox(disk="16m")  # type: ignore[operator]
+    result = sb.run("head -c 10G /dev/zero > big.bin; echo rc=$?", timeout=60)
+    assert "File size limit exceeded" in result.output
+    assert "rc=153" in result.output
+    assert sb.run("stat -c %s big.bin").output.strip() == str(16 << 20)
+
+
+# --- lifecycle and reaping ---------------------------------------------------------------
+
+
+def test_absolute_ttl_is_enforced_inside_the_container(docker_image: str, tmp_path: Path) -> None:
+    runtime = DockerRuntime(SandboxConfig(image=docker_image, ttl=1), "sb-ttl" + os.urandom(4).hex(), tmp_path / "s")
+    runtime.start()
+    try:
+        assert runtime.alive()
+        assert wait_gone(runtime.sandbox_id, timeout=15), "the container outlived its ttl"
+        assert not runtime.alive()
+    finally:
+        runtime.stop()
+
+
+def test_reap_containers_of_dead_owners(docker_image: str, tmp_path: Path) -> None:
+    sandbox_id = "sb-orphan" + os.urandom(4).hex()
+    script = textwrap.dedent(
+        f"""
+        import os
+        from pathlib import Path
+        from rock_env.sandbox import SandboxConfig
+        from rock_env.sandbox.runtimes.docker import DockerRuntime
+        DockerRuntime(SandboxConfig(image={docker_image!r}), {sandbox_id!r}, Path({str(tmp_path / "st")!r})).start()
+        os._exit(0)  # the owner dies without stopping its sandbox
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    try:
+        assert len(containers_of(sandbox_id)) == 1
+        preview = reap_containers(dry_run=True)
+        assert any(sandbox_id in line and "owner gone" in line for line in preview)
+        assert containers_of(sandbox_id), "dry_run must not remove anything"
+        reap_containers()
+        assert wait_gone(sandbox_id)
+    finally:
+        for item in containers_of(sandbox_id):
+            docker_api().remove_container(item["Id"], force=True)
+
+
+def test_reap_keeps_live_sandboxes(shared: Sandbox) -> None:
+    lines = reap_containers(dry_run=True)
+    assert not any(shared.id in line for line in lines)
+    assert shared.run("echo still here").output == "still here\n"
