@@ -1,0 +1,14 @@
+"""Tool and code envs that run in sandboxes: tool-call parsing, ``tool:Bash-v0``, ``code:Python-v0``.
+
+Modules: :mod:`~rock_env.tools.parsing` (tool-call formats), :mod:`~rock_env.tools.schemas`
+(OpenAI function definitions), :mod:`~rock_env.tools.bash_tasks` and
+:mod:`~rock_env.tools.bash_env` (``tool:Bash-v0``), :mod:`~rock_env.tools.problems` and
+:mod:`~rock_env.tools.code_env` (``code:Python-v0``), :mod:`~rock_env.tools.python_tool`
+(a python tool for any env) and :mod:`~rock_env.tools.specs` (the registry entries).
+"""
+
+from __future__ import annotations
+
+from rock_env.tools.parsing import ParsedAction, ToolCall, extract_code, parse_action
+
+__all__ = ["ParsedAction", "ToolCall", "extract_code", "parse_action"]
