@@ -208,7 +208,9 @@ class HostDirRuntime(Runtime):
     def restore(self, snapshot_id: str) -> None:
         """Bring the workspace back to the snapshot, copying only what changed since."""
         if not self.snapshots.exists(snapshot_id):
-            raise SnapshotNotFound(f"no snapshot {snapshot_id!r} in sandbox {self.sandbox_id}; take one with snapshot()")
+            raise SnapshotNotFound(
+                f"no snapshot {snapshot_id!r} in sandbox {self.sandbox_id}; take one with snapshot()"
+            )
         self.snapshots.restore(snapshot_id)
 
     def delete_snapshot(self, snapshot_id: str) -> None:

@@ -1,0 +1,116 @@
+"""The bash session protocol over a plain host pipe (the same code runs in every runtime)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rock_env.sandbox.hostproc import HostProcessPipe, descendants
+from rock_env.sandbox.session import BASH_ARGV, BashSession, ansi_c_quote
+
+
+def _gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rfind(")") + 2] == "Z"
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> Iterator[BashSession]:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    sess = BashSession("s", lambda: HostProcessPipe(list(BASH_ARGV), cwd=str(tmp_path), env=env), output_limit=4096)
+    yield sess
+    pid = sess.pid
+    sess.close()
+    assert pid is not None and _gone(pid)
+
+
+def test_state_persists_between_commands(session: BashSession) -> None:
+    assert session.run('cd /tmp && export GREETING=hi && greet() { echo "$GREETING $1"; }').exit_code == 0
+    result = session.run("pwd; greet bob")
+    assert result.output == "/tmp\nhi bob\n"
+    assert result.exit_code == 0 and result.duration > 0
+
+
+def test_exit_code_and_merged_stderr(session: BashSession) -> None:
+    result = session.run("echo out; echo err >&2; exit_with() { return $1; }; exit_with 42")
+    assert result.exit_code == 42
+    assert result.output == "out\nerr\n"
+
+
+def test_output_without_trailing_newline_and_quotes(session: BashSession) -> None:
+    assert session.run("printf 'no newline'").output == "no newline"
+    tricky = "echo 'single' \"double\" $'tab\\there' \\\\back"
+    assert session.run(tricky).output == "single double tab\there \\back\n"
+    assert ansi_c_quote("a'b\\c\n") == "$'a\\'b\\\\c\\n'"
+
+
+def test_stdin_is_not_the_protocol(session: BashSession) -> None:
+    result = session.run("cat; read -r line; echo rc=$?")
+    assert result.output == "rc=1\n"
+    assert session.run("echo still").output == "still\n"
+
+
+def test_syntax_error_keeps_session(session: BashSession) -> None:
+    result = session.run("if then fi")
+    assert result.exit_code == 2 and "syntax error" in result.output
+    assert session.run("echo ok").output == "ok\n"
+
+
+def test_timeout_kills_the_command_and_keeps_session(session: BashSession) -> None:
+    session.run("export KEEP=1")
+    result = session.run("sleep 30 | cat", timeout=0.5)
+    assert result.timed_out and result.exit_code is None and not result.session_restarted
+    assert result.duration < 5
+    assert session.pid is not None
+    assert [p for p in descendants(session.pid) if not _gone(p)] == []
+    assert session.run("echo $KEEP").output == "1\n"
+
+
+def test_stuck_builtin_loop_restarts_session_and_says_so(session: BashSession) -> None:
+    session.run("export KEEP=1")
+    result = session.run("while :; do :; done", timeout=0.3)
+    assert result.timed_out and result.session_restarted
+    after = session.run("echo ${KEEP:-gone}")
+    assert after.output == "gone\n" and after.exit_code == 0
+
+
+def test_interrupt_sends_sigint_to_running_command(session: BashSession) -> None:
+    pid = session.pid
+    timer = threading.Timer(0.3, session.interrupt)
+    timer.start()
+    started = time.monotonic()
+    result = session.run("sleep 20")
+    timer.join()
+    assert time.monotonic() - started < 10
+    assert result.exit_code == 130 and result.interrupted
+    assert session.run("echo alive").output == "alive\n"
+    assert session.pid == pid  # the session itself survived Ctrl-C
+
+
+def test_output_cap_with_visible_marker(session: BashSession) -> None:
+    result = session.run("head -c 100000 /dev/zero | tr '\\0' x; echo; echo tail")
+    assert result.truncated and result.output_bytes == 100006
+    kept, _, note = result.output.partition("\n[rock-env: output truncated")
+    assert kept == "x" * 4096
+    assert "100006 bytes" in note
+    assert session.run("echo next").output == "next\n"
+
+
+def test_binary_output_is_replaced_not_fatal(session: BashSession) -> None:
+    result = session.run("printf '\\xff\\xfe\\x00ok'")
+    assert result.exit_code == 0
+    assert result.output == "\ufffd\ufffd\x00ok"
+
+
+def test_exit_restarts_session_on_next_command(session: BashSession) -> None:
+    result = session.run("exit 7")
+    assert result.exit_code == 7
+    after = session.run("echo back")
+    assert after.output == "back\n" and after.session_restarted
