@@ -45,8 +45,8 @@ class RemoteBackendConfig(_Strict):
     """Run envs on a rock-env admin server (group ``backend/remote``)."""
 
     name: Literal["remote"] = "remote"
-    base_url: str = Field(default="http://127.0.0.1:8080", min_length=1)
-    token: str | None = None
+    base_url: str | None = Field(default=None, min_length=1, description="null: $ROCK_ENV_URL, else 127.0.0.1:8080")
+    token: str | None = Field(default=None, description="null: $ROCK_ENV_TOKEN, else no auth")
     timeout: float = Field(default=300.0, gt=0)
 
 
@@ -142,6 +142,9 @@ class RolloutConfig(_Strict):
     episodes: int = Field(default=10, ge=1)
     seed: int = Field(default=0, ge=0)
     num_envs: int = Field(default=1, ge=1)
+    threads: bool | None = Field(
+        default=None, description="step envs / query the policy in one thread per env (null: when they mostly wait)"
+    )
     max_steps: int | None = Field(default=None, gt=0)
     output_dir: str | None = None
     save_steps: bool = True

@@ -10,6 +10,10 @@ and ``use_tools`` is on, they are sent as ``tools``; a tool call in the reply be
 through ``env.tool_call_to_action(name, arguments)`` when the env has it, else as the text
 ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``. A reply that the env cannot parse
 is still passed to the env, which applies its own invalid-action handling.
+
+GEM envs put part of the prompt in ``info["prefix"]``/``info["suffix"]`` (Sokoban's board and
+"Enter your move." live in the suffix); they are added around the observation the way GEM's
+observation wrappers do, so the model sees what the env means it to see.
 """
 
 from __future__ import annotations
@@ -47,6 +51,18 @@ def tool_schemas(env: Any) -> list[dict[str, Any]]:
             tool = {"type": "function", "function": tool}
         out.append(tool)
     return out
+
+
+def observation_text(observation: Any, info: dict[str, Any] | None) -> str:
+    """``observation`` with GEM's ``info["prefix"]`` before it and ``info["suffix"]`` after it."""
+    text = observation if isinstance(observation, str) else str(observation)
+    info = info or {}
+    prefix, suffix = info.get("prefix"), info.get("suffix")
+    if isinstance(prefix, str) and prefix:
+        text = prefix + text
+    if isinstance(suffix, str) and suffix:
+        text = text + suffix if text.endswith("\n") or suffix.startswith("\n") or not text else f"{text}\n{suffix}"
+    return text
 
 
 def tool_call_text(name: str, arguments: Any) -> str:
@@ -97,13 +113,13 @@ class OpenAIChatPolicy(Policy):
         """Start a new chat with ``observation`` as the first user message."""
         self._tools = tool_schemas(env) if self.use_tools else []
         self.messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        self.messages.append({"role": "user", "content": observation})
+        self.messages.append({"role": "user", "content": observation_text(observation, info)})
         self._pending_tool_call = None
 
     def act(self, env: Any, observation: str, info: dict[str, Any]) -> Any:
         """Ask the model for the next action."""
         if self.messages and self.messages[-1]["role"] == "assistant":
-            self._add_observation(observation)
+            self._add_observation(observation_text(observation, info))
         message = self._complete()
         tool_calls = message.get("tool_calls") or []
         content = message.get("content")

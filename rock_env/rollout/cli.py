@@ -58,7 +58,7 @@ def usage() -> str:
         lines.append(f"  {group:<8} {', '.join(group_options(group))}")
     lines += [
         "",
-        "Top-level keys: episodes, seed, num_envs, max_steps, output_dir, save_steps, progress.",
+        "Top-level keys: episodes, seed, num_envs, threads, max_steps, output_dir, save_steps, progress.",
         "Run 'rock-env rollout --cfg job' to see every key with its current value.",
     ]
     return "\n".join(lines)
@@ -116,18 +116,33 @@ def _progress_bar(total: int, enabled: bool, desc: str) -> Any:
     return tqdm(total=total, desc=desc, unit="ep", file=sys.stderr, dynamic_ncols=True)
 
 
-def run_job(cfg: Any) -> dict[str, Any] | None:
-    """The Hydra task: run one rollout into the job's output directory; return its summary."""
+def run_job(cfg: Any) -> dict[str, Any]:
+    """The Hydra task: run one rollout into the job's output directory; return its summary.
+
+    A failing job (an invalid config, an env or model server that fails) does not stop a sweep:
+    its ``summary.json`` says ``"status": "failed"`` with the error, it shows in the sweep
+    table, and ``rock-env rollout`` exits with status 1 at the end.
+    """
     import json
 
     from hydra.core.hydra_config import HydraConfig
 
-    from rock_env.rollout.runner import SUMMARY, run_rollout
+    from rock_env.rollout.runner import SUMMARY, failed_summary, run_rollout, write_summary
 
-    config = validate_rollout_config(cfg)
     hydra_cfg = HydraConfig.get()
-    out = Path(config.output_dir) if config.output_dir else Path(hydra_cfg.runtime.output_dir)
     overrides = list(hydra_cfg.overrides.task)
+    label = " ".join(overrides) or "(defaults)"
+    try:
+        config = validate_rollout_config(cfg)
+    except RockEnvError as exc:
+        out = Path(hydra_cfg.runtime.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        logger.error("rollout %s: %s", label, exc)
+        _outcome.failures.append(f"{label}: {exc}")
+        failed = failed_summary(cfg, exc, overrides)
+        write_summary(out, failed)
+        return failed
+    out = Path(config.output_dir) if config.output_dir else Path(hydra_cfg.runtime.output_dir)
     bar = _progress_bar(config.episodes, config.progress, f"{config.env.id} {config.policy.name}")
     successes = 0
 
@@ -141,12 +156,17 @@ def run_job(cfg: Any) -> dict[str, Any] | None:
     try:
         run_rollout(config, out, overrides=overrides, on_episode=on_episode)
     except RockEnvError as exc:
-        logger.error("rollout %s failed: %s (finished episodes are kept in %s)", " ".join(overrides), exc, out)
-        _outcome.failures.append(f"{' '.join(overrides) or '(defaults)'}: {exc}")
+        logger.error("rollout %s failed: %s (finished episodes are kept in %s)", label, exc, out)
+        _outcome.failures.append(f"{label}: {exc}")
     finally:
         if bar is not None:
             bar.close()
-    summary: dict[str, Any] = json.loads((out / SUMMARY).read_text(encoding="utf-8"))
+    summary_path = out / SUMMARY
+    if not summary_path.exists():  # failed before the rollout could write anything
+        failed = failed_summary(cfg, RockEnvError(_outcome.failures[-1]), overrides)
+        write_summary(out, failed)
+        return failed
+    summary: dict[str, Any] = json.loads(summary_path.read_text(encoding="utf-8"))
     if summary["status"] == "ok":
         logger.info(
             "%d episodes: success %.3f, return %.3f +- %.3f, length %.1f, %.1f steps/s -> %s",

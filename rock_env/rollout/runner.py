@@ -1,13 +1,14 @@
 """Running episodes of an env with a policy and writing trajectories and a summary.
 
 ``num_envs`` envs are stepped in lockstep: each slot plays an episode and takes the next one
-when it finishes. With the remote backend the slots' requests go out concurrently (one thread
-per slot), so a batch costs about one round trip. Local envs are stepped one after the other
-in slot order, which keeps even envs that draw from global RNGs (some GEM envs) reproducible.
+when it finishes. When the work mostly waits (a remote backend, a sandbox env, a chat-model
+policy), each slot runs in its own thread, so a batch costs about one round trip; see
+:func:`thread_plan`. Envs from GEM's registry draw from global RNGs, so their steps always run
+one after the other in slot order, which keeps them reproducible.
 
 Episode ``i`` is reset with ``episode_seeds(seed, n)[i]`` (from ``numpy.random.SeedSequence``):
 the same config and seed give the same episodes, and ``trajectories.jsonl``/``episodes.jsonl``
-come out byte for byte the same.
+come out byte for byte the same, threaded or not.
 """
 
 from __future__ import annotations
@@ -140,10 +141,13 @@ class _Slot:
         self.records = [{"type": "reset", "episode": episode, "seed": seed, "observation": obs, "info": self.info}]
         self.policy.reset(self.env, obs, self.info, seed=seed)
 
-    def step(self, max_steps: int | None, save_steps: bool) -> EpisodeResult | None:
-        """Play one step; return the episode's result when it ended."""
+    def act(self) -> Any:
+        """Ask the policy for the next action."""
+        return self.policy.act(self.env, self.obs, self.info)
+
+    def step(self, action: Any, max_steps: int | None, save_steps: bool) -> EpisodeResult | None:
+        """Apply ``action``; return the episode's result when it ended."""
         assert self.episode is not None
-        action = self.policy.act(self.env, self.obs, self.info)
         obs, reward, terminated, truncated, info = self.env.step(action)
         info = dict(info or {})
         reward = float(reward)
@@ -183,6 +187,80 @@ class _Slot:
         return result
 
 
+@dataclass(frozen=True)
+class ThreadPlan:
+    """Which phases of a lockstep step run one thread per slot."""
+
+    policy: bool
+    env: bool
+
+
+def thread_plan(config: RolloutConfig, n_slots: int) -> ThreadPlan:
+    """Decide what to run in threads.
+
+    ``threads=null`` (auto): policy calls are threaded for the ``openai`` policy; env steps
+    for the remote backend and for envs that own a sandbox. ``threads=false``: nothing.
+    ``threads=true``: both. Steps of GEM-registry envs are never threaded (they use global
+    RNGs, so thread scheduling would change the episodes); ``threads=true`` with one of them is
+    a :class:`ConfigError`.
+    """
+    if n_slots <= 1 or config.threads is False:
+        return ThreadPlan(policy=False, env=False)
+    from rock_env.registry import spec as env_spec
+
+    spec = env_spec(config.env.id)
+    gem = spec.source == "gem"
+    if config.threads is True:
+        if gem:
+            raise ConfigError(
+                f"threads=true: {config.env.id} comes from GEM's registry and draws from global RNGs, so "
+                "stepping it in threads would make episodes irreproducible; use threads=null or threads=false."
+            )
+        return ThreadPlan(policy=True, env=True)
+    io_env = isinstance(config.backend, RemoteBackendConfig) or spec.needs_sandbox
+    return ThreadPlan(policy=config.policy.name == "openai", env=io_env and not gem)
+
+
+def write_summary(output_dir: Path, summary: dict[str, Any]) -> Path:
+    """Write ``summary.json`` into ``output_dir``."""
+    path = output_dir / SUMMARY
+    path.write_text(json.dumps(to_jsonable(summary), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def failed_summary(cfg: Any, error: BaseException, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The ``summary.json`` of a run that failed before any episode (e.g. an invalid config)."""
+    from rock_env.config.schema import to_plain
+
+    data = to_plain(cfg)
+    data = {k: v for k, v in data.items() if k != "hydra"} if isinstance(data, dict) else {}
+
+    def field_of(section: str, key: str) -> Any:
+        node = data.get(section)
+        return node.get(key) if isinstance(node, dict) else None
+
+    return {
+        "status": "failed",
+        "error": f"{type(error).__name__}: {error}",
+        "env": field_of("env", "id"),
+        "policy": field_of("policy", "name"),
+        "backend": field_of("backend", "name"),
+        "seed": data.get("seed"),
+        "episodes_requested": data.get("episodes"),
+        "episodes": 0,
+        "success_rate": math.nan,
+        "mean_return": math.nan,
+        "std_return": math.nan,
+        "mean_length": math.nan,
+        "total_steps": 0,
+        "wall_time_s": 0.0,
+        "steps_per_s": math.nan,
+        "num_envs": data.get("num_envs"),
+        "overrides": list(overrides),
+        "config": data,
+    }
+
+
 def run_rollout(
     cfg: Any,
     output_dir: Path | str,
@@ -214,6 +292,7 @@ def run_rollout(
     pool: ThreadPoolExecutor | None = None
     try:
         n_slots = min(config.num_envs, config.episodes)
+        plan = thread_plan(config, n_slots)
         for _ in range(n_slots):
             policy = make_policy(config.policy)
             try:
@@ -223,22 +302,28 @@ def run_rollout(
                 raise
             slots.append(_Slot(env, policy))
         started = time.perf_counter()  # steps/s measures episodes, not env construction
-        if n_slots > 1 and isinstance(config.backend, RemoteBackendConfig):
+        if plan.policy or plan.env:
             pool = ThreadPoolExecutor(max_workers=n_slots, thread_name_prefix="rollout-slot")
+        logger.debug("rollout of %s: %d slots, threads %s", config.env.id, n_slots, plan)
 
-        def run(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
-            if pool is None:
+        def run(threaded: bool, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+            if pool is None or not threaded or len(items) < 2:
                 return [fn(item) for item in items]
             return list(pool.map(fn, items))
 
         def start(job: tuple[_Slot, int]) -> None:
             job[0].start(job[1], seeds[job[1]])
 
-        run(start, [(slot, k) for k, slot in enumerate(slots)])
+        run(plan.env, start, [(slot, k) for k, slot in enumerate(slots)])
         next_episode = len(slots)
         while any(s.episode is not None for s in slots):
             active = [s for s in slots if s.episode is not None]
-            outcomes = run(lambda s: s.step(config.max_steps, config.save_steps), active)
+            actions = run(plan.policy, _Slot.act, active)
+            outcomes = run(
+                plan.env,
+                lambda job: job[0].step(job[1], config.max_steps, config.save_steps),
+                list(zip(active, actions, strict=True)),
+            )
             result.total_steps += len(active)
             restart: list[tuple[_Slot, int]] = []
             for slot, done in zip(active, outcomes, strict=True):
@@ -253,7 +338,7 @@ def run_rollout(
                     restart.append((slot, next_episode))
                     next_episode += 1
             if restart:
-                run(start, restart)
+                run(plan.env, start, restart)
     except BaseException as exc:
         result.status = "failed"
         result.error = f"{type(exc).__name__}: {exc}"
@@ -267,8 +352,7 @@ def run_rollout(
         for slot in slots:
             _close_quietly(slot.policy.close, "policy")
             _close_quietly(slot.env.close, "env")
-        summary = result.summary(config, overrides)
-        (out / SUMMARY).write_text(json.dumps(to_jsonable(summary), indent=2) + "\n", encoding="utf-8")
+        write_summary(out, result.summary(config, overrides))
     return result
 
 
