@@ -1,0 +1,420 @@
+"""Sokoban room generation that reproduces gem-llm 0.1.0 level for level, much faster.
+
+GEM builds a room in three stages, all driven by two generators seeded with the same
+integer: a ``random.Random`` (the random walk that carves the floor) and a
+``numpy.random.Generator`` from ``numpy.random.default_rng`` (the player and box cells).
+
+1. *Topology*: a random walk of ``num_steps`` steps stamps 3x3 masks onto a wall grid.
+2. *Placement*: the player, then ``num_boxes`` boxes are put on random floor cells; the box
+   cells become the targets.
+3. *Reverse play*: a depth-first search pulls boxes away from their targets. Every state
+   reached first on a path is scored ``pulls * sum(manhattan(box, its target))`` (zero unless
+   every target is uncovered) and the first state with the highest score is the level. The
+   search visits at most 300,000 states and never goes deeper than 298 moves.
+
+A try is discarded (and the next one drawn from the same generators) when the placement
+has too few free cells, when a box starts frozen, when the best score is zero or when the
+chosen level has a (GEM-defined) deadlock.
+
+This module follows the same semantics exactly (same draws, same visiting order, same
+tie-breaking, same limits) with flat integer grids, bit boards and an incremental
+displacement score instead of numpy arrays copied at every node. Only the placement still
+uses numpy, because its bounded-integer stream is numpy's own algorithm.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from rock_env.errors import RockEnvError
+
+logger = logging.getLogger(__name__)
+
+#: Bump when a change could produce a different level for the same inputs (cache key).
+GENERATOR_VERSION = 1
+
+WALL, FLOOR, TARGET, BOX_ON_TARGET, BOX, PLAYER = 0, 1, 2, 3, 4, 5
+
+#: Walk directions in GEM's order (row, column).
+_WALK_DIRECTIONS: tuple[tuple[int, int], ...] = ((1, 0), (0, 1), (-1, 0), (0, -1))
+
+#: The five 3x3 stamps of the random walk, as lists of (row, column) offsets of their ones.
+_MASKS: tuple[tuple[tuple[int, int], ...], ...] = tuple(
+    tuple((i, j) for i in range(3) for j in range(3) if mask[i][j])
+    for mask in (
+        ((0, 0, 0), (1, 1, 1), (0, 0, 0)),
+        ((0, 1, 0), (0, 1, 0), (0, 1, 0)),
+        ((0, 0, 0), (1, 1, 0), (0, 1, 0)),
+        ((0, 0, 0), (1, 1, 0), (1, 1, 0)),
+        ((0, 0, 0), (0, 1, 1), (0, 1, 0)),
+    )
+)
+
+#: Neighbour order used by the deadlock checks and the reverse search: up, down, left, right.
+_NEIGHBOURS: tuple[tuple[int, int], ...] = ((-1, 0), (1, 0), (0, -1), (0, 1))
+
+MAX_EXPLORED_STATES = 300_000
+SEARCH_TTL = 300
+P_CHANGE_DIRECTIONS = 0.35
+TRIES = 1000
+
+
+class RoomGenerationError(RockEnvError):
+    """No valid room could be generated within the allowed number of tries."""
+
+
+@dataclass(frozen=True)
+class Room:
+    """A generated level on a ``rows x cols`` grid, cells flattened row by row.
+
+    Attributes:
+        rows: number of rows (GEM's ``dim_room[0]``).
+        cols: number of columns (GEM's ``dim_room[1]``).
+        fixed: the immovable part per cell (GEM's ``room_fixed``): 0 wall, 1 floor, 2 target.
+        state: the full start state per cell (GEM's ``room_state``): adds 4 box, 5 player.
+        player: flat index of the player.
+    """
+
+    rows: int
+    cols: int
+    fixed: tuple[int, ...]
+    state: tuple[int, ...]
+    player: int
+
+    def to_numpy(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(room_fixed, room_state)`` as 2-D integer arrays, like GEM's."""
+        shape = (self.rows, self.cols)
+        return np.array(self.fixed, dtype=int).reshape(shape), np.array(self.state, dtype=int).reshape(shape)
+
+
+class _TryFailed(Exception):
+    """Internal: this try is discarded (GEM's RuntimeError inside ``generate_room``)."""
+
+
+class _SearchCapReached(Exception):
+    """Internal: the reverse search explored its maximum number of states."""
+
+
+def _draws_match_choice() -> bool:
+    """Whether ``_below`` consumes ``Random`` exactly like ``Random.choice`` on this Python."""
+    for seed in (0, 1, 12345):
+        a, b = random.Random(seed), random.Random(seed)
+        for n in (2, 4, 5, 7):
+            seq = tuple(range(n))
+            if [a.choice(seq) for _ in range(50)] != [_below(b.getrandbits, n) for _ in range(50)]:
+                return False
+    return True
+
+
+def _below(getrandbits: Callable[[int], int], n: int) -> int:
+    """``Random._randbelow(n)`` of CPython: rejection sampling on ``n.bit_length()`` bits."""
+    k = n.bit_length()
+    r = getrandbits(k)
+    while r >= n:
+        r = getrandbits(k)
+    return r
+
+
+@functools.lru_cache(maxsize=64)
+def _mask_offsets(cols: int) -> tuple[tuple[int, ...], ...]:
+    """Flat offsets of the ones of every mask on a grid with ``cols`` columns."""
+    return tuple(tuple(i * cols + j for i, j in mask) for mask in _MASKS)
+
+
+def _topology(rnd: random.Random, rows: int, cols: int, num_steps: int, p_change: float) -> bytearray:
+    """Carve the floor with GEM's random walk; returns 1 for floor, 0 for wall per cell."""
+    # ``Random.choice`` draws exactly like GEM's ``Random.sample(seq, 1)[0]`` for these sizes;
+    # the inlined rejection sampling below draws like ``choice`` (checked at import).
+    if not _FAST_DRAWS:
+        return _topology_reference(rnd, rows, cols, num_steps, p_change)
+    getrandbits = rnd.getrandbits
+    uniform = rnd.random
+    masks = _mask_offsets(cols)
+    r = getrandbits(3)
+    while r >= 4:
+        r = getrandbits(3)
+    dr, dc = _WALK_DIRECTIONS[r]
+    r = rnd.randint(1, rows - 1)
+    c = rnd.randint(1, cols - 1)
+    hi_r, hi_c = rows - 2, cols - 2
+    level = bytearray(rows * cols)
+    for _ in range(num_steps):
+        if uniform() < p_change:
+            k = getrandbits(3)
+            while k >= 4:
+                k = getrandbits(3)
+            dr, dc = _WALK_DIRECTIONS[k]
+        r += dr
+        if r > hi_r:
+            r = hi_r
+        elif r < 1:
+            r = 1
+        c += dc
+        if c > hi_c:
+            c = hi_c
+        elif c < 1:
+            c = 1
+        k = getrandbits(3)
+        while k >= 5:
+            k = getrandbits(3)
+        base = (r - 1) * cols + c - 1
+        for off in masks[k]:
+            level[base + off] = 1
+    _clear_border(level, rows, cols)
+    return level
+
+
+def _topology_reference(rnd: random.Random, rows: int, cols: int, num_steps: int, p_change: float) -> bytearray:
+    """The same walk with the public ``Random`` API (used if ``_below`` does not match)."""
+    direction = rnd.choice(_WALK_DIRECTIONS)
+    r = rnd.randint(1, rows - 1)
+    c = rnd.randint(1, cols - 1)
+    level = bytearray(rows * cols)
+    for _ in range(num_steps):
+        if rnd.random() < p_change:
+            direction = rnd.choice(_WALK_DIRECTIONS)
+        r = max(min(r + direction[0], rows - 2), 1)
+        c = max(min(c + direction[1], cols - 2), 1)
+        base = (r - 1) * cols + (c - 1)
+        for i, j in rnd.choice(_MASKS):
+            level[base + i * cols + j] = 1
+    _clear_border(level, rows, cols)
+    return level
+
+
+def _clear_border(level: bytearray, rows: int, cols: int) -> None:
+    for c in range(cols):
+        level[c] = 0
+        level[(rows - 1) * cols + c] = 0
+    for r in range(rows):
+        level[r * cols] = 0
+        level[r * cols + cols - 1] = 0
+
+
+_FAST_DRAWS = _draws_match_choice()
+
+
+def _place(level: bytearray, num_boxes: int, gen: np.random.Generator) -> tuple[int, list[int]]:
+    """Pick the player cell and the box (= target) cells like GEM; returns (player, boxes)."""
+    free = [i for i, v in enumerate(level) if v]
+    if len(free) <= num_boxes + 1:
+        raise _TryFailed
+    player = free.pop(int(gen.integers(len(free))))
+    boxes: list[int] = []
+    # GEM's deadlock test for a new box always passes (the cell is a target by then), so every
+    # draw places a box; ``free`` stays sorted, like ``np.where(room == 1)``.
+    for _ in range(num_boxes):
+        boxes.append(free.pop(int(gen.integers(len(free)))))
+    return player, sorted(boxes)
+
+
+def _is_simple_deadlock(fixed: bytearray, rows: int, cols: int, cell: int) -> bool:
+    """GEM's ``is_deadlock_position`` (including which wall pairs it counts as a corner)."""
+    if fixed[cell] == TARGET:
+        return False
+    r, c = divmod(cell, cols)
+    walls: list[int] = []
+    for k, (dr, dc) in enumerate(_NEIGHBOURS):
+        nr, nc = r + dr, c + dc
+        if nr < 0 or nr >= rows or nc < 0 or nc >= cols or fixed[nr * cols + nc] == WALL:
+            walls.append(k)
+    if len(walls) > 2:
+        return True
+    return len(walls) == 2 and abs(walls[0] - walls[1]) in (1, 3)
+
+
+def _is_frozen(state: list[int], rows: int, cols: int, boxes: list[int], player: int) -> bool:
+    """GEM's ``detect_frozen_deadlocks``: some box has no direction to be pushed in.
+
+    GEM asks whether the pushing cell is free or "reachable"; its reachability search only
+    ever succeeds on the player's own cell, which is what is tested here.
+    """
+    if len(boxes) < 2:
+        return False
+    for cell in boxes:
+        r, c = divmod(cell, cols)
+        movable = False
+        for dr, dc in _NEIGHBOURS:
+            nr, nc, pr, pc = r + dr, c + dc, r - dr, c - dc
+            if not (0 <= nr < rows and 0 <= nc < cols and 0 <= pr < rows and 0 <= pc < cols):
+                continue
+            if state[nr * cols + nc] in (FLOOR, TARGET):
+                push = pr * cols + pc
+                if state[push] in (FLOOR, TARGET) or push == player:
+                    movable = True
+                    break
+        if not movable:
+            return True
+    return False
+
+
+def reverse_search(
+    fixed: bytearray,
+    cols: int,
+    targets: list[int],
+    player: int,
+    *,
+    max_states: int = MAX_EXPLORED_STATES,
+    ttl: int = SEARCH_TTL,
+) -> tuple[int, int, int, int]:
+    """GEM's reverse play from boxes on ``targets`` and the player on ``player``.
+
+    Returns ``(score, player, boxes_bitboard, explored_states)`` of the first best state in
+    GEM's depth-first order (up, down, left, right), with the same state identity (player,
+    box cells, and which boxes were pulled at least once), the same depth limit and cap.
+    """
+    ncells = len(fixed)
+    walls = 0
+    for i, v in enumerate(fixed):
+        if v == WALL:
+            walls |= 1 << i
+    tmask = 0
+    is_target = bytearray(ncells)
+    for t in targets:
+        tmask |= 1 << t
+        is_target[t] = 1
+    dist: list[list[int]] = []
+    for t in targets:
+        tr, tc = divmod(t, cols)
+        dist.append([abs(i // cols - tr) + abs(i % cols - tc) for i in range(ncells)])
+    owner = [0] * ncells
+    for k, t in enumerate(targets):
+        owner[t] = k
+    deltas = (-cols, cols, -1, 1)
+    shift = ncells
+    seen: dict[int, bytearray] = {}
+
+    best_score = 0
+    best_player = player
+    best_boxes = tmask
+    count = 0
+
+    def visit(p: int, boxes: int, moved: int, vis: bytearray, sc: int, pulls: int, disp: int, rem: int) -> None:
+        nonlocal best_score, best_player, best_boxes, count
+        if sc > best_score and not is_target[p]:
+            best_score = sc
+            best_player = p
+            best_boxes = boxes
+        count += 1
+        if count >= max_states:
+            raise _SearchCapReached
+        if rem <= 0:
+            return
+        rem -= 1
+        blocked = walls | boxes
+        for d in deltas:
+            n = p + d
+            if (blocked >> n) & 1:
+                continue
+            b = p - d
+            if (boxes >> b) & 1:
+                bb = 1 << b
+                pb = 1 << p
+                nboxes = (boxes ^ bb) | pb
+                nmoved = (moved & ~bb) | pb
+                key = nboxes | (nmoved << shift)
+                v2 = seen.get(key)
+                if v2 is None:
+                    v2 = bytearray(ncells)
+                    seen[key] = v2
+                elif v2[n]:
+                    continue
+                v2[n] = 1
+                k = owner[b]
+                owner[p] = k
+                dk = dist[k]
+                ndisp = disp + dk[p] - dk[b]
+                visit(n, nboxes, nmoved, v2, (pulls + 1) * ndisp if not nboxes & tmask else 0, pulls + 1, ndisp, rem)
+                owner[b] = k
+            elif not vis[n]:
+                vis[n] = 1
+                visit(n, boxes, moved, vis, sc, pulls, disp, rem)
+
+    if ttl - 1 > 0 and max_states > 0:
+        root = bytearray(ncells)
+        root[player] = 1
+        seen[tmask] = root
+        with contextlib.suppress(_SearchCapReached):
+            visit(player, tmask, 0, root, 0, 0, 0, ttl - 2)
+    return best_score, best_player, best_boxes, count
+
+
+def _one_try(
+    rnd: random.Random,
+    gen: np.random.Generator,
+    rows: int,
+    cols: int,
+    num_steps: int,
+    num_boxes: int,
+    p_change: float,
+    stats: dict[str, int] | None,
+) -> Room:
+    level = _topology(rnd, rows, cols, num_steps, p_change)
+    player, targets = _place(level, num_boxes, gen)
+    fixed = bytearray(level)
+    for t in targets:
+        fixed[t] = TARGET
+    start = list(level)
+    for t in targets:
+        start[t] = BOX
+    start[player] = PLAYER
+    # Boxes start on their targets, so only a frozen cluster can be a deadlock here.
+    if _is_frozen(start, rows, cols, targets, player):
+        raise _TryFailed
+    score, p, boxes, explored = reverse_search(fixed, cols, targets, player)
+    if stats is not None:
+        stats["explored_states"] = stats.get("explored_states", 0) + explored
+    if score <= 0:
+        raise _TryFailed
+    state = list(fixed)
+    box_cells = [i for i in range(rows * cols) if (boxes >> i) & 1]
+    for i in box_cells:
+        state[i] = BOX
+    state[p] = PLAYER
+    for i in box_cells:
+        if _is_simple_deadlock(fixed, rows, cols, i):
+            raise _TryFailed
+    if _is_frozen(state, rows, cols, box_cells, p):
+        raise _TryFailed
+    return Room(rows=rows, cols=cols, fixed=tuple(fixed), state=tuple(state), player=p)
+
+
+def generate_room(
+    dim: tuple[int, int],
+    num_steps: int,
+    num_boxes: int,
+    seed: int,
+    *,
+    p_change_directions: float = P_CHANGE_DIRECTIONS,
+    tries: int = TRIES,
+    stats: dict[str, int] | None = None,
+) -> Room:
+    """The room GEM's ``generate_room(dim, p, num_steps, num_boxes, tries, seed=seed)`` makes.
+
+    If ``stats`` is a dict, it receives ``tries`` (tries used) and ``explored_states`` (states
+    the reverse searches visited, summed over tries: GEM's cost is about proportional to it).
+
+    Raises:
+        RoomGenerationError: no try out of ``tries`` gave a valid room (GEM's RuntimeWarning).
+    """
+    rows, cols = int(dim[0]), int(dim[1])
+    rnd = random.Random(seed)
+    gen = np.random.default_rng(seed)
+    for attempt in range(tries):
+        if stats is not None:
+            stats["tries"] = attempt + 1
+        try:
+            return _one_try(rnd, gen, rows, cols, num_steps, num_boxes, p_change_directions, stats)
+        except _TryFailed:
+            continue
+    raise RoomGenerationError(
+        f"could not generate a {rows}x{cols} Sokoban room with {num_boxes} boxes in {tries} tries "
+        f"(seed {seed}); use a larger room or fewer boxes."
+    )
