@@ -21,7 +21,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from rock_env.errors import RockEnvError, error_class
 
 if TYPE_CHECKING:
-    from rock_env.sandbox.models import CommandResult, SandboxConfig
+    from rock_env.sandbox.models import (
+        CommandResult,
+        FileInfo,
+        ProcessInfo,
+        SandboxConfig,
+        SandboxInfo,
+        SessionInfo,
+        SnapshotInfo,
+    )
 
 API_PREFIX = "/api/v1"
 #: The header an admin sets when it asks a worker to create an object under a given id.
@@ -586,6 +594,6 @@ __all__ = [
     "exception_from_body",
     "jsonable",
     "pack_tree",
-    "unpack_tree",
     "raise_error",
+    "unpack_tree",
 ]

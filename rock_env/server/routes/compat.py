@@ -31,7 +31,9 @@ from rock_env.server.routes._common import model_response, owner_of, raw_json, s
 from rock_env.server.routes.envs import close_env_op, make_env_op, reset_env_op, step_env_op
 
 router = APIRouter(prefix="/apis/v1/envs/gem", tags=["rock-compat"])
-_ERRORS: dict[int | str, dict[str, Any]] = {"4XX": {"model": ErrorBody, "description": "a RockEnvError; `error` names its class"}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorBody, "description": "a RockEnvError; `error` names its class"}
+}
 
 
 @router.post("/make", response_model=RockMakeResponse, responses=_ERRORS, summary="ROCK: make")
@@ -44,7 +46,9 @@ async def rock_make(body: RockMakeRequest, request: Request) -> Response:
 @router.post("/reset", response_model=EnvResetResponse, responses=_ERRORS, summary="ROCK: reset")
 async def rock_reset(body: RockResetRequest, request: Request) -> Response:
     """Reset: ``{"observation", "info"}``."""
-    return raw_json(await reset_env_op(service_of(request), owner_of(request), body.sandbox_id, EnvResetRequest(seed=body.seed)))
+    return raw_json(
+        await reset_env_op(service_of(request), owner_of(request), body.sandbox_id, EnvResetRequest(seed=body.seed))
+    )
 
 
 @router.post("/step", response_model=EnvStepResponse, responses=_ERRORS, summary="ROCK: step")

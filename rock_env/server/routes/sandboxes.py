@@ -9,6 +9,7 @@ a worker thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -20,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import ValidationError
 from fastapi.responses import Response, StreamingResponse
+from pydantic import ValidationError
 from starlette.background import BackgroundTask
 
 from rock_env.errors import InvalidArgument, PathOutsideSandbox, RockEnvError
@@ -279,12 +280,10 @@ async def stream(sandbox: str, request: Request) -> Response:
         except RockEnvError as exc:
             asyncio.run_coroutine_threadsafe(queue.put(("error", error_body(exc).model_dump())), loop).result()
         except Exception as exc:  # the client went away (loop closed) or the pipe broke
-            try:
+            with contextlib.suppress(Exception):
                 asyncio.run_coroutine_threadsafe(
                     queue.put(("error", {"error": "SandboxError", "message": str(exc), "status": 500})), loop
                 ).result(timeout=1)
-            except Exception:
-                pass
 
     async def events() -> AsyncIterator[bytes]:
         task = asyncio.ensure_future(svc.blocking(pump))

@@ -19,7 +19,9 @@ from rock_env.protocol import (
 from rock_env.server.routes._common import model_response, service_of
 
 router = APIRouter(prefix="/api/v1", tags=["system"])
-_ERRORS: dict[int | str, dict[str, Any]] = {"4XX": {"model": ErrorBody, "description": "a RockEnvError; `error` names its class"}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorBody, "description": "a RockEnvError; `error` names its class"}
+}
 
 
 @router.get("/health", response_model=Health, summary="Health")
