@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,21 +161,25 @@ def test_shell_builtin_loop_restarts_the_session(shared: Sandbox) -> None:
     shared.close_session("loop")
 
 
-def test_interrupt_stops_the_running_command(shared: Sandbox) -> None:
-    import threading
-
-    shared.create_session("intr")
-    holder: dict[str, object] = {}
-    thread = threading.Thread(target=lambda: holder.update(r=shared.run("sleep 30; echo done", session="intr")))
-    thread.start()
-    time.sleep(0.5)
-    shared.interrupt("intr")
-    thread.join(10)
-    assert not thread.is_alive()
-    result = holder["r"]
-    assert "done" not in result.output  # type: ignore[attr-defined]
-    assert shared.run("echo ok", session="intr").output == "ok\n"
-    shared.close_session("intr")
+@pytest.mark.parametrize("session", [None, "intr"])
+def test_interrupt_stops_the_running_command(make_sandbox: object, session: str | None) -> None:
+    # None: the default session, which runs in the container's spare shell (no docker exec)
+    sb = make_sandbox()  # type: ignore[operator]
+    if session is not None:
+        sb.create_session(session)
+    status = sb.run("cat /proc/$$/status", session=session).output
+    ignored = int(re.search(r"SigIgn:\s*([0-9a-f]+)", status).group(1), 16)  # type: ignore[union-attr]
+    assert not ignored & (1 << (signal.SIGINT - 1)), "the session must not start with SIGINT ignored"
+    pid = sb.run("echo $$", session=session).output
+    timer = threading.Timer(0.5, sb.interrupt, args=(session,))
+    timer.start()
+    started = time.monotonic()
+    result = sb.run("sleep 30", session=session)
+    timer.join()
+    assert time.monotonic() - started < 10
+    assert result.exit_code == 130 and result.interrupted
+    # the session survived Ctrl-C (same shell, still usable)
+    assert sb.run("echo $$", session=session).output == pid
 
 
 def test_exec_one_shot(shared: Sandbox) -> None:
@@ -373,6 +379,54 @@ def test_absolute_ttl_is_enforced_inside_the_container(docker_image: str, tmp_pa
         assert not runtime.alive()
     finally:
         runtime.stop()
+
+
+def test_ttl_kills_a_busy_default_session(docker_image: str, tmp_path: Path) -> None:
+    # the spare shell runs in the foreground of the container's init script: the ttl watchdog must still win
+    runtime = DockerRuntime(SandboxConfig(image=docker_image, ttl=2), "sb-ttl" + os.urandom(4).hex(), tmp_path / "s")
+    runtime.start()
+    try:
+        shell = runtime.initial_shell()
+        assert shell is not None
+        assert runtime.initial_shell() is None  # only once
+        shell.write(b"echo up; sleep 100\n")
+        assert shell.read(30) == b"up\n"
+        assert shell.wait(20) is not None, "the ttl did not end the session's command"
+        assert wait_gone(runtime.sandbox_id, timeout=15), "the container outlived its ttl"
+    finally:
+        runtime.stop()
+
+
+def test_sigkilled_owner_leaves_nothing(docker_image: str, tmp_path: Path) -> None:
+    # the per-sandbox reaper sees its pipe close when the owner dies and removes container and state dir
+    state = tmp_path / "state"
+    script = textwrap.dedent(
+        f"""
+        import os, signal, threading
+        from rock_env.sandbox import Sandbox
+        sb = Sandbox(runtime="docker", image={docker_image!r}, ttl=300)
+        sb.start()
+        assert sb.run("echo hi").output == "hi\\n"
+        sb.spawn("sleep 300")
+        threading.Thread(target=sb.run, args=("sleep 300",), daemon=True).start()
+        print(sb.id, flush=True)
+        threading.Event().wait(0.5)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    env = {**os.environ, "ROCK_ENV_SANDBOX_STATE": str(state)}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    sandbox_id = proc.stdout.strip()
+    try:
+        assert wait_gone(sandbox_id, timeout=30), "the container survived its SIGKILLed owner"
+        deadline = time.monotonic() + 10
+        while (state / sandbox_id).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not (state / sandbox_id).exists()
+    finally:
+        for item in containers_of(sandbox_id):
+            docker_api().remove_container(item["Id"], force=True)
 
 
 def test_reap_containers_of_dead_owners(docker_image: str, tmp_path: Path) -> None:

@@ -60,6 +60,7 @@ from rock_env.errors import (
 from rock_env.sandbox.hostproc import children, signal_tree
 from rock_env.sandbox.models import DEFAULT_DISK, DEFAULT_PIDS, FileInfo, SandboxConfig
 from rock_env.sandbox.runtimes.base import ProcessPipe, Runtime
+from rock_env.sandbox.session import BASH_ARGV
 from rock_env.sandbox.state import SandboxRecord, process_start_time
 
 logger = logging.getLogger(__name__)
@@ -82,12 +83,17 @@ _READ_SIZE = 1 << 18
 _WAIT_BUFFER = 64 << 20
 _API_TIMEOUT = 120.0
 
-# PID 1 (under docker-init): keep a spare `setsid sh` on the container's stdin; its exit code is
-# printed after \036 + a random token ($1). Then sleep for the ttl ($2) with stdio closed.
+# PID 1's child (under docker-init): a watchdog in the background kills every process of the
+# container when the ttl ($2) has passed (docker-init then exits and the container is removed);
+# in the FOREGROUND a spare `setsid sh` reads the container's stdin. It must be a foreground
+# command: sh starts background commands with SIGINT and SIGQUIT ignored, and everything the
+# session runs would inherit that (Ctrl-C would do nothing). Its exit code is printed after
+# \036 + a random token ($1); then the script waits for the watchdog, keeping the container up.
 _PID1_SCRIPT = (
     "exec 3<&0 </dev/null; "
-    '(setsid /bin/sh <&3 3<&- 2>&1; printf "\\036%s:exit:%d\\n" "$1" "$?") & '
-    'exec sleep "$2" >/dev/null 2>&1 3<&-'
+    '(sleep "$2"; kill -KILL -1) >/dev/null 2>&1 3<&- & '
+    'setsid -w /bin/sh <&3 3<&- 2>&1; printf "\\036%s:exit:%d\\n" "$1" "$?"; '
+    "exec 3<&- >/dev/null 2>&1; wait"
 )
 # One-shot processes through `docker exec`: cd, then exec the argv with exactly the given env.
 _EXEC_SCRIPT = 'cd -- "$1" || exit 126; shift; exec env -i "$@" 2>&1'
@@ -628,6 +634,35 @@ class DockerRuntime(Runtime):
             raise SandboxError(f"sandbox {self.sandbox_id}: the container is not running")
         return self.container_id
 
+    def initial_shell(self) -> ProcessPipe | None:
+        """The container's spare shell turned into the default session's bash (once; then ``None``).
+
+        One line written to the attached stdin replaces a ``docker exec`` (tens of ms) for the
+        first session. Its env is :meth:`default_env` plus ``config.env``, its cwd the workdir.
+        """
+        with self._spare_lock:
+            spare, self._spare = self._spare, None
+        if spare is None:
+            return None
+        env = {**self.default_env(), **self.config.env}
+        pairs = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
+        argv = " ".join(shlex.quote(a) for a in BASH_ARGV)
+        line = (
+            f"cd -- {shlex.quote(self.config.workdir)} || exit 126; "
+            f"printf '\\036%s:ready:%s\\n' {self._token} \"$$\"; "
+            f"exec env -i {pairs} {argv} 2>&1\n"
+        )
+        try:
+            spare.write(line.encode())
+            early = spare.wait_ready(timeout=30.0)
+        except (OSError, SandboxStartError) as exc:
+            logger.debug("spare shell of %s unusable (%s); using docker exec", self.container_name, exc)
+            spare.close()
+            return None
+        if early:
+            logger.debug("spare shell printed before exec: %r", early[:200])
+        return spare
+
     def open_process(
         self,
         argv: list[str],
@@ -636,30 +671,11 @@ class DockerRuntime(Runtime):
         env: dict[str, str] | None = None,
         stdin: bool = True,
     ) -> ProcessPipe:
-        """Start ``argv`` in the container: in the spare shell if it is free, else with ``docker exec``."""
+        """Start ``argv`` in the container with ``docker exec`` (its own session and process group)."""
         if not argv:
             raise InvalidArgument("open_process needs a non-empty argv")
         cwd = cwd or self.config.workdir
         pairs = [f"{k}={v}" for k, v in (env if env is not None else self.default_env()).items()]
-        with self._spare_lock:
-            spare, self._spare = self._spare, None
-        if spare is not None:
-            redirect = "" if stdin else " </dev/null"
-            line = (
-                f"cd -- {shlex.quote(cwd)} || exit 126; "
-                f"printf '\\036%s:ready:%s\\n' {self._token} \"$$\"; "
-                f"exec env -i {' '.join(shlex.quote(p) for p in pairs)} {' '.join(shlex.quote(a) for a in argv)}"
-                f" 2>&1{redirect}\n"
-            )
-            try:
-                spare.write(line.encode())
-                early = spare.wait_ready(timeout=30.0)
-            except (OSError, SandboxStartError):
-                spare.close()
-            else:
-                if early:
-                    logger.debug("spare shell printed before exec: %r", early[:200])
-                return spare
         return self._docker_exec(argv, cwd=cwd, pairs=pairs, stdin=stdin)
 
     def _docker_exec(self, argv: list[str], *, cwd: str, pairs: list[str], stdin: bool) -> DockerProcessPipe:
