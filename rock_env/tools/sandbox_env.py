@@ -284,10 +284,18 @@ class SandboxEnv(Env):
                 self.discard_sandbox()
                 return
         if current is not None:
-            with contextlib.suppress(RockEnvError):
-                sb.close_session(current)
             self._session_name = None
+            if self._executor is not None and self._mark is not None:
+                # its processes are dead already; closing it can happen while the next episode runs
+                self._executor.submit(self._close_quietly, sb, current)
+            else:
+                self._close_quietly(sb, current)
         self._dirty = False
+
+    @staticmethod
+    def _close_quietly(sb: Sandbox, session: str) -> None:
+        with contextlib.suppress(RockEnvError):
+            sb.close_session(session)
 
     # -- sessions ------------------------------------------------------------------------
 
