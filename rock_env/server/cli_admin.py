@@ -10,11 +10,11 @@ prints the composed config and exits.
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
 from rock_env.server.config import admin_settings, compose
+from rock_env.server.logs import configure_logging
 
 _USAGE = """usage: rock-env admin start [--cfg] [KEY=VALUE ...]
 
@@ -46,7 +46,7 @@ def main(argv: list[str]) -> int:
         return 0
     settings, extra = admin_settings(cfg)
     settings.check_bind()
-    logging.getLogger().setLevel(settings.log_level.upper())
+    configure_logging(settings.log_level, settings.log_format)
     from rock_env.server.app import create_app
     from rock_env.server.runner import bind_socket, serve_on
 
@@ -55,5 +55,5 @@ def main(argv: list[str]) -> int:
     if extra.get("port_file"):
         Path(str(extra["port_file"])).write_text(str(port))
     print(f"rock-env admin listening on http://{settings.host}:{port} (state in {settings.data_path()})", flush=True)
-    serve_on(create_app(settings, role="admin"), sock, settings.log_level)
+    serve_on(create_app(settings, role="admin"), sock, settings.log_level, settings.log_format == "json")
     return 0

@@ -6,12 +6,12 @@ registers with the admin, and heartbeats every ``worker.heartbeat_interval`` sec
 
 from __future__ import annotations
 
-import logging
 import socket
 import sys
 from pathlib import Path
 
 from rock_env.server.config import compose, worker_settings
+from rock_env.server.logs import configure_logging
 
 _USAGE = """usage: rock-env worker start --admin URL [--cfg] [KEY=VALUE ...]
 
@@ -64,7 +64,7 @@ def main(argv: list[str]) -> int:
         return 0
     settings, worker_cfg = worker_settings(cfg)
     settings.check_bind()
-    logging.getLogger().setLevel(settings.log_level.upper())
+    configure_logging(settings.log_level, settings.log_format)
     from rock_env.server.agent import run_agent
     from rock_env.server.app import create_app
     from rock_env.server.runner import bind_socket, serve_on
@@ -84,5 +84,5 @@ def main(argv: list[str]) -> int:
     service.background.append(lambda: run_agent(service, str(worker_cfg["admin_url"]), advertise, token))
 
     print(f"rock-env worker {settings.worker_id} listening on {advertise}, admin {worker_cfg['admin_url']}", flush=True)
-    serve_on(app, sock, settings.log_level)
+    serve_on(app, sock, settings.log_level, settings.log_format == "json")
     return 0

@@ -76,6 +76,7 @@ def worker_settings(cfg: dict[str, Any]) -> tuple[ServerSettings, dict[str, Any]
             "runtime": _runtime_defaults(cfg.get("runtime")),
             "embedded_worker": True,
             "log_level": worker.get("log_level", "info"),
+            "log_format": worker.get("log_format", "text"),
         }
     )
     return settings, worker

@@ -33,11 +33,17 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def uvicorn_config(app: Any, log_level: str = "warning") -> uvicorn.Config:
-    """uvicorn settings we use everywhere (uvloop and httptools when installed)."""
+def uvicorn_config(app: Any, log_level: str = "warning", root_logging: bool = False) -> uvicorn.Config:
+    """uvicorn settings we use everywhere (uvloop and httptools when installed).
+
+    ``root_logging``: leave uvicorn's loggers to the root handlers (e.g. JSON lines) instead of
+    installing its own text handlers.
+    """
+    extra: dict[str, Any] = {"log_config": None} if root_logging else {}
     return uvicorn.Config(
         app,
         log_level=log_level,
+        **extra,
         access_log=False,
         timeout_keep_alive=75,
         lifespan="on",
@@ -46,9 +52,9 @@ def uvicorn_config(app: Any, log_level: str = "warning") -> uvicorn.Config:
     )
 
 
-def serve_on(app: Any, sock: socket.socket, log_level: str = "info") -> None:
+def serve_on(app: Any, sock: socket.socket, log_level: str = "info", root_logging: bool = False) -> None:
     """Serve on a bound socket until SIGINT/SIGTERM (the CLI)."""
-    server = uvicorn.Server(uvicorn_config(app, log_level))
+    server = uvicorn.Server(uvicorn_config(app, log_level, root_logging))
     server.run(sockets=[sock])
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -64,6 +64,8 @@ class ServerSettings(BaseModel):
     #: Default sandbox settings (the Hydra ``runtime`` group): name, image, cpus, memory, ...
     runtime: dict[str, Any] = Field(default_factory=dict)
     log_level: str = "info"
+    #: ``text`` or ``json`` (one JSON object per line, for log shippers).
+    log_format: Literal["text", "json"] = "text"
 
     def all_tokens(self) -> list[TokenSpec]:
         """Configured tokens, plus ``token`` / ``$ROCK_ENV_TOKEN`` as the token named ``default``."""

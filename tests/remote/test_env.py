@@ -133,3 +133,18 @@ def test_remote_vec_equals_local_vec(server: BackgroundServer, autoreset_mode: s
     finally:
         remote.close()
         local.close()
+
+
+@pytest.mark.bwrap
+def test_sandbox_env_runs_on_the_worker_with_the_same_transcript(server: BackgroundServer) -> None:
+    spec = rock.spec("tool:Bash-v0")
+    assert "sandbox" in spec.requirements
+    remote = rock.make("tool:Bash-v0", backend="remote", base_url=server.url)
+    local = rock.make("tool:Bash-v0")
+    try:
+        assert remote.reset(seed=0) == local.reset(seed=0)
+        for action in ["<bash>ls</bash>", "<bash>echo hi > x.txt && cat x.txt</bash>", "no tool call"]:
+            assert remote.step(action) == local.step(action)
+    finally:
+        remote.close()
+        local.close()
