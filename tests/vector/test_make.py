@@ -107,3 +107,22 @@ def test_gem_sokoban_sub_envs_match_single_envs_on_the_same_seeds(mode: str) -> 
             assert obs[i] == single_obs and infos["suffix"][i] == single_info["suffix"]
         _, rewards, terminated, _, _ = envs.step(["\\boxed{up}", "not an action"])
         assert rewards.dtype.name == "float64" and terminated[1]  # GEM ends the episode on an invalid action
+
+
+def test_sokoban_transcripts_with_autoresets_match_across_modes_and_repeat() -> None:
+    """The registered Sokoban, 8 envs, 30 steps with invalid actions that end episodes often."""
+    moves = ["\\boxed{up}", "\\boxed{down}", "\\boxed{left}", "\\boxed{right}", "no move"]
+    plan = [[moves[(7 * t + 3 * i) % 5] for i in range(8)] for t in range(30)]
+
+    def transcript(mode: str) -> list[object]:
+        with rock.make_vec("game:Sokoban-v0-easy", 8, mode=mode, autoreset_mode="same_step") as envs:
+            out: list[object] = [envs.reset(seed=5)[0]]
+            for actions in plan:
+                obs, rewards, terminated, truncated, infos = envs.step(actions)
+                out.append((obs, rewards.tolist(), terminated.tolist(), truncated.tolist(), "final_obs" in infos))
+            return out
+
+    sync = transcript("sync")
+    assert sum(sum(step[2]) for step in sync[1:]) >= 8  # type: ignore[index]  # episodes ended and autoreset
+    assert transcript("sync") == sync
+    assert transcript("async") == sync
