@@ -53,9 +53,9 @@ class RemoteEnv(Env):
         self.remote_id = self.info.id
         self._base = f"/api/v1/envs/{self.remote_id}"
         try:
-            import rock_env
+            from rock_env.registry import registry
 
-            self.spec = rock_env.spec(self.info.env_id)
+            self.spec = registry.spec(self.info.env_id)
         except RockEnvError:
             self.spec = None
 

@@ -144,16 +144,17 @@ class Worker:
 
     def make_env(self, obj_id: str, req: EnvMakeRequest) -> EnvInfo:
         """Build ``req.env_id`` in this process and host it as ``obj_id``."""
-        import rock_env
+        from rock_env.registry import registry
+        from rock_env.registry.make import make_from_spec
 
-        spec = rock_env.spec(req.env_id)
+        spec = registry.spec(req.env_id)
         kwargs = dict(req.kwargs)
         if req.seed is not None:
             kwargs["seed"] = req.seed
         if req.max_episode_steps is not None:
             kwargs["max_episode_steps"] = req.max_episode_steps
         try:
-            env = rock_env.make(spec.id, **kwargs)
+            env = make_from_spec(spec, **kwargs)
         except RockEnvError:
             raise
         except TypeError as exc:
@@ -215,10 +216,11 @@ class Worker:
 
     def make_vec(self, obj_id: str, req: VecMakeRequest) -> VecInfo:
         """Build a local vector env (``rock_env.vector``) of ``req.num_envs`` copies."""
-        import rock_env
+        from rock_env.registry import registry
+        from rock_env.vector import make_vec
 
-        spec = rock_env.spec(req.env_id)
-        vec = rock_env.make_vec(
+        spec = registry.spec(req.env_id)
+        vec = make_vec(
             spec.id, req.num_envs, mode=req.mode, autoreset_mode=req.autoreset_mode, seed=req.seed, **dict(req.kwargs)
         )
         now = time.time()

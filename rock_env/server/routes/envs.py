@@ -63,10 +63,10 @@ def _forced_id(svc: Service, request: Request, kind: str) -> str:
 
 async def make_env_op(svc: Service, request: Request, body: EnvMakeRequest) -> EnvInfo:
     """Place and build one env; returns its info."""
-    import rock_env
+    from rock_env.registry import registry
 
     owner = owner_of(request)
-    spec = await svc.blocking(rock_env.spec, body.env_id)
+    spec = await svc.blocking(registry.spec, body.env_id)
     svc.check_quota(owner, "env", 1)
     entry = svc.place(1, what=f"env {spec.id!r}")
     obj_id = _forced_id(svc, request, "env")
@@ -280,11 +280,11 @@ async def batch_step(request: Request) -> Response:
 @router.post("/vecs", response_model=VecInfo, responses=_ERRORS, summary="Make a vector env", tags=["vecs"])
 async def make_vec(body: VecMakeRequest, request: Request) -> Response:
     """Build ``num_envs`` copies of an env on one worker, stepped together in one request."""
-    import rock_env
+    from rock_env.registry import registry
 
     svc = service_of(request)
     owner = owner_of(request)
-    spec = await svc.blocking(rock_env.spec, body.env_id)
+    spec = await svc.blocking(registry.spec, body.env_id)
     svc.check_quota(owner, "vec", body.num_envs)
     entry = svc.place(body.num_envs, what=f"vector env of {body.num_envs} x {spec.id!r}")
     obj_id = _forced_id(svc, request, "vec")
