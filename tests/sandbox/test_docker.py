@@ -27,7 +27,8 @@ from rock_env.errors import (
     SandboxFileNotFound,
     SnapshotNotFound,
 )
-from rock_env.sandbox import Sandbox, SandboxConfig
+from rock_env.sandbox import Sandbox, SandboxConfig, mounts
+from rock_env.sandbox.gc import reap_dir
 from rock_env.sandbox.image import DEFAULT_IMAGE_NAME, build_base_image
 from rock_env.sandbox.runtimes.docker import (
     DROPPED_CAPS,
@@ -37,6 +38,8 @@ from rock_env.sandbox.runtimes.docker import (
     docker_api,
     reap_containers,
 )
+from rock_env.sandbox.sdk import new_sandbox_id
+from rock_env.sandbox.state import SandboxRecord
 
 pytestmark = pytest.mark.docker
 
@@ -235,6 +238,10 @@ def test_files_round_trip(shared: Sandbox, tmp_path: Path) -> None:
     shared.run("ln -s /etc files/link && mkdir files/sub")
     kinds = {e.name: e.type for e in shared.list_dir("files")}
     assert kinds == {"hello.txt": "file", "link": "symlink", "sub": "dir"}
+    # /tmp (the tmpfs), the image's overlay and the container's own /proc are each listed from the right place
+    assert [e.name for e in shared.list_dir("/tmp/files")] == ["blob.bin"]
+    assert {"passwd", "hostname"} <= {e.name for e in shared.list_dir("/etc")}
+    assert "self" in {e.name for e in shared.list_dir("/proc")}
     # upload and download a directory tree
     src = tmp_path / "tree"
     (src / "a" / "b").mkdir(parents=True)
@@ -362,16 +369,42 @@ def test_memory_hog_is_oom_killed(make_sandbox: object) -> None:
 def test_writing_10_gb_hits_the_disk_limit(make_sandbox: object) -> None:
     sb = make_sandbox(disk="16m")  # type: ignore[operator]
     result = sb.run("head -c 10G /dev/zero > big.bin; echo rc=$?", timeout=60)
-    assert "File size limit exceeded" in result.output
-    assert "rc=153" in result.output
-    assert sb.run("stat -c %s big.bin").output.strip() == str(16 << 20)
+    # the tmpfs is full (ENOSPC) or the file reached RLIMIT_FSIZE (SIGXFSZ, 128 + 25): both at 16 MiB
+    assert "No space left on device" in result.output or "File size limit exceeded" in result.output
+    assert "rc=0" not in result.output
+    assert int(sb.run("stat -c %s big.bin").output) <= 16 << 20
+    # many smaller files cannot get around it: the workdir and /tmp share one 16 MiB tmpfs
+    sb.run("rm big.bin")
+    many = sb.run(
+        "for i in $(seq 40); do head -c 1M /dev/zero > /tmp/f$i || break; head -c 1M /dev/zero > f$i || break; done"
+    )
+    assert "No space left on device" in many.output
+    used = sb.run("find /workspace /tmp -type f -printf '%s\\n' | awk '{s += $1} END {print s}'").output
+    assert int(used) <= 16 << 20
+    assert sb.run("rm -f /tmp/f* f*; echo ok > after.txt && cat after.txt").output == "ok\n"
+
+
+def test_workspace_tmpfs_is_unmounted_and_reaped(docker_image: str, tmp_path: Path) -> None:
+    sandbox_id = new_sandbox_id()
+    state = tmp_path / sandbox_id
+    runtime = DockerRuntime(SandboxConfig(image=docker_image, disk="8m"), sandbox_id, state)
+    runtime.start()
+    try:
+        assert str(state / "fs") in mounts.mounted_below(state)
+        assert SandboxRecord.load(state).mounts == [str(state / "fs")]  # type: ignore[union-attr]
+    finally:
+        runtime.stop()
+    assert not mounts.mounted_below(state)
+    assert not state.exists()
+    assert wait_gone(sandbox_id)
 
 
 # --- lifecycle and reaping ---------------------------------------------------------------
 
 
 def test_absolute_ttl_is_enforced_inside_the_container(docker_image: str, tmp_path: Path) -> None:
-    runtime = DockerRuntime(SandboxConfig(image=docker_image, ttl=1), "sb-ttl" + os.urandom(4).hex(), tmp_path / "s")
+    sandbox_id = new_sandbox_id()
+    runtime = DockerRuntime(SandboxConfig(image=docker_image, ttl=1), sandbox_id, tmp_path / sandbox_id)
     runtime.start()
     try:
         assert runtime.alive()
@@ -383,7 +416,8 @@ def test_absolute_ttl_is_enforced_inside_the_container(docker_image: str, tmp_pa
 
 def test_ttl_kills_a_busy_default_session(docker_image: str, tmp_path: Path) -> None:
     # the spare shell runs in the foreground of the container's init script: the ttl watchdog must still win
-    runtime = DockerRuntime(SandboxConfig(image=docker_image, ttl=2), "sb-ttl" + os.urandom(4).hex(), tmp_path / "s")
+    sandbox_id = new_sandbox_id()
+    runtime = DockerRuntime(SandboxConfig(image=docker_image, ttl=2), sandbox_id, tmp_path / sandbox_id)
     runtime.start()
     try:
         shell = runtime.initial_shell()
@@ -430,14 +464,15 @@ def test_sigkilled_owner_leaves_nothing(docker_image: str, tmp_path: Path) -> No
 
 
 def test_reap_containers_of_dead_owners(docker_image: str, tmp_path: Path) -> None:
-    sandbox_id = "sb-orphan" + os.urandom(4).hex()
+    sandbox_id = new_sandbox_id()
+    state = tmp_path / sandbox_id
     script = textwrap.dedent(
         f"""
         import os
         from pathlib import Path
         from rock_env.sandbox import SandboxConfig
         from rock_env.sandbox.runtimes.docker import DockerRuntime
-        DockerRuntime(SandboxConfig(image={docker_image!r}), {sandbox_id!r}, Path({str(tmp_path / "st")!r})).start()
+        DockerRuntime(SandboxConfig(image={docker_image!r}), {sandbox_id!r}, Path({str(state)!r})).start()
         os._exit(0)  # the owner dies without stopping its sandbox
         """
     )
@@ -452,6 +487,8 @@ def test_reap_containers_of_dead_owners(docker_image: str, tmp_path: Path) -> No
     finally:
         for item in containers_of(sandbox_id):
             docker_api().remove_container(item["Id"], force=True)
+        reap_dir(state)  # the dead owner's tmpfs and state dir
+    assert not mounts.mounted_below(state) and not state.exists()
 
 
 def test_reap_keeps_live_sandboxes(shared: Sandbox) -> None:

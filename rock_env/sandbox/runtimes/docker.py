@@ -2,26 +2,32 @@
 
 Isolation and limits: no network (``network_mode=none``) unless ``config.network``; never
 privileged; a few capabilities dropped and ``no-new-privileges``; ``cpus``, ``memory`` (no
-swap on top), a pids limit (default :data:`~rock_env.sandbox.models.DEFAULT_PIDS`, so a fork
-bomb stops there) and ``disk`` as the largest file a process may write (``RLIMIT_FSIZE``;
-overlay2 on ext4 cannot cap a container's total disk). Every container is labelled with the
-sandbox id and its owner (host, pid, start time) so :func:`reap_containers` can find it.
+swap on top) and a pids limit (default :data:`~rock_env.sandbox.models.DEFAULT_PIDS`, so a fork
+bomb stops there). ``disk`` (default :data:`~rock_env.sandbox.models.DEFAULT_DISK`): the workdir
+and ``/tmp`` live on a tmpfs of that size, mounted on the host in the sandbox's state dir and
+bind-mounted into the container, so their *total* is capped (overlay2 on ext4 cannot cap a
+container's disk); elsewhere in the container (``/root``, ``/var``, ...) only each file is capped,
+by ``RLIMIT_FSIZE``. Like every tmpfs, the files count against the memory limit. Without the
+tmpfs (a remote daemon, no ``CAP_SYS_ADMIN``) only ``RLIMIT_FSIZE`` applies. Every container is
+labelled with the sandbox id and its owner (host, pid, start time) so :func:`reap_containers`
+can find it.
 
 Speed: ``docker exec`` costs a ``runc exec`` (tens of ms), so the container is created with a
-*spare shell*: PID 1 is ``docker-init`` running a tiny ``sh`` that keeps one ``setsid sh`` on
-the container's stdin. The attach socket is opened before start, so the first
-:meth:`DockerRuntime.open_process` (the SDK's default bash session) only writes one line to it
-(``cd ... && exec env -i ... bash``) instead of paying for a ``docker exec``. Later processes
+*spare shell*: PID 1 is ``docker-init`` running a tiny ``sh`` whose foreground command is a
+``setsid sh`` on the container's stdin. The attach socket is opened before start, so
+:meth:`DockerRuntime.initial_shell` (the SDK's default session) only writes one line to it
+(``cd ... && exec env -i ... bash``) instead of paying for a ``docker exec``. Other processes
 use ``docker exec`` with the same ``sh`` wrapper. Output is read straight from the hijacked
 attach/exec socket with ``poll`` (no polling loops); the spare shell reports its exit code in
 band after a random token. Signals go to host pids (the daemon is local), with the same tree
 walk as the host runtimes.
 
-The absolute TTL is also enforced inside the container (PID 1 sleeps ``ttl`` seconds and the
-container is removed when it exits), so it holds even if every rock-env process is killed.
-Files move with the archive API (``put_archive``/``get_archive``); snapshots are tars of the
-workdir kept in the state dir, and restore empties the workdir through the container's overlay
-directory on the host (fd-relative, never following links) before extracting the tar.
+The absolute TTL is also enforced inside the container (a watchdog started by PID 1 kills every
+process of the container after ``ttl`` seconds; the container then ends and is removed), so it
+holds even if every rock-env process is killed. Files move with the archive API
+(``put_archive``/``get_archive``); ``list_dir`` and restore read the tmpfs or the container's
+overlay directory on the host (fd-relative, never following links). Snapshots are tars of the
+workdir kept in the state dir; restore empties the workdir and extracts the tar.
 """
 
 from __future__ import annotations
@@ -57,11 +63,12 @@ from rock_env.errors import (
     SandboxStartError,
     SnapshotNotFound,
 )
+from rock_env.sandbox import mounts
 from rock_env.sandbox.hostproc import children, signal_tree
 from rock_env.sandbox.models import DEFAULT_DISK, DEFAULT_PIDS, FileInfo, SandboxConfig
 from rock_env.sandbox.runtimes.base import ProcessPipe, Runtime
 from rock_env.sandbox.session import BASH_ARGV
-from rock_env.sandbox.state import SandboxRecord, process_start_time
+from rock_env.sandbox.state import SandboxRecord, is_sandbox_dir, process_start_time
 
 logger = logging.getLogger(__name__)
 
@@ -427,6 +434,11 @@ class DockerRuntime(Runtime):
         self._merged: str | bool | None = False  # False: not looked up yet
         self._stopped = False
         self.snapshots = state_dir / "snapshots"
+        #: the host tmpfs (size = the disk limit) that holds the workdir and /tmp, if mounted
+        self.fs = state_dir / "fs"
+        self._tmpfs = False
+        #: (path inside, host directory) of the tmpfs bind mounts, longest path first
+        self._binds: list[tuple[str, Path]] = []
 
     @property
     def api(self) -> Any:
@@ -498,19 +510,63 @@ class DockerRuntime(Runtime):
             kwargs["memswap_limit"] = memory  # no swap on top of the limit
         if config.cpus is not None:
             kwargs["nano_cpus"] = int(config.cpus * 1e9)
+        if self._binds:
+            kwargs["binds"] = {str(host): {"bind": inside, "mode": "rw"} for inside, host in self._binds}
         return self.api.create_host_config(**kwargs)
 
-    def _record_container(self) -> None:
+    def _record_container(self, *, mount: bool) -> None:
         record = SandboxRecord.load(self.state_dir) or SandboxRecord(id=self.sandbox_id, runtime=self.name)
         if self.container_name not in record.containers:
             record.containers.append(self.container_name)
+        if mount and str(self.fs) not in record.mounts:
+            record.mounts.append(str(self.fs))
         record.save(self.state_dir)
+
+    def _daemon_is_local(self) -> bool:
+        """True if the daemon is reached through a unix socket (it sees this host's mounts)."""
+        return str(getattr(self.api, "base_url", "")).startswith("http+docker://")
+
+    def _mount_fs(self) -> None:
+        """Mount a tmpfs of ``disk`` bytes in the state dir; bind its ``workspace`` and ``tmp`` into the container.
+
+        This caps the total size of the workdir and /tmp (overlay2 on ext4 cannot cap a container's
+        disk). Without it (remote daemon, no CAP_SYS_ADMIN) only RLIMIT_FSIZE applies.
+        """
+        workdir = self.config.workdir
+        if not self.fs.is_absolute() or workdir == "/":
+            return
+        self.fs.mkdir(parents=True, exist_ok=True)
+        if not mounts.mount_tmpfs(self.fs, self.config.disk_bytes or DEFAULT_DISK):
+            if self.config.disk is not None:
+                logger.warning(
+                    "sandbox %s: cannot mount a tmpfs, so disk=%s caps each file only (RLIMIT_FSIZE), not the total",
+                    self.sandbox_id,
+                    self.config.disk,
+                )
+            return
+        self._tmpfs = True
+        binds = [(workdir, self.fs / "workspace")]
+        if workdir != "/tmp":
+            binds.append(("/tmp", self.fs / "tmp"))
+        for _, host in binds:
+            host.mkdir()
+        if workdir != "/tmp":
+            os.chmod(self.fs / "tmp", 0o1777)
+        self._binds = sorted(binds, key=lambda item: len(item[0]), reverse=True)
+
+    def _unmount_fs(self) -> None:
+        if self._tmpfs:
+            mounts.unmount(self.fs)
+            self._tmpfs = False
 
     def start(self) -> None:
         """Create and start the container, attached to its spare shell."""
         errors = _errors()
         api = self.api
-        self._record_container()  # before creating it: a crash in between still gets it reaped
+        local = self._daemon_is_local()
+        self._record_container(mount=local)  # before creating it: a crash in between still gets it reaped
+        if local:
+            self._mount_fs()
         ttl = "infinity" if self.config.ttl is None else str(max(1, int(self.config.ttl + 0.999)))
         try:
             created = api.create_container(
@@ -559,7 +615,11 @@ class DockerRuntime(Runtime):
             spare.close()
         if self.container_id is not None or self.state_dir.exists():
             _remove_container(self.container_id or self.container_name)
-        shutil.rmtree(self.state_dir, ignore_errors=True)
+        self._unmount_fs()
+        if is_sandbox_dir(self.state_dir) and self.state_dir.is_absolute() and not mounts.mounted_below(self.state_dir):
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+        else:
+            logger.warning("sandbox %s: not removing %s (not a sandbox state dir)", self.sandbox_id, self.state_dir)
 
     def alive(self) -> bool:
         """True while the container's init runs."""
@@ -779,19 +839,34 @@ class DockerRuntime(Runtime):
             self._merged = merged
         return self._merged if isinstance(self._merged, str) else None
 
+    def _host_view(self, path: str) -> tuple[str, str] | None:
+        """Where the host sees ``path``: (host directory, path below it), or None (ask the container).
+
+        The workdir and /tmp are on the sandbox's tmpfs; other paths are in the overlay root,
+        except the kernel and device filesystems the container mounts itself.
+        """
+        for inside, host in self._binds:
+            if path == inside or path.startswith(inside.rstrip("/") + "/"):
+                return str(host), path[len(inside) :]
+        if path.split("/")[1:2] in (["proc"], ["sys"], ["dev"]):
+            return None
+        merged = self._merged_dir()
+        return None if merged is None else (merged, path)
+
     def _open_inside(self, path: str) -> int | None:
         """Open a directory of the container from the host, refusing every symlink on the way.
 
-        Returns an fd (close it), or None if the overlay root is not visible here.
+        Returns an fd (close it), or None if the host cannot see the directory.
         Raises SandboxFileNotFound if a component is missing, not a directory or a symlink.
         """
-        merged = self._merged_dir()
-        if merged is None:
+        view = self._host_view(path)
+        if view is None:
             return None
+        base, rest = view
         flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(merged, flags)
+        fd = os.open(base, flags)
         try:
-            for part in [p for p in path.split("/") if p]:
+            for part in [p for p in rest.split("/") if p]:
                 try:
                     nxt = os.open(part, flags, dir_fd=fd)
                 except OSError as exc:
