@@ -128,25 +128,62 @@ def compose_config(
         with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
             return compose(config_name=config_name, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as exc:
-        raise _config_error(exc, config_name) from None
+        raise _config_error(exc, config_name, overrides) from None
 
 
-def _config_error(exc: Exception, config_name: str) -> ConfigError:
+def _selected_option(section: str, overrides: Sequence[str]) -> str | None:
+    """The option of ``section`` that ``overrides`` select (else the default of the rollout config)."""
+    for text in overrides:
+        key, sep, value = text.partition("=")
+        if sep and key.lstrip("+~") == section and "," not in value:
+            return value
+    try:
+        cfg = compose_config([t for t in overrides if t.partition("=")[0].lstrip("+~") == section])
+    except ConfigError:
+        return None
+    node = cfg.get(section)
+    name = node.get("name") if node is not None and hasattr(node, "get") else None
+    return str(name) if name is not None else None
+
+
+def _unknown_key_hint(key: str, overrides: Sequence[str]) -> str:
+    """What to say about an override of a key that the rollout config does not have."""
+    from rock_env.config.schema import option_models, valid_keys
+
+    section, dot, rest = key.partition(".")
+    if not dot:
+        from rock_env.config.schema import RolloutConfig
+
+        keys = valid_keys(RolloutConfig)
+        close = difflib.get_close_matches(key, keys, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        return f"unknown key {key!r}. Valid top-level keys: {', '.join(keys)}.{hint}"
+    models = option_models(section)
+    if not models:
+        return ""
+    if section == "env" and rest.startswith("kwargs."):
+        return f"env.kwargs has no key {rest[len('kwargs.') :]!r} yet: add it with +{key}=VALUE."
+    option = _selected_option(section, overrides)
+    model = models.get(option or "", next(iter(models.values())) if len(models) == 1 else None)
+    head = rest.split(".")[0]
+    if model is None:
+        return f"unknown key {key!r}."
+    keys = valid_keys(model)
+    close = difflib.get_close_matches(head, keys, n=1)
+    hint = f" Did you mean {section}.{close[0]}?" if close else ""
+    owners = [name for name, m in models.items() if head in valid_keys(m) and name != option]
+    elsewhere = f" ({section}.{head} is a key of {' / '.join(f'{section}={o}' for o in owners)}.)" if owners else ""
+    chosen = f"{section}={option}" if option and len(models) > 1 else section
+    return f"unknown key {key!r}: {chosen} has the keys {', '.join(keys)}.{hint}{elsewhere}"
+
+
+def _config_error(exc: Exception, config_name: str, overrides: Sequence[str] = ()) -> ConfigError:
     import re
 
     text = str(exc).split("\nConfig search path:")[0].strip()
     match = re.search(r"Could not override '([^']+)'", text)
     if match and config_name == ROLLOUT_CONFIG:
-        from rock_env.config.schema import RolloutConfig
-
-        key = match.group(1)
-        section, dot, rest = key.partition(".")
-        if not dot:
-            keys = sorted(f.alias or n for n, f in RolloutConfig.model_fields.items())
-            text += f"\nValid top-level keys: {', '.join(keys)}."
-        elif section in config_groups():
-            text += (
-                f"\nThe selected {section} config has no key {rest!r}: choose a {section} option that has it "
-                f"({', '.join(group_options(section))}), e.g. {section}=OPTION {key}=VALUE."
-            )
+        hint = _unknown_key_hint(match.group(1), overrides)
+        if hint:
+            return ConfigError(hint)
     return ConfigError(f"cannot compose config {config_name!r}: {text}")

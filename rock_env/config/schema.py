@@ -159,8 +159,18 @@ _MODELS_BY_TAG: dict[str, dict[str, type[BaseModel]]] = {
 _SECTION_MODELS: dict[str, type[BaseModel]] = {"env": EnvConfig, "runtime": RuntimeConfig}
 
 
-def _valid_keys(model: type[BaseModel]) -> list[str]:
+def valid_keys(model: type[BaseModel]) -> list[str]:
+    """The keys a config node of ``model`` may have (aliases such as ``_target_`` included)."""
     return sorted(field.alias or name for name, field in model.model_fields.items())
+
+
+def option_models(section: str) -> dict[str, type[BaseModel]]:
+    """The model of each option of a config group (``{}`` for a key that is not a group)."""
+    if section in _MODELS_BY_TAG:
+        return dict(_MODELS_BY_TAG[section])
+    if section in _SECTION_MODELS:
+        return {section: _SECTION_MODELS[section]}
+    return {}
 
 
 def _model_at(loc: tuple[Any, ...]) -> tuple[type[BaseModel], list[str]]:
@@ -186,7 +196,7 @@ def _describe(error: Mapping[str, Any]) -> str:
     key = ".".join(path) or "(root)"
     kind = error["type"]
     if kind == "extra_forbidden":
-        valid = _valid_keys(model)
+        valid = valid_keys(model)
         close = difflib.get_close_matches(path[-1], valid, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         return f"unknown key {key!r}; valid keys here: {', '.join(valid)}.{hint}"

@@ -91,8 +91,10 @@ def precheck(overrides: Sequence[str], flags: Sequence[str]) -> None:
     own_dirs = any(f in {"-cd", "--config-dir"} or f.startswith("--config-dir=") for f in flags)
     if own_dirs or any(f in {"-cn", "--config-name"} for f in flags):
         return
+    from rock_env.rollout.runner import check_supported
+
     check_group_choices(overrides)
-    validate_rollout_config(compose_config(first_combination(overrides), ROLLOUT_CONFIG))
+    check_supported(validate_rollout_config(compose_config(first_combination(overrides), ROLLOUT_CONFIG)))
 
 
 class _Outcome:

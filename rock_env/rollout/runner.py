@@ -187,6 +187,15 @@ class _Slot:
         return result
 
 
+def check_supported(config: RolloutConfig) -> None:
+    """Raise :class:`ConfigError` for settings that validate but cannot run yet (``cluster=ray``)."""
+    if config.cluster.name != "local":
+        raise ConfigError(
+            f"cluster={config.cluster.name} is not implemented for rollouts yet; use cluster=local "
+            "(with backend=remote to run the envs on an admin server)."
+        )
+
+
 @dataclass(frozen=True)
 class ThreadPlan:
     """Which phases of a lockstep step run one thread per slot."""
@@ -276,11 +285,7 @@ def run_rollout(
     error is raised.
     """
     config = validate_rollout_config(cfg)
-    if config.cluster.name != "local":
-        raise ConfigError(
-            f"cluster={config.cluster.name} is not implemented for rollouts yet; use cluster=local "
-            "(with backend=remote to run the envs on an admin server)."
-        )
+    check_supported(config)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     seeds = episode_seeds(config.seed, config.episodes)
