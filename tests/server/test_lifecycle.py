@@ -133,3 +133,25 @@ def test_lost_worker_gives_worker_lost_and_orphans_are_closed(cluster: tuple[Ser
     resp = httpx.post(admin.url + "/api/v1/envs", json={"env_id": ENV_ID})
     assert resp.status_code == 503 and resp.json()["error"] == "NoCapacity"
     env.close()
+
+
+@pytest.mark.slow
+def test_admin_sigkill_keeps_objects_on_remote_workers(cluster: tuple[ServerProcess, ServerProcess]) -> None:
+    admin, worker = cluster
+    env = rock.make(ENV_ID, backend="remote", base_url=admin.url)
+    local = rock.make(ENV_ID)
+    assert env.reset(seed=4) == local.reset(seed=4)
+    assert env.step("\\boxed{up}") == local.step("\\boxed{up}")
+    admin.kill()
+    # while the admin is down, something creates an object the admin will never know
+    orphan = httpx.post(worker.url + "/api/v1/envs", json={"env_id": ENV_ID}).json()["id"]
+    admin.restart()
+    # the record came back from SQLite and the worker still hosts the env: the episode continues
+    assert env.step("\\boxed{left}") == local.step("\\boxed{left}")
+    listed = httpx.get(admin.url + "/api/v1/envs").json()["envs"]
+    assert [(e["id"], e["status"]) for e in listed] == [(env.remote_id, "live")]
+    # the worker's next heartbeat reconciles: the orphan is closed there, the env stays
+    wait_for(lambda: httpx.get(worker.url + "/api/v1/health").json()["envs"] == 1)
+    assert orphan not in [e["id"] for e in httpx.get(worker.url + "/api/v1/envs").json()["envs"]]
+    env.close()
+    local.close()
