@@ -325,10 +325,10 @@ class Sandbox:
         if cmd is not None:
             return self.spawn(cmd)
         with self._lock:
-            if self._runtime is not None:
-                return self
             if self._stopped:
                 raise SandboxClosed(f"sandbox {self.id} was stopped; create a new Sandbox")
+            if self._runtime is not None:
+                return self
             name = select_runtime(self.config.runtime)
             cls = runtime_class(name)
             expires_at = None if self.config.ttl is None else time.time() + self.config.ttl

@@ -53,15 +53,21 @@ def is_sandbox_dir(directory: Path) -> bool:
     return bool(SANDBOX_ID_RE.match(directory.name)) and not directory.is_symlink()
 
 
-def process_start_time(pid: int) -> int | None:
-    """The start time of ``pid`` in clock ticks since boot (``None`` if it does not exist)."""
+def _stat_fields(pid: int) -> list[bytes] | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             data = fh.read()
     except OSError:
         return None
     # the command name may contain spaces and parentheses: split after the last ')'
-    fields = data[data.rfind(b")") + 2 :].split()
+    return data[data.rfind(b")") + 2 :].split()
+
+
+def process_start_time(pid: int) -> int | None:
+    """The start time of ``pid`` in clock ticks since boot (``None`` if it does not exist or is a zombie)."""
+    fields = _stat_fields(pid)
+    if not fields or fields[0] == b"Z":
+        return None
     try:
         return int(fields[19])
     except (IndexError, ValueError):
@@ -69,7 +75,7 @@ def process_start_time(pid: int) -> int | None:
 
 
 def process_alive(pid: int | None, start_time: int | None) -> bool:
-    """True if ``pid`` runs and is the same process (same start time) as recorded."""
+    """True if ``pid`` runs (not a zombie) and is the same process (same start time) as recorded."""
     if pid is None:
         return False
     current = process_start_time(pid)

@@ -2,7 +2,7 @@
 
 Meant for development and hosts without bubblewrap or Docker (e.g. macOS). Commands see the
 host's whole file system; only the file API is confined to the sandbox's workspace and
-``/tmp`` (mapped to private host directories). Limits use cgroups if writable, else rlimits.
+nothing else (``/tmp`` in commands is the host's; ``$TMPDIR`` points to a private directory). Limits use cgroups if writable, else rlimits.
 Sandbox paths (``/workspace/...``) are mapped to the host directory for the file API and
 ``cwd``; inside commands ``$HOME`` and the working directory are the host directory.
 """
@@ -57,10 +57,15 @@ class LocalRuntime(HostDirRuntime):
         return self._started and not self._stopped
 
     def default_env(self) -> dict[str, str]:
-        """As the base, with ``HOME`` the host directory behind the workspace."""
+        """As the base, with ``HOME`` the host directory behind the workspace and ``TMPDIR`` a private one."""
         env = super().default_env()
         env["HOME"] = str(self.workspace)
+        env["TMPDIR"] = str(self.tmp)
         return env
+
+    def _roots(self) -> list[tuple[str, Path]]:
+        # commands see the host's /tmp, so the file API maps only the workdir (not a fake /tmp)
+        return [(self.config.workdir, self.workspace)]
 
     def open_process(
         self,

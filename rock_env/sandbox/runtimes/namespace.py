@@ -265,6 +265,7 @@ class NamespaceRuntime(HostDirRuntime):
         self._bwrap: subprocess.Popen[bytes] | None = None
         self._init_pid: int | None = None
         self._main: MainShellPipe | None = None
+        self._keeper_pid: int | None = None
         self._exit_token = secrets.token_hex(8)
         self._lock = threading.Lock()
 
@@ -416,12 +417,17 @@ class NamespaceRuntime(HostDirRuntime):
                 return
             self._stopped = True
         if self._bwrap is not None:
-            for pid in (self._init_pid, self._bwrap.pid):
-                if pid is not None:
-                    with contextlib.suppress(OSError):
-                        os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._bwrap.wait(timeout=5)
+            # kill the namespace's init; bwrap (its parent) reaps it and exits, and we reap bwrap
+            if self._init_pid is not None:
+                with contextlib.suppress(OSError):
+                    os.kill(self._init_pid, signal.SIGKILL)
+            try:
+                self._bwrap.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(OSError):
+                    os.kill(self._bwrap.pid, signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._bwrap.wait(timeout=5)
             for pipe in (self._bwrap.stdin, self._bwrap.stdout):
                 if pipe is not None:
                     with contextlib.suppress(OSError):
@@ -434,6 +440,22 @@ class NamespaceRuntime(HostDirRuntime):
 
     # --- processes -------------------------------------------------------------------------
 
+    def _keeper(self) -> int:
+        """Host pid of the keeper shell (pid 2 inside): the nsenter target, its cwd is the workdir.
+
+        bwrap's own init keeps a cwd outside the new root, so entering with its cwd would start
+        commands in a directory they cannot see.
+        """
+        if self._keeper_pid is None:
+            assert self._init_pid is not None
+            deadline = time.monotonic() + START_TIMEOUT
+            while not (kids := children(self._init_pid)):
+                if time.monotonic() > deadline or not self.alive():
+                    raise SandboxClosed(f"sandbox {self.sandbox_id} has no running keeper process")
+                time.sleep(0.001)  # only right after start: bwrap forks the keeper once unblocked
+            self._keeper_pid = kids[0]
+        return self._keeper_pid
+
     def open_process(
         self,
         argv: list[str],
@@ -445,7 +467,8 @@ class NamespaceRuntime(HostDirRuntime):
         """Run ``argv`` inside the namespaces, with no capabilities, in the sandbox's cgroups."""
         if not self.alive() or self._init_pid is None:
             raise SandboxClosed(f"sandbox {self.sandbox_id} is not running; start a new one")
-        full = [*self.launcher(), "nsenter", "-t", str(self._init_pid), *NSENTER_NAMESPACES, "--", *SETPRIV]
+        target = self._keeper()
+        full = [*self.launcher(), "nsenter", "-t", str(target), *NSENTER_NAMESPACES, "--", *SETPRIV]
         if cwd is not None and cwd != self.config.workdir:
             full += ["env", "-C", cwd, "--"]
         full += argv
