@@ -495,3 +495,14 @@ def test_reap_keeps_live_sandboxes(shared: Sandbox) -> None:
     lines = reap_containers(dry_run=True)
     assert not any(shared.id in line for line in lines)
     assert shared.run("echo still here").output == "still here\n"
+
+
+def test_reap_leaves_a_container_being_started(docker_image: str, tmp_path: Path) -> None:
+    # between create and start a container is "created", not running: a concurrent gc must not take it
+    sandbox_id = new_sandbox_id()
+    runtime = DockerRuntime(SandboxConfig(image=docker_image), sandbox_id, tmp_path / sandbox_id)
+    created = docker_api().create_container(docker_image, command=["true"], labels=runtime._labels())
+    try:
+        assert not any(sandbox_id in line for line in reap_containers(dry_run=True))
+    finally:
+        docker_api().remove_container(created["Id"], force=True)

@@ -84,6 +84,8 @@ DEFAULT_IMAGE = "rock-env/base:bookworm"
 #: capabilities dropped from Docker's default set (raw sockets, device nodes, chroot, file caps, ...)
 DROPPED_CAPS = ("NET_RAW", "MKNOD", "AUDIT_WRITE", "SETFCAP", "SYS_CHROOT", "NET_BIND_SERVICE")
 CONTAINER_PREFIX = "rock-env-"
+#: seconds a live owner's container may stay not running (being created or started) before gc reaps it
+CREATE_GRACE = 120.0
 
 _READ_SIZE = 1 << 18
 #: bytes ``wait`` keeps while draining output nobody reads (beyond: dropped)
@@ -1024,8 +1026,9 @@ def reap_containers(
     """Remove rock-env containers and return one line per container.
 
     With ``containers``: remove exactly those (names or ids). Without: every container labelled
-    ``rock_env.sandbox`` that is not running, whose ttl label has passed, or whose owner process
-    on this host is gone (``everything=True``: all of them). ``dry_run`` only reports.
+    ``rock_env.sandbox`` whose ttl label has passed, whose owner process on this host is gone, or
+    that has not been running for :data:`CREATE_GRACE` seconds after its creation (a container
+    being started is not running yet) (``everything=True``: all of them). ``dry_run`` only reports.
     """
     lines: list[str] = []
     if containers is not None:
@@ -1041,14 +1044,17 @@ def reap_containers(
         labels = item.get("Labels") or {}
         name = (item.get("Names") or [item["Id"][:12]])[0].lstrip("/")
         expires = labels.get(LABEL_EXPIRES, "")
+        created = labels.get(LABEL_CREATED, "")
+        age = now - int(created) if created.isdigit() else now - float(item.get("Created") or 0)
         if everything:
             reason = "all"
-        elif item.get("State") != "running":
-            reason = f"state {item.get('State')}"
         elif re.fullmatch(r"\d+", expires) and int(expires) < now:
             reason = "ttl expired"
         elif not _owner_alive(labels.get(LABEL_OWNER, "")):
             reason = "owner gone"
+        elif item.get("State") != "running" and age > CREATE_GRACE:
+            # a live owner's container between create and start is "created": leave it alone a while
+            reason = f"state {item.get('State')}"
         else:
             continue
         if dry_run:
