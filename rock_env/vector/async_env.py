@@ -34,7 +34,7 @@ from typing import Any, cast
 
 import cloudpickle
 
-from rock_env.errors import InvalidArgument, RockEnvError, VectorWorkerDied
+from rock_env.errors import EnvClosed, InvalidArgument, RockEnvError, VectorWorkerDied
 from rock_env.vector._worker import WORKER_ENV_VAR
 from rock_env.vector.autoreset import SubEnv, SubStep
 from rock_env.vector.base import Seeds, VectorEnv, sub_env_error
@@ -86,11 +86,16 @@ class _Worker:
 
 
 class _WorkerPool:
-    """The worker processes of one vector env; :meth:`shutdown` is idempotent and never raises."""
+    """The worker processes of one vector env; :meth:`shutdown` is idempotent and never raises.
+
+    Only the process that started the workers drives them: in a forked child (a copy of the
+    parent, e.g. a data-loader worker) :meth:`shutdown` leaves them alone.
+    """
 
     def __init__(self) -> None:
         self.workers: list[_Worker] = []
         self.done = False
+        self.owner_pid = os.getpid()
 
     def start(self, indices: list[int]) -> _Worker:
         parent_sock, child_sock = socket.socketpair()
@@ -117,6 +122,8 @@ class _WorkerPool:
         if self.done:
             return
         self.done = True
+        if os.getpid() != self.owner_pid:  # a forked copy: the workers belong to the parent
+            return
         try:
             self._shutdown(graceful_timeout)
         except BaseException:
@@ -268,6 +275,11 @@ class AsyncVectorEnv(VectorEnv):
         """
         if timeout is not None and timeout < 0:
             timeout = self.timeout
+        if os.getpid() != self._pool.owner_pid:
+            raise EnvClosed(
+                f"this AsyncVectorEnv belongs to process {self._pool.owner_pid}; a forked child cannot use it: "
+                "make a new vector env in the child."
+            )
         for worker, message in messages.items():
             try:
                 worker.conn.send(message)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from rock_env.errors import (
+    EnvClosed,
     InvalidAction,
     InvalidArgument,
     SubEnvError,
@@ -148,6 +149,33 @@ def test_keyboard_interrupt_during_a_step_closes_the_workers() -> None:
     finally:
         timer.cancel()
     assert envs.closed and not any(_alive(pid) for pid in pids)
+
+
+def test_a_forked_child_neither_uses_nor_stops_the_parents_workers() -> None:
+    envs = _make(num_envs=2, num_workers=2)
+    envs.reset(seed=0)
+    pid = os.fork()
+    if pid == 0:  # the child: using the env is refused, dropping it leaves the workers alone
+        code = 0
+        try:
+            envs.step(["a", "a"])
+            code = 1
+        except EnvClosed:
+            pass
+        except BaseException:
+            code = 2
+        try:
+            envs.close()
+            del envs
+            gc.collect()
+        except BaseException:
+            code = 3
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    _, rewards, _, _, _ = envs.step(["a", "bb"])  # the parent's workers still serve
+    assert rewards.tolist() == [1.0, 2.0]
+    envs.close()
 
 
 def test_garbage_collection_stops_the_workers() -> None:
