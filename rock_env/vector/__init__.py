@@ -11,7 +11,14 @@
 * :class:`AsyncVectorEnv` hosts them in worker processes (several envs per worker) and steps
   the workers in parallel.
 * Autoreset modes (:mod:`rock_env.vector.autoreset`), info batching (:mod:`rock_env.vector.infos`)
-  and error handling (:mod:`rock_env.vector.base`) are the same for both.
+  and error handling (:mod:`rock_env.vector.base`) are the same for both; for the same seeds
+  and actions both modes give the same transcript.
+
+Coming from GEM's ``gem.make_vec``: observations are a tuple (GEM: a list), infos are one dict
+of arrays with ``_key`` masks (GEM: a list of dicts), the default autoreset mode is NEXT_STEP
+(GEM's vector envs only do SAME_STEP: pass ``autoreset_mode="same_step"``), ``seed=`` seeds the
+first reset (sub-env ``i`` gets ``seed + i``, as in GEM) and ``mode="async"`` uses processes
+(GEM: threads). Actions are a list of ``num_envs`` strings (GEM also takes a dict of a subset).
 """
 
 from __future__ import annotations
