@@ -494,7 +494,7 @@ class Service:
                 self.drop_record(rec.id)
         if self.store is not None and self._dirty:
             dirty, self._dirty = self._dirty, {}
-            self.store.touch(dirty)
+            await self.blocking(self.store.touch, dirty)
 
     async def close_object(self, rec: ObjectRecord) -> None:
         """Close ``rec`` on its worker (best effort) and forget it."""

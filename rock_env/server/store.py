@@ -82,6 +82,17 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
 
+    def _many(self, sql: str, rows: list[tuple[object, ...]]) -> None:
+        """Run ``sql`` for every row in one transaction (one commit, not one per row)."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(sql, rows)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     def close(self) -> None:
         """Close the database."""
         with self._lock:
@@ -139,20 +150,17 @@ class Store:
 
     def mark_lost(self, ids: list[str], reason: str) -> None:
         """Mark objects lost (their worker is gone)."""
-        with self._lock:
-            self._db.executemany("UPDATE objects SET status='lost', reason=? WHERE id=?", [(reason, i) for i in ids])
+        self._many("UPDATE objects SET status='lost', reason=? WHERE id=?", [(reason, i) for i in ids])
 
     def delete_objects(self, ids: list[str]) -> None:
         """Forget objects (closed or reaped)."""
-        with self._lock:
-            self._db.executemany("DELETE FROM objects WHERE id=?", [(i,) for i in ids])
+        self._many("DELETE FROM objects WHERE id=?", [(i,) for i in ids])
 
     def touch(self, last_used: dict[str, float]) -> None:
         """Flush ``last_used`` times."""
         if not last_used:
             return
-        with self._lock:
-            self._db.executemany("UPDATE objects SET last_used=? WHERE id=?", [(t, i) for i, t in last_used.items()])
+        self._many("UPDATE objects SET last_used=? WHERE id=?", [(t, i) for i, t in last_used.items()])
 
     def objects(self) -> list[ObjectRecord]:
         """All stored object records."""
