@@ -85,7 +85,7 @@ def tar_stream(path: Path, arcname: str) -> Iterator[bytes]:
 
     def produce() -> None:
         try:
-            writer = io.BufferedWriter(_QueueWriter(chunks), buffer_size=CHUNK)
+            writer = io.BufferedWriter(_QueueWriter(chunks), buffer_size=CHUNK)  # type: ignore[type-var]
             with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 tar.add(path, arcname=arcname, recursive=False)
                 if path.is_dir() and not path.is_symlink():

@@ -284,6 +284,7 @@ class NamespaceRuntime(HostDirRuntime):
     def _root_args(self) -> list[str]:
         rootfs = resolve_rootfs(self.config.image)
         args: list[str] = []
+        names: tuple[str, ...]
         if rootfs is None:
             base, names = Path("/"), SYSTEM_DIRS
         else:

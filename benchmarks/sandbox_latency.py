@@ -1,0 +1,225 @@
+"""Sandbox latency and density, ours vs the floors measured in the same run.
+
+    .venv/bin/python benchmarks/sandbox_latency.py [--runs 30] [--rt-runs 2000] [--density 200]
+
+One function per runtime section (docker has its own script, ``sandbox_latency_docker.py``):
+
+* create + first command output + destroy, p50/p95, vs ``bwrap --unshare-all --ro-bind / / true``
+  (runs interleaved with ours so that load on the shared machine hits both alike), plus the
+  same bwrap invocation our sandboxes use (our mounts, running ``sh -c 'bash -c true'``) to show
+  how much of the gap is the mount set rather than the SDK;
+* session command round trip (``run("true")``) vs a bare ``bash`` pipe;
+* snapshot restore of a 4 MB / 200 file workspace, after a few changed files and after all changed;
+* density: N idle namespace sandboxes at once, host memory per sandbox (MemAvailable delta).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+FLOOR_BWRAP = ["bwrap", "--unshare-all", "--ro-bind", "/", "/", "true"]
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) of ``values``."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def fmt(values: list[float]) -> str:
+    """p50/p95 in ms."""
+    return f"p50 {statistics.median(values) * 1e3:8.2f} ms  p95 {pct(values, 0.95) * 1e3:8.2f} ms"
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Seconds taken by ``fn()``."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def lifecycle(runtime: str) -> Callable[[], None]:
+    """create + first command output + destroy with our SDK."""
+    from rock_env.sandbox import Sandbox
+
+    def once() -> None:
+        sb = Sandbox(runtime=runtime)
+        sb.start()
+        result = sb.run("echo ready")
+        assert result.output == "ready\n", result
+        sb.stop()
+
+    return once
+
+
+def our_bwrap_argv() -> list[str]:
+    """The bwrap command line of a default namespace sandbox, running ``sh -c 'bash -c true'``."""
+    from rock_env.sandbox.models import SandboxConfig
+    from rock_env.sandbox.runtimes.namespace import NamespaceRuntime
+
+    state = Path(tempfile.mkdtemp(prefix="rock-env-bench-bwrap-"))
+    (state / "fs" / "workspace").mkdir(parents=True)
+    (state / "fs" / "tmp").mkdir()
+    runtime = NamespaceRuntime(SandboxConfig(), "sb-000000000000", state)
+    argv = runtime._bwrap_argv(info_fd=0, block_fd=0)
+    argv = argv[: argv.index("--info-fd")]
+    return [*argv, "sh", "-c", "bash --norc --noprofile -c true"]
+
+
+def bench_lifecycle(runtime: str, runs: int) -> None:
+    """create+first output+destroy for one runtime vs the bwrap floor, interleaved."""
+    ours, floor, mounts = [], [], []
+    body = lifecycle(runtime)
+    ours_argv = our_bwrap_argv()
+    body()  # warm up imports and caches
+    subprocess.run(FLOOR_BWRAP, check=True)
+    for _ in range(runs):
+        floor.append(timed(lambda: subprocess.run(FLOOR_BWRAP, check=True)))
+        ours.append(timed(body))
+        if runtime == "namespace":
+            mounts.append(timed(lambda: subprocess.run(ours_argv, check=True, stdin=subprocess.DEVNULL)))
+    ratio = statistics.median(ours) / statistics.median(floor)
+    print(f"[lifecycle] {runtime:<9} ours   {fmt(ours)}   ratio p50 ours/floor = {ratio:.2f}x")
+    print(f"[lifecycle] {'bwrap':<9} floor  {fmt(floor)}")
+    if mounts:
+        share = statistics.median(mounts) / statistics.median(floor)
+        print(f"[lifecycle] {'bwrap':<9} our mount set + sh + bash, no SDK: {fmt(mounts)}   ({share:.2f}x floor)")
+
+
+class BarePipe:
+    """A bare ``bash`` pipe: the reference round trip."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            ["bash", "--norc", "--noprofile"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0
+        )
+
+    def round_trip(self) -> None:
+        """One command and its end marker."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        os.write(self.proc.stdin.fileno(), b"true; echo __M__\n")
+        data = b""
+        while b"__M__\n" not in data:
+            data += os.read(self.proc.stdout.fileno(), 65536)
+
+    def close(self) -> None:
+        """Kill the shell."""
+        self.proc.kill()
+        self.proc.wait()
+
+
+def bench_round_trip(runtime: str, runs: int) -> None:
+    """Session round trip (``run("true")``) vs a bare bash pipe, interleaved."""
+    from rock_env.sandbox import Sandbox
+
+    bare = BarePipe()
+    ours, ref = [], []
+    with Sandbox(runtime=runtime) as sb:
+        sb.run("true")
+        for _ in range(runs):
+            ref.append(timed(bare.round_trip))
+            ours.append(timed(lambda: sb.run("true")))
+    bare.close()
+    ratio = statistics.median(ours) / statistics.median(ref)
+    p50, p95 = statistics.median(ours) * 1e6, pct(ours, 0.95) * 1e6
+    print(f"[session ] {runtime:<9} ours  p50 {p50:8.1f} us  p95 {p95:8.1f} us")
+    p50, p95 = statistics.median(ref) * 1e6, pct(ref, 0.95) * 1e6
+    print(f"[session ] {'bash pipe':<9} ref   p50 {p50:8.1f} us  p95 {p95:8.1f} us   ratio {ratio:.1f}x")
+
+
+def bench_restore(runtime: str, runs: int, megabytes: int = 4, files: int = 200) -> None:
+    """Snapshot restore of a workspace with ``files`` files totalling ``megabytes`` MB.
+
+    Two cases: an episode that touched a few files (deleted 2, appended to 1, created 1) and
+    one that touched every file (``touch`` changes each file's ctime, so all are copied back).
+    """
+    from rock_env.sandbox import Sandbox
+
+    with Sandbox(runtime=runtime) as sb:
+        size = megabytes * (1 << 20) // files
+        sb.run(f"mkdir -p src/pkg && for i in $(seq {files}); do head -c {size} /dev/urandom > src/pkg/f$i; done")
+        snap = sb.snapshot()
+        for case, dirty in (
+            ("few files changed", "rm src/pkg/f1 src/pkg/f2; echo x >> src/pkg/f3; echo dirty > src/new"),
+            ("all files changed", "touch src/pkg/*; echo dirty > src/new"),
+        ):
+            times = []
+            for _ in range(runs):
+                sb.run(dirty)
+                times.append(timed(lambda: sb.restore(snap)))
+                check = sb.run("ls src/pkg | wc -l; test -e src/new && echo dirty || echo clean").output.split()
+                assert check == [str(files), "clean"], check
+            print(f"[restore ] {runtime:<9} {megabytes} MB in {files} files, {case}: {fmt(times)}")
+
+
+def _mem_available() -> int:
+    with open("/proc/meminfo") as fh:
+        for line in fh:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def bench_density(count: int) -> None:
+    """Start ``count`` idle namespace sandboxes (each answered one command), measure memory, stop them."""
+    from rock_env.sandbox import Sandbox
+
+    before = _mem_available()
+    boxes = []
+    started = time.perf_counter()
+    try:
+        for _ in range(count):
+            sb = Sandbox(runtime="namespace")
+            sb.start()
+            sb.run("true")
+            boxes.append(sb)
+        elapsed = time.perf_counter() - started
+        time.sleep(1.0)
+        after = _mem_available()
+        alive = sum(1 for sb in boxes if sb.run("echo ok").output == "ok\n")
+    finally:
+        stop_started = time.perf_counter()
+        for sb in boxes:
+            sb.stop()
+        stop_elapsed = time.perf_counter() - stop_started
+    per_box = (before - after) / max(1, len(boxes))
+    print(
+        f"[density ] {len(boxes)} idle namespace sandboxes up at once ({alive} answered a command after all were up); "
+        f"started in {elapsed:.1f} s, stopped in {stop_elapsed:.1f} s; host memory per sandbox "
+        f"{per_box / 2**20:.2f} MiB (MemAvailable delta) -> 1,000 would take about {per_box * 1000 / 2**30:.2f} GiB"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the sections and print one line per measurement."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--rt-runs", type=int, default=2000, help="session round trips per runtime")
+    parser.add_argument("--density", type=int, default=200, help="idle namespace sandboxes (0 to skip)")
+    parser.add_argument("--runtimes", default="local,namespace")
+    args = parser.parse_args(argv)
+    runtimes = [r for r in args.runtimes.split(",") if r]
+    with tempfile.TemporaryDirectory(prefix="rock-env-bench-") as home:
+        os.environ["ROCK_ENV_SANDBOX_STATE"] = str(Path("/dev/shm") / Path(home).name)
+        print(f"# sandbox_latency  python {sys.version.split()[0]}  cpus {os.cpu_count()}  load {os.getloadavg()}")
+        for runtime in runtimes:
+            bench_lifecycle(runtime, args.runs)
+        for runtime in runtimes:
+            bench_round_trip(runtime, args.rt_runs)
+        for runtime in runtimes:
+            bench_restore(runtime, args.runs)
+        if args.density and "namespace" in runtimes:
+            bench_density(args.density)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
