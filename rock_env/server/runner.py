@@ -16,7 +16,7 @@ from typing import Any
 
 import uvicorn
 
-from rock_env.errors import ServerUnavailable
+from rock_env.errors import ConfigError, ServerUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,14 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}. Is another server running there? "
+            "Pick another port (server.port=... / worker.port=..., 0 for any free one)."
+        ) from exc
     sock.listen(2048)
     sock.setblocking(False)
     return sock

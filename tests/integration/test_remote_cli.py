@@ -66,3 +66,14 @@ def test_admin_cli_serves_remote_envs(tmp_path: Path) -> None:
             assert sb.runtime == "local"
             assert sb.run("echo via-cli").output == "via-cli\n"
         assert httpx.get(admin.url + "/api/v1/health").json()["envs"] == 0
+
+
+def test_busy_port_is_a_clear_error() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        result = run_cli("admin", "start", f"server.port={port}")
+    assert result.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
