@@ -7,6 +7,7 @@ Every test checks that the containers it created are gone afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -27,7 +28,7 @@ from rock_env.errors import (
     SandboxFileNotFound,
     SnapshotNotFound,
 )
-from rock_env.sandbox import Sandbox, SandboxConfig, mounts
+from rock_env.sandbox import AsyncSandbox, Sandbox, SandboxConfig, mounts
 from rock_env.sandbox.gc import reap_dir
 from rock_env.sandbox.image import DEFAULT_IMAGE_NAME, build_base_image
 from rock_env.sandbox.runtimes.docker import (
@@ -506,3 +507,18 @@ def test_reap_leaves_a_container_being_started(docker_image: str, tmp_path: Path
         assert not any(sandbox_id in line for line in reap_containers(dry_run=True))
     finally:
         docker_api().remove_container(created["Id"], force=True)
+
+
+def test_async_sandbox_on_docker(docker_image: str) -> None:
+    async def main() -> str:
+        async with AsyncSandbox(runtime="docker", image=docker_image) as sb:
+            first, second = await asyncio.gather(sb.arun("echo $((6 * 7))"), sb.exec(["echo", "exec"]))
+            assert (first.output, first.exit_code) == ("42\n", 0)
+            assert second.output == "exec\n"
+            await sb.write_file("a.txt", "async")
+            assert await sb.read_file("a.txt") == "async"
+            assert "".join([chunk async for chunk in sb.stream("echo a; echo b")]) == "a\nb\n"
+            return sb.id
+
+    sandbox_id = asyncio.run(main())
+    assert wait_gone(sandbox_id)
