@@ -124,6 +124,9 @@ def test_rootfs_directory_image(sandbox_state: Path, tmp_path: Path) -> None:
     # a tiny rootfs: the host's /usr bound read-only into it, plus a file only this image has
     subprocess.run(["mount", "--bind", "-o", "ro", "/usr", str(rootfs / "usr")], check=True)
     try:
+        # the bind must be read-only: a crash before the umount must not let tmp cleanup touch /usr
+        with pytest.raises(OSError, match="Read-only"):
+            (rootfs / "usr" / "rock-env-probe").write_text("x")
         with Sandbox(runtime="namespace", image=str(rootfs)) as sb:
             assert sb.run("cat /etc/image-marker; ls /etc | wc -l").output == "from-rootfs\n1\n"
     finally:

@@ -129,3 +129,10 @@ async def test_async_sandbox_runs_concurrently(sandbox_state: Path) -> None:
         assert (await sb.arun("cat x.txt")).output == "async"
         assert (await sb.status()).status == "running"
     assert (await sb.status()).status == "stopped"
+
+
+def test_base_url_returns_the_remote_client_with_the_same_config() -> None:
+    remote = Sandbox(runtime="namespace", memory="1g", base_url="http://127.0.0.1:9")
+    assert type(remote).__name__ == "RemoteSandbox"
+    assert remote.config == SandboxConfig(runtime="namespace", memory="1g")
+    assert type(AsyncSandbox(runtime="local", base_url="http://127.0.0.1:9")).__name__ == "AsyncRemoteSandbox"
