@@ -271,19 +271,19 @@ def reverse_search(
     box cells, and which boxes were pulled at least once), the same depth limit and cap.
     """
     ncells = len(fixed)
-    walls = 0
-    for i, v in enumerate(fixed):
-        if v == WALL:
-            walls |= 1 << i
+    # ``occ`` (wall or box) and ``isbox`` are mutated on pulls and restored on the way back;
+    # ``boxes``/``moved`` bit boards name the state in ``seen`` (box cells -> player cells seen).
+    occ = bytearray(1 if v == WALL else 0 for v in fixed)
+    isbox = bytearray(ncells)
     tmask = 0
     is_target = bytearray(ncells)
     for t in targets:
         tmask |= 1 << t
         is_target[t] = 1
-    dist: list[list[int]] = []
-    for t in targets:
-        tr, tc = divmod(t, cols)
-        dist.append([abs(i // cols - tr) + abs(i % cols - tc) for i in range(ncells)])
+        occ[t] = 1
+        isbox[t] = 1
+    table = _manhattan(ncells // cols, cols)
+    dist = [table[t] for t in targets]
     owner = [0] * ncells
     for k, t in enumerate(targets):
         owner[t] = k
@@ -308,13 +308,12 @@ def reverse_search(
         if rem <= 0:
             return
         rem -= 1
-        blocked = walls | boxes
         for d in deltas:
             n = p + d
-            if (blocked >> n) & 1:
+            if occ[n]:
                 continue
             b = p - d
-            if (boxes >> b) & 1:
+            if isbox[b]:
                 bb = 1 << b
                 pb = 1 << p
                 nboxes = (boxes ^ bb) | pb
@@ -331,7 +330,11 @@ def reverse_search(
                 owner[p] = k
                 dk = dist[k]
                 ndisp = disp + dk[p] - dk[b]
+                occ[b] = isbox[b] = 0
+                occ[p] = isbox[p] = 1
                 visit(n, nboxes, nmoved, v2, (pulls + 1) * ndisp if not nboxes & tmask else 0, pulls + 1, ndisp, rem)
+                occ[p] = isbox[p] = 0
+                occ[b] = isbox[b] = 1
                 owner[b] = k
             elif not vis[n]:
                 vis[n] = 1
@@ -344,6 +347,13 @@ def reverse_search(
         with contextlib.suppress(_SearchCapReached):
             visit(player, tmask, 0, root, 0, 0, 0, ttl - 2)
     return best_score, best_player, best_boxes, count
+
+
+@functools.lru_cache(maxsize=32)
+def _manhattan(rows: int, cols: int) -> tuple[tuple[int, ...], ...]:
+    """``table[a][b]``: Manhattan distance between flat cells ``a`` and ``b``."""
+    cells = [divmod(i, cols) for i in range(rows * cols)]
+    return tuple(tuple(abs(r - r2) + abs(c - c2) for r2, c2 in cells) for r, c in cells)
 
 
 def _one_try(
