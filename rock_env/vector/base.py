@@ -241,11 +241,15 @@ class VectorEnv(gymnasium.vector.VectorEnv[tuple[str, ...], Sequence[str], np.nd
         return tuple(self._obs), rewards, terminations, truncations, batch_infos(infos, self.num_envs)
 
     def _guarded(self, method: Any, *args: Any) -> Any:
-        """Run a sub-env operation; any failure closes the vector env before it propagates."""
+        """Run a sub-env operation; any failure closes the vector env before it propagates.
+
+        The close is graceful: sub-envs that can still be reached are closed (releasing e.g.
+        their sandboxes); async workers that are dead or do not answer are killed.
+        """
         try:
             return method(*args)
         except BaseException:
-            self.close(terminate=True)
+            self.close()
             raise
 
     def get_attr(self, name: str) -> tuple[Any, ...]:

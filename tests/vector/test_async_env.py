@@ -81,6 +81,14 @@ def test_a_sub_env_that_raises_names_its_index_and_closes_everything() -> None:
     assert envs.closed and not any(_alive(pid) for pid in pids)
 
 
+def test_after_a_sub_env_error_every_reachable_sub_env_is_closed(tmp_path: Path) -> None:
+    envs = AsyncVectorEnv([lambda i=i: CountEnv(tag=f"e{i}", close_dir=str(tmp_path)) for i in range(4)], num_workers=2)
+    envs.reset(seed=0)
+    with pytest.raises(SubEnvError):
+        envs.step(["a", "crash", "a", "a"])
+    assert sorted(p.name.split("-")[1] for p in tmp_path.glob("closed-*")) == ["e0", "e1", "e2", "e3"]
+
+
 def test_a_rock_env_error_in_a_sub_env_keeps_its_class() -> None:
     envs = _make(num_envs=3, num_workers=3)
     envs.reset(seed=0)
