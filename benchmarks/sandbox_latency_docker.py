@@ -42,16 +42,26 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
+PHASES: dict[str, list[float]] = {"start": [], "first output": [], "stop": []}
+
+
 def ours_lifecycle(image: str) -> None:
-    """Create a docker sandbox, wait for the first output of a command, destroy it."""
+    """Create a docker sandbox, wait for the first output of a command, destroy it (phases recorded)."""
+    t0 = time.perf_counter()
     sb = Sandbox(runtime="docker", image=image)
     try:
         sb.start()
+        t1 = time.perf_counter()
         result = sb.run("echo hi")
+        t2 = time.perf_counter()
         if result.output != "hi\n":
             raise RuntimeError(f"unexpected output {result.output!r}")
     finally:
         sb.stop()
+    t3 = time.perf_counter()
+    PHASES["start"].append(t1 - t0)
+    PHASES["first output"].append(t2 - t1)
+    PHASES["stop"].append(t3 - t2)
 
 
 def floor_lifecycle(image: str) -> None:
@@ -118,12 +128,16 @@ def main() -> None:
     # warm both paths once (docker client, image layers in page cache, imports)
     ours_lifecycle(args.image)
     floor_lifecycle(args.image)
+    for values in PHASES.values():
+        values.clear()
     ours: list[float] = []
     floor: list[float] = []
     for _ in range(args.runs):
         ours.append(timed(lambda: ours_lifecycle(args.image)))
         floor.append(timed(lambda: floor_lifecycle(args.image)))
     report("create + first output + destroy", ours, floor, "docker run --rm true", 1000, "ms")
+    split = ", ".join(f"{name} {statistics.median(values) * 1000:.1f} ms" for name, values in PHASES.items())
+    print(f"  ours by phase (p50)  {split}")
 
     with Sandbox(runtime="docker", image=args.image) as sb:
         sb.run("true")
