@@ -28,6 +28,7 @@ import contextlib
 import functools
 import logging
 import random
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -341,12 +342,29 @@ def reverse_search(
                 visit(n, boxes, moved, vis, sc, pulls, disp, rem)
 
     if ttl - 1 > 0 and max_states > 0:
+        _ensure_recursion_headroom(ttl + 50)
         root = bytearray(ncells)
         root[player] = 1
         seen[tmask] = root
         with contextlib.suppress(_SearchCapReached):
             visit(player, tmask, 0, root, 0, 0, 0, ttl - 2)
     return best_score, best_player, best_boxes, count
+
+
+def _ensure_recursion_headroom(frames: int) -> None:
+    """Raise the interpreter's recursion limit if fewer than ``frames`` calls are left.
+
+    The search recurses up to ``ttl`` levels deep, like GEM's; called from an already deep
+    stack it would otherwise hit ``RecursionError``.
+    """
+    depth = 0
+    frame = sys._getframe()
+    while frame is not None:
+        depth += 1
+        frame = frame.f_back  # type: ignore[assignment]
+    if sys.getrecursionlimit() < depth + frames:
+        logger.debug("raising the recursion limit to %d for the reverse search", depth + frames)
+        sys.setrecursionlimit(depth + frames)
 
 
 @functools.lru_cache(maxsize=32)

@@ -83,3 +83,13 @@ def test_stats_report_tries_and_explored_states() -> None:
 def test_generation_error_when_no_room_fits() -> None:
     with pytest.raises(RoomGenerationError, match="tries"):
         generate_room((4, 4), 5, 3, seed=0, tries=20)
+
+
+def test_generation_works_from_a_deep_call_stack() -> None:
+    """The reverse search recurses up to 300 levels; it makes room for itself if needed."""
+    expected = generate_room((8, 8), 27, 4, 2)
+
+    def deep(n: int) -> object:
+        return generate_room((8, 8), 27, 4, 2) if n == 0 else deep(n - 1)
+
+    assert deep(900) == expected
