@@ -60,6 +60,17 @@ def docker_image() -> str:
     return built.name
 
 
+@pytest.fixture(scope="module", autouse=True)
+def private_state_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Keep this module's sandbox records in a private state root; fail if any is left behind."""
+    root = tmp_path_factory.mktemp("docker-sandbox-state")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ROCK_ENV_SANDBOX_STATE", str(root))
+        yield root
+    assert not mounts.mounted_below(root)
+    assert sorted(p.name for p in root.iterdir()) == []
+
+
 def containers_of(sandbox_id: str) -> list[dict[str, object]]:
     """Containers (running or not) labelled with a sandbox id."""
     result: list[dict[str, object]] = docker_api().containers(
