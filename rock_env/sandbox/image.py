@@ -60,15 +60,15 @@ def data_dir() -> Path:
     else ``~/.local/share/rock-env``. Sandboxes never see it."""
     explicit = os.environ.get("ROCK_ENV_DATA_DIR")
     if explicit:
-        return Path(explicit).expanduser()
+        return Path(explicit).expanduser().absolute()
     xdg = os.environ.get("XDG_DATA_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
-    return base / "rock-env"
+    return (base / "rock-env").absolute()
 
 
 def images_dir(root: Path | None = None) -> Path:
     """Where built rootfs directories and tarballs are kept (``<data dir>/images``)."""
-    return (root or data_dir()) / "images"
+    return (data_dir() if root is None else Path(root).absolute()) / "images"
 
 
 class BaseImageSpec(BaseModel):
