@@ -7,7 +7,7 @@ build their own ``Registry`` instances.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rock_env.registry.builtin import builtin_specs
@@ -67,15 +67,27 @@ def make(env_id: str, *, backend: str = "local", base_url: str | None = None, **
 
 
 def make_vec(
-    env_id: str,
+    env_id: str | Sequence[str | Callable[[], Any]] | Callable[[], Any],
     num_envs: int = 1,
     *,
     backend: str = "local",
     base_url: str | None = None,
     **kwargs: Any,
 ) -> Any:
-    """A vector env of ``num_envs`` copies of ``env_id`` (see :mod:`rock_env.vector`)."""
+    """A vector env of ``num_envs`` copies of ``env_id`` (see :mod:`rock_env.vector`).
+
+    Locally ``env_id`` may also be an env factory or a list of ids and factories (one per
+    sub-env). ``kwargs`` go to :func:`rock_env.vector.make_vec` (``mode``, ``autoreset_mode``,
+    ``seed``, ``env_kwargs``, ...) or to the remote vector env.
+    """
     check_backend(backend)
+    if not isinstance(env_id, str) and backend == "local":
+        # a list of ids and/or env factories: the vector package resolves each one
+        from rock_env.vector import make_vec as _make_vec
+
+        if base_url is not None:
+            raise_local_base_url()
+        return _make_vec(env_id, num_envs, **kwargs)
     env_spec = registry.spec(env_id)
     if backend == "remote":
         from rock_env.remote import make_remote_vec
