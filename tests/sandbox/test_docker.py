@@ -29,7 +29,7 @@ from rock_env.errors import (
     SnapshotNotFound,
 )
 from rock_env.sandbox import AsyncSandbox, Sandbox, SandboxConfig, mounts
-from rock_env.sandbox.gc import reap_dir
+from rock_env.sandbox.gc import collect, reap_dir
 from rock_env.sandbox.image import DEFAULT_IMAGE_NAME, build_base_image
 from rock_env.sandbox.runtimes.docker import (
     DROPPED_CAPS,
@@ -460,14 +460,16 @@ def test_ttl_kills_a_busy_default_session(docker_image: str, tmp_path: Path) -> 
         runtime.stop()
 
 
-def test_sigkilled_owner_leaves_nothing(docker_image: str, tmp_path: Path) -> None:
-    # the per-sandbox reaper sees its pipe close when the owner dies and removes container and state dir
+@pytest.mark.parametrize("ttl", [300, None])
+def test_sigkilled_owner_leaves_nothing(docker_image: str, tmp_path: Path, ttl: int | None) -> None:
+    # with a ttl, the per-sandbox reaper sees its pipe close when the owner dies and removes container,
+    # tmpfs and state dir; without one, `rock-env sandbox gc` (collect) does
     state = tmp_path / "state"
     script = textwrap.dedent(
         f"""
         import os, signal, threading
         from rock_env.sandbox import Sandbox
-        sb = Sandbox(runtime="docker", image={docker_image!r}, ttl=300)
+        sb = Sandbox(runtime="docker", image={docker_image!r}, ttl={ttl!r})
         sb.start()
         assert sb.run("echo hi").output == "hi\\n"
         sb.spawn("sleep 300")
@@ -482,14 +484,20 @@ def test_sigkilled_owner_leaves_nothing(docker_image: str, tmp_path: Path) -> No
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     sandbox_id = proc.stdout.strip()
     try:
+        if ttl is None:
+            lines = collect(root=state)
+            assert f"reaping {sandbox_id} (owner gone)" in lines
         assert wait_gone(sandbox_id, timeout=30), "the container survived its SIGKILLed owner"
         deadline = time.monotonic() + 10
         while (state / sandbox_id).exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not (state / sandbox_id).exists()
+        assert not mounts.mounted_below(state)
     finally:
         for item in containers_of(sandbox_id):
             docker_api().remove_container(item["Id"], force=True)
+        if (state / sandbox_id).exists():
+            reap_dir(state / sandbox_id)
 
 
 def test_reap_containers_of_dead_owners(docker_image: str, tmp_path: Path) -> None:
