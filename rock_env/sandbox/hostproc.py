@@ -12,10 +12,12 @@ import os
 import select
 import signal
 import subprocess
+import time
 
 from rock_env.sandbox.runtimes.base import ProcessPipe
 
 _READ_SIZE = 1 << 16
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def children(pid: int) -> list[int]:
@@ -53,18 +55,52 @@ def exit_code_of(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def signal_tree(root: int, sig: int, *, include_root: bool) -> None:
+def command_mark() -> tuple[int, int]:
+    """(now in clock ticks since boot, the last pid handed out): what is new after this moment.
+
+    Start times in ``/proc/PID/stat`` only have clock-tick resolution (10 ms), so a process is
+    new if it started in a later tick, or in the same tick with a higher pid.
+    """
+    ticks = int(time.clock_gettime(time.CLOCK_BOOTTIME) * _CLK_TCK)
+    try:
+        with open("/proc/sys/kernel/ns_last_pid") as fh:
+            last_pid = int(fh.read())
+    except (OSError, ValueError):
+        last_pid = 0
+    return ticks, last_pid
+
+
+def _start_ticks(pid: int) -> int | None:
+    """Start time of ``pid`` in ticks since boot; ``None`` if gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    fields = data[data.rfind(b")") + 2 :].split()
+    if not fields or fields[0] == b"Z":
+        return None
+    return int(fields[19])
+
+
+def signal_tree(root: int, sig: int, *, include_root: bool, since: tuple[int, int] | None = None) -> None:
     """Send ``sig`` to ``root``'s descendants (and their own process groups), and to ``root`` if asked.
 
-    For SIGKILL the walk repeats until no descendant is left (bounded), so that a command that
-    keeps forking cannot leave children behind.
+    With ``since`` (a :func:`command_mark`) only descendants started after it are signalled. For SIGKILL the walk repeats until none is left (bounded), so that
+    a command that keeps forking cannot leave children behind.
     """
     root_group = None
     with contextlib.suppress(OSError):
         root_group = os.getpgid(root)
     rounds = 50 if sig == signal.SIGKILL else 1
     for _ in range(rounds):
-        pids = [p for p in descendants(root) if not _zombie(p)]
+        pids = []
+        for pid in descendants(root):
+            started = _start_ticks(pid)
+            if started is None:
+                continue
+            if since is None or started > since[0] or (started == since[0] and pid > since[1]):
+                pids.append(pid)
         if not pids:
             break
         groups: set[int] = set()
@@ -81,15 +117,6 @@ def signal_tree(root: int, sig: int, *, include_root: bool) -> None:
     if include_root:
         with contextlib.suppress(OSError):
             os.kill(root, sig)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return True
-    return data[data.rfind(b")") + 2 : data.rfind(b")") + 3] == b"Z"
 
 
 class HostProcessPipe(ProcessPipe):
@@ -125,6 +152,7 @@ class HostProcessPipe(ProcessPipe):
         self._poller = select.poll()
         self._poller.register(self._fd, select.POLLIN | select.POLLHUP | select.POLLERR)
         self._eof = False
+        self._command_start: tuple[int, int] | None = None
 
     def _inner_pid(self) -> int | None:
         pid = self._proc.pid
@@ -187,6 +215,16 @@ class HostProcessPipe(ProcessPipe):
         inner = self._inner_pid()
         if inner is not None:
             signal_tree(inner, sig, include_root=False)
+
+    def mark_command_start(self) -> None:
+        """Remember when the session's current command started."""
+        self._command_start = command_mark()
+
+    def signal_command(self, sig: int) -> None:
+        """Signal what the real process started since the current command began (not older jobs)."""
+        inner = self._inner_pid()
+        if inner is not None:
+            signal_tree(inner, sig, include_root=False, since=self._command_start)
 
     def kill(self) -> None:
         """SIGKILL the whole tree and reap the process."""

@@ -9,8 +9,10 @@ and its output is read until the unique marker (a random per-session token plus 
 number), which carries the exit code. Nothing polls: reads block on the pipe until output or
 the deadline. Because the command is ``eval``'d in the session's shell, ``cd``, exported
 variables and functions persist; stdin is ``/dev/null`` so a command that reads input cannot
-swallow the protocol. A timeout kills every descendant of the shell (walking the process
-tree, repeatedly, so a forking command cannot outrun it) and the session stays usable; if the
+swallow the protocol. A timeout kills every process the command started (the shell's
+descendants started since the command began, found by walking the process tree repeatedly so
+a forking command cannot outrun it; background jobs of earlier commands are spared) and the
+session stays usable; Ctrl-C (:meth:`BashSession.interrupt`) sends SIGINT the same way. If the
 shell itself is stuck (a ``while :; do :; done`` builtin loop) the session is restarted and
 the result says so.
 """
@@ -172,7 +174,7 @@ class BashSession:
         """Send SIGINT (Ctrl-C) to the running command (every process the shell started)."""
         if self._pipe is not None:
             self._interrupted = True
-            self._pipe.signal_descendants(signal.SIGINT)
+            self._pipe.signal_command(signal.SIGINT)
 
     def _run_locked(self, command: str, *, timeout: float | None, restart_on_hang: bool) -> CommandResult:
         assert self._pipe is not None
@@ -185,6 +187,7 @@ class BashSession:
         out = OutputBuffer(self.output_limit)
         pending = bytearray()
         timed_out = False
+        pipe.mark_command_start()
         try:
             pipe.write(line.encode())
         except OSError:
@@ -207,7 +210,7 @@ class BashSession:
                         output_bytes=out.total,
                     )
                 timed_out = True
-                pipe.signal_descendants(signal.SIGKILL)
+                pipe.signal_command(signal.SIGKILL)
                 deadline = time.monotonic() + KILL_GRACE
                 continue
             chunk = pipe.read(remaining)

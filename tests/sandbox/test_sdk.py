@@ -136,3 +136,9 @@ def test_base_url_returns_the_remote_client_with_the_same_config() -> None:
     assert type(remote).__name__ == "RemoteSandbox"
     assert remote.config == SandboxConfig(runtime="namespace", memory="1g")
     assert type(AsyncSandbox(runtime="local", base_url="http://127.0.0.1:9")).__name__ == "AsyncRemoteSandbox"
+
+
+def test_background_job_survives_a_later_timeout(any_sandbox: Sandbox) -> None:
+    any_sandbox.run("python3 -m http.server 0 --bind 127.0.0.1 > server.log 2>&1 &")
+    assert any_sandbox.run("sleep 60", timeout=0.5).timed_out
+    assert any_sandbox.run("jobs -r | wc -l").output == "1\n"

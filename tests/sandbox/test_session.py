@@ -114,3 +114,18 @@ def test_exit_restarts_session_on_next_command(session: BashSession) -> None:
     assert result.exit_code == 7
     after = session.run("echo back")
     assert after.output == "back\n" and after.session_restarted
+
+
+def test_timeout_spares_background_jobs_of_earlier_commands(session: BashSession, tmp_path: Path) -> None:
+    session.run("sleep 300 & echo $! > bg.pid")
+    background = int((tmp_path / "bg.pid").read_text())
+    time.sleep(0.05)  # a later command starts at least one clock tick after the job
+    result = session.run("sleep 30", timeout=0.3)
+    assert result.timed_out and not result.session_restarted
+    assert not _gone(background)  # the earlier job still runs
+    timer = threading.Timer(0.3, session.interrupt)
+    timer.start()
+    assert session.run("sleep 20").exit_code == 130
+    timer.join()
+    assert not _gone(background)
+    session.run("kill $(cat bg.pid)")

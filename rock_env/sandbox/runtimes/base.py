@@ -79,6 +79,17 @@ class ProcessPipe(ABC):
         Used to stop the command a bash session is running without killing the session.
         """
 
+    def mark_command_start(self) -> None:  # noqa: B027 - an optional hook, a no-op by default
+        """A session is about to send a new command (see :meth:`signal_command`). Default: nothing."""
+
+    def signal_command(self, sig: int) -> None:
+        """Signal what the current session command started (timeouts, Ctrl-C).
+
+        Runtimes that can tell processes apart by start time spare the background jobs of
+        earlier commands; the default signals every descendant.
+        """
+        self.signal_descendants(sig)
+
     def kill(self) -> None:
         """Kill the process group with SIGKILL and reap it."""
         self.signal_group(signal.SIGKILL)

@@ -37,7 +37,7 @@ from functools import cache
 from pathlib import Path
 
 from rock_env.errors import ImageNotFound, RuntimeUnavailable, SandboxClosed, SandboxStartError
-from rock_env.sandbox.hostproc import HostProcessPipe, children, descendants, signal_tree
+from rock_env.sandbox.hostproc import HostProcessPipe, children, command_mark, descendants, signal_tree
 from rock_env.sandbox.models import SandboxConfig
 from rock_env.sandbox.runtimes.base import ProcessPipe
 from rock_env.sandbox.runtimes.hostdir import HostDirRuntime
@@ -163,6 +163,7 @@ class MainShellPipe(ProcessPipe):
         self._code: int | None = None
         self._eof = False
         self._bash: int | None = None
+        self._command_start: tuple[int, int] | None = None
         self.pid = proc.pid
 
     def _bash_pid(self) -> int | None:
@@ -245,6 +246,16 @@ class MainShellPipe(ProcessPipe):
         pid = self._bash_pid()
         if pid is not None:
             signal_tree(pid, sig, include_root=False)
+
+    def mark_command_start(self) -> None:
+        """Remember when the session's current command started."""
+        self._command_start = command_mark()
+
+    def signal_command(self, sig: int) -> None:
+        """Signal what the bash started since the current command began (not older background jobs)."""
+        pid = self._bash_pid()
+        if pid is not None:
+            signal_tree(pid, sig, include_root=False, since=self._command_start)
 
     def kill(self) -> None:
         """Kill the bash (the sandbox keeps running)."""
