@@ -132,6 +132,7 @@ def run_job(cfg: Any) -> dict[str, Any]:
     from rock_env.rollout.runner import SUMMARY, failed_summary, run_rollout, write_summary
 
     hydra_cfg = HydraConfig.get()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request drowns the job's log
     overrides = list(hydra_cfg.overrides.task)
     label = " ".join(overrides) or "(defaults)"
     try:

@@ -42,9 +42,22 @@ def to_jsonable(value: Any) -> Any:
     return repr(value)
 
 
+def _default(value: Any) -> Any:
+    """``json.dumps`` hook for what JSON does not know (numpy scalars, sets, models, ...)."""
+    return to_jsonable(value)
+
+
 def dumps(record: dict[str, Any]) -> str:
-    """One JSONL line (no trailing newline), stable for equal input."""
-    return json.dumps(to_jsonable(record), ensure_ascii=False, separators=(",", ":"))
+    """One JSONL line (no trailing newline), stable for equal input.
+
+    The common case (plain str/int/float/bool/list/dict data) goes straight to ``json.dumps``;
+    records with non-finite floats or non-string keys other than ints are converted with
+    :func:`to_jsonable` first. Both give the same text for the same data.
+    """
+    try:
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_default)
+    except (TypeError, ValueError):
+        return json.dumps(to_jsonable(record), ensure_ascii=False, separators=(",", ":"))
 
 
 class JsonlWriter:
