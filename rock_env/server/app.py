@@ -161,6 +161,11 @@ class Gateway:
             body = ErrorBody(error=name, message=str(exc.detail), status=exc.status_code)
             service.metrics.inc("errors_total", "Errors returned, by type.", type=name)
             content, status = body.model_dump_json().encode(), exc.status_code
+        except Exception as exc:  # a bug: answer like the app's own handler does, and log it
+            logger.exception("unexpected error in POST %s", scope["path"])
+            service.metrics.inc("errors_total", "Errors returned, by type.", type="InternalError")
+            body = ErrorBody(error="RockEnvError", message=f"internal error: {type(exc).__name__}: {exc}", status=500)
+            content, status = body.model_dump_json().encode(), 500
         else:
             status = 200
         await send(

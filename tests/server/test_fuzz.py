@@ -13,7 +13,7 @@ from tests.server.conftest import serve
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 #: Examples per operation (bounded so the run stays in seconds).
-MAX_EXAMPLES = 15
+MAX_EXAMPLES = 10
 
 
 def test_api_never_answers_5xx(tmp_path: Path) -> None:
