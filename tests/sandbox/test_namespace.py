@@ -137,3 +137,23 @@ def test_rootfs_directory_image(sandbox_state: Path, tmp_path: Path) -> None:
 def test_missing_rootfs_is_image_not_found(sandbox_state: Path) -> None:
     with pytest.raises(ImageNotFound, match="does not exist"):
         Sandbox(runtime="namespace", image="/nonexistent/rootfs").start()
+
+
+def test_unbuilt_image_name_is_image_not_found(
+    sandbox_state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ROCK_ENV_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(ImageNotFound, match="build-base"):
+        Sandbox(runtime="namespace", image="rock-env/never-built:1").start()
+
+
+@pytest.mark.slow
+def test_base_image_rootfs_built_without_a_registry(sandbox_state: Path) -> None:
+    from rock_env.sandbox.image import DEFAULT_IMAGE_NAME, build_base_image
+
+    build_base_image(DEFAULT_IMAGE_NAME, docker=False)  # cached after the first build (debootstrap)
+    with Sandbox(runtime="namespace", image=DEFAULT_IMAGE_NAME) as sb:
+        result = sb.run("grep VERSION_CODENAME /etc/os-release; python3 -c 'print(6 * 7)'; git --version | cut -c1-11")
+        assert result.output == "VERSION_CODENAME=bookworm\n42\ngit version\n"
+        assert sb.run("ls /root /home 2>&1; wc -c < /etc/shadow").output.splitlines()[-1] == "0"
+        assert "var" in sb.run("ls /").output.split()
