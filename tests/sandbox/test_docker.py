@@ -413,6 +413,20 @@ def test_writing_10_gb_hits_the_disk_limit(make_sandbox: object) -> None:
     assert sb.run("rm -f /tmp/f* f*; echo ok > after.txt && cat after.txt").output == "ok\n"
 
 
+def test_full_disk_with_a_memory_limit_leaves_the_sandbox_usable(
+    make_sandbox: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    # tmpfs pages count against the memory limit: the workspace gets at most half of it, so filling
+    # it is ENOSPC instead of OOM kills of every process
+    sb = make_sandbox(memory="128m", disk="1g")  # type: ignore[operator]
+    assert "get 67108864 bytes" in caplog.text
+    result = sb.run("head -c 2G /dev/zero > big; echo rc=$?", timeout=60)
+    assert "No space left on device" in result.output and "rc=1" in result.output
+    assert not result.oom_killed
+    assert sb.run("stat -c %s big").output == f"{64 << 20}\n"
+    assert sb.run("rm big && echo alive").output == "alive\n"
+
+
 def test_workspace_tmpfs_is_unmounted_and_reaped(docker_image: str, tmp_path: Path) -> None:
     sandbox_id = new_sandbox_id()
     state = tmp_path / sandbox_id

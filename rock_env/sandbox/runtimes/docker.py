@@ -7,7 +7,8 @@ bomb stops there). ``disk`` (default :data:`~rock_env.sandbox.models.DEFAULT_DIS
 and ``/tmp`` live on a tmpfs of that size, mounted on the host in the sandbox's state dir and
 bind-mounted into the container, so their *total* is capped (overlay2 on ext4 cannot cap a
 container's disk); elsewhere in the container (``/root``, ``/var``, ...) only each file is capped,
-by ``RLIMIT_FSIZE``. Like every tmpfs, the files count against the memory limit. Without the
+by ``RLIMIT_FSIZE``. Like every tmpfs, the files count against the memory limit, so with a
+``memory`` limit the tmpfs gets at most half of it (:meth:`DockerRuntime.workspace_size`). Without the
 tmpfs (a remote daemon, no ``CAP_SYS_ADMIN``) only ``RLIMIT_FSIZE`` applies. Every container is
 labelled with the sandbox id and its owner (host, pid, start time) so :func:`reap_containers`
 can find it.
@@ -538,7 +539,7 @@ class DockerRuntime(Runtime):
         if not self.fs.is_absolute() or workdir == "/":
             return
         self.fs.mkdir(parents=True, exist_ok=True)
-        if not mounts.mount_tmpfs(self.fs, self.config.disk_bytes or DEFAULT_DISK):
+        if not mounts.mount_tmpfs(self.fs, self.workspace_size()):
             if self.config.disk is not None:
                 logger.warning(
                     "sandbox %s: cannot mount a tmpfs, so disk=%s caps each file only (RLIMIT_FSIZE), not the total",
@@ -555,6 +556,29 @@ class DockerRuntime(Runtime):
         if workdir != "/tmp":
             os.chmod(self.fs / "tmp", 0o1777)
         self._binds = sorted(binds, key=lambda item: len(item[0]), reverse=True)
+
+    def workspace_size(self) -> int:
+        """Size of the workdir + /tmp tmpfs: ``disk``, but at most half the memory limit.
+
+        tmpfs pages count against the container's memory limit and cannot be reclaimed: a
+        workspace as large as the limit would let a full disk OOM-kill every process, including
+        any new one, leaving a sandbox nothing can run in. Capped, a full disk is ENOSPC and the
+        other half of the memory stays for processes.
+        """
+        size = self.config.disk_bytes or DEFAULT_DISK
+        memory = self.config.memory_bytes
+        if memory is not None and size > memory // 2:
+            if self.config.disk is not None:
+                logger.warning(
+                    "sandbox %s: disk=%s is more than half of memory=%s; the workdir and /tmp (a tmpfs, "
+                    "which counts against the memory limit) get %d bytes",
+                    self.sandbox_id,
+                    self.config.disk,
+                    self.config.memory,
+                    max(memory // 2, 1 << 20),
+                )
+            size = max(memory // 2, 1 << 20)
+        return size
 
     def _unmount_fs(self) -> None:
         if self._tmpfs:
