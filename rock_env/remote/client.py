@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import socket
 import time
@@ -28,6 +29,10 @@ from rock_env.errors import RemoteError, RockEnvError, ServerUnavailable
 from rock_env.protocol import exception_from_body
 
 M = TypeVar("M", bound=BaseModel)
+
+# httpx logs every request at INFO; a remote env makes thousands. Quiet it unless the user set a level.
+if logging.getLogger("httpx").level == logging.NOTSET:
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 URL_ENV_VAR = "ROCK_ENV_URL"
 TOKEN_ENV_VAR = "ROCK_ENV_TOKEN"
