@@ -238,6 +238,7 @@ class VecMakeRequest(WireModel):
     autoreset_mode: AutoresetMode = "next_step"
     mode: Literal["sync", "async"] = Field(default="sync", description="how the worker runs the sub-envs")
     seed: int | list[int | None] | None = Field(default=None, description="seeds of the first reset")
+    num_workers: int | None = Field(default=None, ge=1, le=256, description="mode='async': worker processes")
     idle_ttl: float | None = Field(default=None, gt=0)
 
 

@@ -49,6 +49,7 @@ class RemoteVecEnv(gymnasium.vector.VectorEnv[tuple[str, ...], Sequence[str], np
         idle_ttl: float | None = None,
         timeout: float = 300.0,
         env_kwargs: dict[str, Any] | None = None,
+        num_workers: int | None = None,
         **kwargs: Any,
     ) -> None:
         from rock_env.vector.autoreset import parse_autoreset_mode
@@ -62,6 +63,7 @@ class RemoteVecEnv(gymnasium.vector.VectorEnv[tuple[str, ...], Sequence[str], np
             autoreset_mode=mode_name,  # type: ignore[arg-type]
             mode=mode,  # type: ignore[arg-type]
             seed=None if seed is None else (seed if isinstance(seed, int) else list(seed)),
+            num_workers=num_workers,
             idle_ttl=idle_ttl,
         )
         self._client = ApiClient(base_url, token, timeout=timeout)

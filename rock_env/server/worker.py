@@ -220,8 +220,15 @@ class Worker:
         from rock_env.vector import make_vec
 
         spec = registry.spec(req.env_id)
+        extra: dict[str, Any] = {"num_workers": req.num_workers} if req.mode == "async" else {}
         vec = make_vec(
-            spec.id, req.num_envs, mode=req.mode, autoreset_mode=req.autoreset_mode, seed=req.seed, **dict(req.kwargs)
+            spec.id,
+            req.num_envs,
+            mode=req.mode,
+            autoreset_mode=req.autoreset_mode,
+            seed=req.seed,
+            **extra,
+            **dict(req.kwargs),
         )
         now = time.time()
         info = VecInfo(

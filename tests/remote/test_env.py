@@ -148,3 +148,16 @@ def test_sandbox_env_runs_on_the_worker_with_the_same_transcript(server: Backgro
     finally:
         remote.close()
         local.close()
+
+
+def test_remote_async_vec_runs_sub_envs_in_worker_processes(server: BackgroundServer) -> None:
+    remote = rock.make_vec(SOKOBAN, 4, backend="remote", base_url=server.url, mode="async", num_workers=2)
+    local = rock.make_vec(SOKOBAN, 4)
+    try:
+        assert remote.reset(seed=9)[0] == local.reset(seed=9)[0]
+        for move in MOVES[:4]:
+            got, want = remote.step([move] * 4), local.step([move] * 4)
+            assert got[0] == want[0] and np.array_equal(got[1], want[1])
+    finally:
+        remote.close()
+        local.close()
