@@ -155,3 +155,23 @@ def test_admin_sigkill_keeps_objects_on_remote_workers(cluster: tuple[ServerProc
     assert orphan not in [e["id"] for e in httpx.get(worker.url + "/api/v1/envs").json()["envs"]]
     env.close()
     local.close()
+
+
+@pytest.mark.slow
+def test_cluster_with_a_token(tmp_path: Path) -> None:
+    token = "cluster-token-0123456789"
+    env_vars = {"ROCK_ENV_TOKEN": token}
+    auth = {"authorization": f"Bearer {token}"}
+    admin = ServerProcess.admin(tmp_path, "server.embedded_worker=false", *FAST, env=env_vars).start()
+    worker = ServerProcess.worker(admin.url, tmp_path, "worker.heartbeat_interval=0.3", env=env_vars).start()
+    try:
+        wait_for(lambda: len(httpx.get(admin.url + "/api/v1/workers", headers=auth).json()["workers"]) == 1)
+        assert httpx.get(worker.url + "/api/v1/envs").status_code == 401  # the worker wants the token too
+        env = rock.make(ENV_ID, backend="remote", base_url=admin.url, token=token)
+        local = rock.make(ENV_ID)
+        assert env.reset(seed=2) == local.reset(seed=2)
+        assert env.step("\\boxed{down}") == local.step("\\boxed{down}")
+        env.close()
+    finally:
+        worker.stop()
+        admin.stop()
