@@ -151,3 +151,15 @@ def test_observation_text() -> None:
     assert observation_text("board", {"suffix": "Your move."}) == "board\nYour move."
     assert observation_text("board\n", {"suffix": "Your move.", "prefix": "> "}) == "> board\nYour move."
     assert observation_text("board", {}) == "board"
+
+
+def test_sokoban_board_from_the_suffix_reaches_the_model(tmp_path: Path) -> None:
+    with FakeOpenAI(lambda request: "\\boxed{up}") as server:
+        cfg = compose_config(
+            ["env=sokoban_easy", "policy=openai", f"policy.base_url={server.url}", "episodes=1", "progress=false"]
+        )
+        run_rollout(cfg, tmp_path)
+    first = server.requests[0]["messages"][0]["content"]
+    reset = read_jsonl(tmp_path / "trajectories.jsonl")[0]
+    assert first.startswith(reset["observation"]) and first.endswith(reset["info"]["suffix"])
+    assert "#" in reset["info"]["suffix"]  # the board is in the suffix, not in the observation

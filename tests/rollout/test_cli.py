@@ -134,3 +134,17 @@ def test_cfg_job_prints_the_config(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["--cfg", "job", "env=sokoban_hard", "policy=openai"]) == 0
     out = capsys.readouterr().out
     assert "id: game:Sokoban-v0-hard" in out and "model: gpt-4o-mini" in out
+
+
+def test_user_config_dir_adds_options(tmp_path: Path) -> None:
+    conf = tmp_path / "myconf"
+    (conf / "env").mkdir(parents=True)
+    (conf / "env" / "my_line.yaml").write_text(
+        f'_target_: rock_env.config.make_env\nid: "{LINE_ID}"\nkwargs: {{length: 4}}\nmax_episode_steps: null\n'
+    )
+    out = tmp_path / "run"
+    code = main(["--config-dir", str(conf), "env=my_line", *WALKER, "episodes=3", "progress=false",
+                 f"hydra.run.dir={out}"])  # fmt: skip
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["env"]["kwargs"] == {"length": 4} and summary["success_rate"] == 1.0
