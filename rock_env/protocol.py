@@ -13,6 +13,7 @@ with the class's ``http_status``; :func:`raise_error` turns one back into the sa
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -75,6 +76,15 @@ def exception_from_body(body: ErrorBody | JsonDict) -> RockEnvError:
 def raise_error(body: ErrorBody | JsonDict) -> None:
     """Raise the exception that ``body`` describes."""
     raise exception_from_body(body)
+
+
+def describe_errors(errors: Sequence[Mapping[str, Any]], limit: int = 10) -> str:
+    """``"loc: message; ..."`` for pydantic/FastAPI validation errors (the leading ``body`` is dropped)."""
+    parts = []
+    for err in list(errors)[:limit]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)
 
 
 # --- JSON conversion -----------------------------------------------------------------------
@@ -591,6 +601,7 @@ __all__ = [
     "WorkerInfo",
     "WorkerList",
     "WorkerRegisterRequest",
+    "describe_errors",
     "error_body",
     "exception_from_body",
     "jsonable",

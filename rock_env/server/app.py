@@ -21,7 +21,14 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rock_env.errors import PayloadTooLarge, RequestInvalid, RockEnvError, Unauthorized
-from rock_env.protocol import EnvResetRequest, EnvStepRequest, ErrorBody, VecStepRequest, error_body
+from rock_env.protocol import (
+    EnvResetRequest,
+    EnvStepRequest,
+    ErrorBody,
+    VecStepRequest,
+    describe_errors,
+    error_body,
+)
 from rock_env.server.routes.envs import reset_env_op, step_env_op, step_vec_op
 from rock_env.server.service import ANONYMOUS, Service
 from rock_env.server.settings import ServerSettings
@@ -147,11 +154,7 @@ class Gateway:
                 else:
                     content = await reset_env_op(service, owner, obj, EnvResetRequest.model_validate_json(raw))
             except ValidationError as exc:
-                parts = [
-                    f"{'.'.join(str(p) for p in err.get('loc', ())) or 'body'}: {err.get('msg', 'invalid')}"
-                    for err in exc.errors()[:10]
-                ]
-                raise RequestInvalid(f"invalid request to POST {path}: " + "; ".join(parts)) from None
+                raise RequestInvalid(f"invalid request to POST {path}: {describe_errors(exc.errors())}") from None
         except RockEnvError as exc:
             service.count_error(exc)
             await json_error(exc)(scope, receive, send)
@@ -215,11 +218,9 @@ def install_error_handlers(app: FastAPI, service: Service) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        parts = []
-        for err in exc.errors()[:10]:
-            loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
-            parts.append(f"{loc}: {err.get('msg', 'invalid')}")
-        error = RequestInvalid(f"invalid request to {request.method} {request.url.path}: " + "; ".join(parts))
+        error = RequestInvalid(
+            f"invalid request to {request.method} {request.url.path}: {describe_errors(exc.errors())}"
+        )
         service.count_error(error)
         return json_error(error)
 

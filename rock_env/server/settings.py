@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rock_env.errors import ConfigError
-from rock_env.protocol import DEFAULT_MAX_BODY
+from rock_env.protocol import DEFAULT_MAX_BODY, describe_errors
 
 TOKEN_ENV_VAR = "ROCK_ENV_TOKEN"
 
@@ -107,5 +107,4 @@ def settings_from(data: dict[str, Any]) -> ServerSettings:
     try:
         return ServerSettings.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"invalid server settings: {problems}") from exc
+        raise ConfigError(f"invalid server settings: {describe_errors(exc.errors(), limit=20)}") from exc

@@ -40,6 +40,7 @@ from rock_env.protocol import (
     VecResetResponse,
     VecStepResponse,
     WorkerCapacity,
+    describe_errors,
     jsonable,
     pack_tree,
     unpack_tree,
@@ -300,8 +301,7 @@ class Worker:
         try:
             cfg = SandboxConfig.model_validate(config)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-            raise InvalidArgument(f"invalid sandbox config: {problems}") from exc
+            raise InvalidArgument(f"invalid sandbox config: {describe_errors(exc.errors())}") from exc
         sandbox = Sandbox(cfg)
         sandbox.start()
         now = time.time()

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from rock_env.errors import EnvInstanceNotFound, RockEnvError, SandboxNotFound, WorkerLost
-from rock_env.protocol import exception_from_body
+from rock_env.protocol import describe_errors, exception_from_body
 from rock_env.server.service import Service
 from rock_env.server.store import ObjectRecord
 
@@ -116,8 +116,5 @@ async def parse_body(request: Request, model: type[M]) -> M:
     try:
         return model.model_validate_json(raw or b"")
     except ValidationError as exc:
-        parts = []
-        for err in exc.errors()[:10]:
-            loc = ".".join(str(p) for p in err.get("loc", ())) or "body"
-            parts.append(f"{loc}: {err.get('msg', 'invalid')}")
-        raise RequestInvalid(f"invalid request to {request.method} {request.url.path}: " + "; ".join(parts)) from None
+        problems = describe_errors(exc.errors())
+        raise RequestInvalid(f"invalid request to {request.method} {request.url.path}: {problems}") from None

@@ -44,6 +44,7 @@ from rock_env.protocol import (
     SnapshotResponse,
     SpawnRequest,
     StreamRequest,
+    describe_errors,
     error_body,
 )
 from rock_env.sandbox.models import CommandResult, FileInfo, SandboxConfig, SandboxInfo, SessionInfo, SnapshotInfo
@@ -126,8 +127,7 @@ async def create_sandbox(request: Request) -> Response:
     try:
         runtime = SandboxConfig.model_validate(config).runtime
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:10])
-        raise InvalidArgument(f"invalid sandbox config: {problems}") from None
+        raise InvalidArgument(f"invalid sandbox config: {describe_errors(exc.errors())}") from None
     svc.check_quota(owner, "sandbox", 1)
     entry = svc.place(1, runtime=runtime, what="sandbox")
     forced = request.headers.get(OBJECT_ID_HEADER) if svc.role == "worker" else None
