@@ -572,3 +572,12 @@ def test_async_sandbox_on_docker(docker_image: str) -> None:
 
     sandbox_id = asyncio.run(main())
     assert wait_gone(sandbox_id)
+
+
+def test_config_env_reaches_every_kind_of_process(make_sandbox: object) -> None:
+    sb = make_sandbox(env={"FROM_CONFIG": "c1", "HOME": "/tmp"})  # type: ignore[operator]
+    assert sb.run('echo "$FROM_CONFIG $HOME"').output == "c1 /tmp\n"  # default session (the spare shell)
+    sb.create_session("second", env={"ONLY_SECOND": "s"})
+    assert sb.run('echo "$FROM_CONFIG $ONLY_SECOND"', session="second").output == "c1 s\n"
+    assert sb.exec('echo "$FROM_CONFIG"').output == "c1\n"
+    assert sb.spawn(["printenv", "FROM_CONFIG"]).result(30).output == "c1\n"
