@@ -161,6 +161,9 @@ def run_job(cfg: Any) -> dict[str, Any]:
     except RockEnvError as exc:
         logger.error("rollout %s failed: %s (finished episodes are kept in %s)", label, exc, out)
         _outcome.failures.append(f"{label}: {exc}")
+    except Exception as exc:  # e.g. a bug in a user's scripted policy: record it, let the sweep go on
+        logger.exception("rollout %s failed (finished episodes are kept in %s)", label, out)
+        _outcome.failures.append(f"{label}: {type(exc).__name__}: {exc}")
     finally:
         if bar is not None:
             bar.close()

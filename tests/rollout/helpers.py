@@ -123,3 +123,11 @@ def files_of(directory: Any) -> Iterator[tuple[str, bytes]]:
     """``(name, bytes)`` of the JSONL outputs of a run, for byte comparisons."""
     for name in ("trajectories.jsonl", "episodes.jsonl"):
         yield name, (directory / name).read_bytes()
+
+
+def crash_on_right(observation: str) -> str:
+    """Scripted policy with a bug: raises a plain exception when the target is to the right."""
+    action = walk_to_target(observation)
+    if action == "\\boxed{right}":
+        raise ZeroDivisionError("a bug in the policy")
+    return action

@@ -104,6 +104,17 @@ def test_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path, capsys: p
     assert "failed: " in capsys.readouterr().err
 
 
+def test_a_crashing_policy_fails_its_job_only(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    code = main(["-m", f"env.id={LINE_ID}", "policy=scripted",
+                 "policy.target=tests.rollout.helpers:walk_to_target,tests.rollout.helpers:crash_on_right",
+                 "episodes=5", "progress=false", f"hydra.sweep.dir={sweep}"])  # fmt: skip
+    assert code == 1
+    rows = list(csv.DictReader((sweep / "sweep.csv").open()))
+    assert [r["status"] for r in rows] == ["ok", "failed"]
+    assert rows[1]["error"] == "ZeroDivisionError: a bug in the policy"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
