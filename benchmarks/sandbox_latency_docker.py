@@ -6,10 +6,12 @@
 2. session command round trip: ``sb.run("true")`` in a persistent session versus a bare
    ``docker exec -i CONTAINER bash --norc --noprofile`` pipe (write ``true; echo MARKER``, read
    until the marker), both against one running container.
+3. (with ``--burst N``) N sandboxes created at once from N threads, each running one command and
+   destroyed, versus N concurrent ``docker run --rm --network none IMAGE true``: wall time.
 
 Prints p50/p95 per side and the ratios. Usage::
 
-    .venv/bin/python benchmarks/sandbox_latency_docker.py [--runs 20] [--round-trips 500] [--image IMAGE]
+    .venv/bin/python benchmarks/sandbox_latency_docker.py [--runs 20] [--round-trips 500] [--burst 32] [--image IMAGE]
 
 The image must exist (``rock-env image build-base``).
 """
@@ -23,6 +25,7 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from rock_env.sandbox import Sandbox
 from rock_env.sandbox.runtimes.docker import DEFAULT_IMAGE
@@ -107,6 +110,23 @@ class BarePipe:
         self.proc.stdout.close()
 
 
+def burst(image: str, n: int) -> tuple[float, float]:
+    """Wall seconds for ``n`` concurrent sandbox lifecycles, and for ``n`` concurrent ``docker run --rm true``."""
+    started = time.perf_counter()
+    with ThreadPoolExecutor(n) as pool:
+        list(pool.map(lambda _: ours_lifecycle(image), range(n)))
+    ours = time.perf_counter() - started
+    started = time.perf_counter()
+    procs = [
+        subprocess.Popen(["docker", "run", "--rm", "--network", "none", image, "true"], stdout=subprocess.DEVNULL)
+        for _ in range(n)
+    ]
+    codes = [proc.wait() for proc in procs]
+    if any(codes):
+        raise RuntimeError(f"docker run failed: exit codes {codes}")
+    return ours, time.perf_counter() - started
+
+
 def report(name: str, ours: list[float], floor: list[float], floor_name: str, scale: float, unit: str) -> None:
     """Print p50/p95 of both sides and the ratios."""
     o50, o95 = percentile(ours, 0.5) * scale, percentile(ours, 0.95) * scale
@@ -122,6 +142,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=20, help="lifecycles per side")
     parser.add_argument("--round-trips", type=int, default=500, help="session commands per side")
+    parser.add_argument("--burst", type=int, default=0, help="also create this many sandboxes at once (0: skip)")
     parser.add_argument("--image", default=DEFAULT_IMAGE)
     args = parser.parse_args()
 
@@ -153,6 +174,13 @@ def main() -> None:
             bare.close()
     report("session round trip", ours_rt, floor_rt, "docker exec -i pipe", 1000, "ms")
     print(f"  difference           p50 {(statistics.median(ours_rt) - statistics.median(floor_rt)) * 1000:9.3f} ms")
+
+    if args.burst:
+        ours_wall, floor_wall = burst(args.image, args.burst)
+        print(f"burst of {args.burst} at once (wall time, each: create + first output + destroy)")
+        print(f"  ours                 {ours_wall:9.2f} s")
+        print(f"  docker run --rm true {floor_wall:9.2f} s")
+        print(f"  ratio ours/floor     {ours_wall / floor_wall:9.2f}x")
 
 
 if __name__ == "__main__":
