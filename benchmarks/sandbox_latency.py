@@ -168,6 +168,23 @@ def _mem_available() -> int:
     return 0
 
 
+def _pss_of_trees(roots: list[int]) -> int:
+    """Proportional set size (shared pages split among their users) of the processes under ``roots``."""
+    from rock_env.sandbox.hostproc import descendants
+
+    total = 0
+    for root in roots:
+        for pid in [root, *descendants(root)]:
+            try:
+                with open(f"/proc/{pid}/smaps_rollup") as fh:
+                    for line in fh:
+                        if line.startswith("Pss:"):
+                            total += int(line.split()[1]) * 1024
+            except OSError:
+                pass
+    return total
+
+
 def bench_density(count: int) -> None:
     """Start ``count`` idle namespace sandboxes (each answered one command), measure memory, stop them."""
     from rock_env.sandbox import Sandbox
@@ -184,6 +201,7 @@ def bench_density(count: int) -> None:
         elapsed = time.perf_counter() - started
         time.sleep(1.0)
         after = _mem_available()
+        pss = _pss_of_trees([sb._runtime.host_pids[0] for sb in boxes if sb._runtime is not None])
         alive = sum(1 for sb in boxes if sb.run("echo ok").output == "ok\n")
     finally:
         stop_started = time.perf_counter()
@@ -194,7 +212,9 @@ def bench_density(count: int) -> None:
     print(
         f"[density ] {len(boxes)} idle namespace sandboxes up at once ({alive} answered a command after all were up); "
         f"started in {elapsed:.1f} s, stopped in {stop_elapsed:.1f} s; host memory per sandbox "
-        f"{per_box / 2**20:.2f} MiB (MemAvailable delta) -> 1,000 would take about {per_box * 1000 / 2**30:.2f} GiB"
+        f"{per_box / 2**20:.2f} MiB (MemAvailable delta, noisy on a shared machine), "
+        f"{pss / max(1, len(boxes)) / 2**20:.2f} MiB PSS of its processes -> 1,000 would take about "
+        f"{per_box * 1000 / 2**30:.2f} GiB"
     )
 
 
