@@ -60,12 +60,11 @@ def lifecycle(runtime: str) -> Callable[[], None]:
     return once
 
 
-def our_bwrap_argv() -> list[str]:
+def our_bwrap_argv(state: Path) -> list[str]:
     """The bwrap command line of a default namespace sandbox, running ``sh -c 'bash -c true'``."""
     from rock_env.sandbox.models import SandboxConfig
     from rock_env.sandbox.runtimes.namespace import NamespaceRuntime
 
-    state = Path(tempfile.mkdtemp(prefix="rock-env-bench-bwrap-"))
     (state / "fs" / "workspace").mkdir(parents=True)
     (state / "fs" / "tmp").mkdir()
     runtime = NamespaceRuntime(SandboxConfig(), "sb-000000000000", state)
@@ -78,7 +77,8 @@ def bench_lifecycle(runtime: str, runs: int) -> None:
     """create+first output+destroy for one runtime vs the bwrap floor, interleaved."""
     ours, floor, mounts = [], [], []
     body = lifecycle(runtime)
-    ours_argv = our_bwrap_argv()
+    scratch = tempfile.TemporaryDirectory(prefix="rock-env-bench-bwrap-")
+    ours_argv = our_bwrap_argv(Path(scratch.name))
     body()  # warm up imports and caches
     subprocess.run(FLOOR_BWRAP, check=True)
     for _ in range(runs):
@@ -86,6 +86,7 @@ def bench_lifecycle(runtime: str, runs: int) -> None:
         ours.append(timed(body))
         if runtime == "namespace":
             mounts.append(timed(lambda: subprocess.run(ours_argv, check=True, stdin=subprocess.DEVNULL)))
+    scratch.cleanup()
     ratio = statistics.median(ours) / statistics.median(floor)
     print(f"[lifecycle] {runtime:<9} ours   {fmt(ours)}   ratio p50 ours/floor = {ratio:.2f}x")
     print(f"[lifecycle] {'bwrap':<9} floor  {fmt(floor)}")
@@ -227,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runtimes", default="local,namespace")
     args = parser.parse_args(argv)
     runtimes = [r for r in args.runtimes.split(",") if r]
-    with tempfile.TemporaryDirectory(prefix="rock-env-bench-") as home:
-        os.environ["ROCK_ENV_SANDBOX_STATE"] = str(Path("/dev/shm") / Path(home).name)
+    with tempfile.TemporaryDirectory(prefix="rock-env-bench-", dir="/dev/shm") as home:
+        os.environ["ROCK_ENV_SANDBOX_STATE"] = home
         print(f"# sandbox_latency  python {sys.version.split()[0]}  cpus {os.cpu_count()}  load {os.getloadavg()}")
         for runtime in runtimes:
             bench_lifecycle(runtime, args.runs)
