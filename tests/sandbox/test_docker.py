@@ -581,3 +581,21 @@ def test_config_env_reaches_every_kind_of_process(make_sandbox: object) -> None:
     assert sb.run('echo "$FROM_CONFIG $ONLY_SECOND"', session="second").output == "c1 s\n"
     assert sb.exec('echo "$FROM_CONFIG"').output == "c1\n"
     assert sb.spawn(["printenv", "FROM_CONFIG"]).result(30).output == "c1\n"
+
+
+def test_daemon_that_cannot_see_our_mounts(make_sandbox: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    # e.g. rock-env in a container given the host's Docker socket: no tmpfs binds, no host-side file access;
+    # files, list_dir and snapshots go through the container instead, disk is RLIMIT_FSIZE per file
+    import rock_env.sandbox.runtimes.docker as docker_runtime
+
+    monkeypatch.setattr(docker_runtime, "_shares_mounts", False)
+    sb = make_sandbox(disk="8m")  # type: ignore[operator]
+    assert not mounts.mounted_below(sb.state_dir)
+    sb.run("mkdir -p d && echo 1 > d/a && ln -s /etc d/l")
+    assert {e.name: e.type for e in sb.list_dir("d")} == {"a": "file", "l": "symlink"}
+    snap = sb.snapshot()
+    sb.run("rm -r d && echo x > other")
+    sb.restore(snap)
+    assert sb.run("ls -A; cat d/a").output == "d\n1\n"
+    big = sb.run("head -c 10G /dev/zero > big; echo rc=$?", timeout=60)
+    assert "File size limit exceeded" in big.output and "rc=153" in big.output

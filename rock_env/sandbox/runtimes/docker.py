@@ -9,7 +9,9 @@ bind-mounted into the container, so their *total* is capped (overlay2 on ext4 ca
 container's disk); elsewhere in the container (``/root``, ``/var``, ...) only each file is capped,
 by ``RLIMIT_FSIZE``. Like every tmpfs, the files count against the memory limit, so with a
 ``memory`` limit the tmpfs gets at most half of it (:meth:`DockerRuntime.workspace_size`). Without the
-tmpfs (a remote daemon, no ``CAP_SYS_ADMIN``) only ``RLIMIT_FSIZE`` applies. Every container is
+tmpfs (a daemon that does not share this process's mount namespace, see :func:`daemon_shares_mounts`,
+or no ``CAP_SYS_ADMIN``) only ``RLIMIT_FSIZE`` applies, and files are listed and cleared through
+the container instead of from the host. Every container is
 labelled with the sandbox id and its owner (host, pid, start time) so :func:`reap_containers`
 can find it.
 
@@ -154,6 +156,42 @@ def _owner_alive(label: str) -> bool:
     if start is None:
         return False
     return not start_text.isdigit() or int(start_text) in {0, start}
+
+
+_shares_mounts: bool | None = None
+
+
+def _dockerd_pids() -> list[int]:
+    """Pids of ``dockerd`` on this host: from its pid file, else by name under /proc."""
+    for pid_file in ("/var/run/docker.pid", "/run/docker.pid"):
+        with contextlib.suppress(OSError, ValueError):
+            return [int(Path(pid_file).read_text().strip())]
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{entry}/comm").read_text().strip() == "dockerd":
+                    pids.append(int(entry))
+    return pids
+
+
+def daemon_shares_mounts() -> bool:
+    """True if a local ``dockerd`` runs in this process's mount namespace (cached).
+
+    Only then does a host path bind-mounted into a container show what this process sees there
+    (not, e.g., when rock-env runs in a container that was given the host's Docker socket).
+    """
+    global _shares_mounts
+    if _shares_mounts is None:
+        shares = False
+        with contextlib.suppress(OSError):
+            own = os.stat("/proc/self/ns/mnt").st_ino
+            for pid in _dockerd_pids():
+                with contextlib.suppress(OSError):
+                    if os.stat(f"/proc/{pid}/ns/mnt").st_ino == own:
+                        shares = True
+        _shares_mounts = shares
+    return _shares_mounts
 
 
 # --- process pipes -----------------------------------------------------------------------
@@ -526,8 +564,8 @@ class DockerRuntime(Runtime):
         record.save(self.state_dir)
 
     def _daemon_is_local(self) -> bool:
-        """True if the daemon is reached through a unix socket (it sees this host's mounts)."""
-        return str(getattr(self.api, "base_url", "")).startswith("http+docker://")
+        """True if the daemon sees this process's mounts (unix socket and the same mount namespace)."""
+        return str(getattr(self.api, "base_url", "")).startswith("http+docker://") and daemon_shares_mounts()
 
     def _mount_fs(self) -> None:
         """Mount a tmpfs of ``disk`` bytes in the state dir; bind its ``workspace`` and ``tmp`` into the container.
@@ -858,6 +896,8 @@ class DockerRuntime(Runtime):
         if self._merged is False:
             merged: str | None = None
             with contextlib.suppress(_errors().APIError, KeyError, TypeError):
+                if not daemon_shares_mounts():
+                    raise KeyError("the daemon's paths are not ours")
                 data = self.api.inspect_container(self._container())["GraphDriver"]["Data"]
                 candidate = data.get("MergedDir")
                 if candidate and os.path.isdir(candidate):
