@@ -82,7 +82,9 @@ def bench_runtime(runtime: str, reps: int) -> dict[str, list[float]]:
             task_id = TASKS[i % len(TASKS)]
             env.step("<bash>echo junk > junk.txt; (sleep 1000 >/dev/null 2>&1 &); echo ok</bash>")
             time.sleep(0.05)
-            samples["after"].append(timed(lambda t=task_id: env.reset(options={"task_id": t})))  # type: ignore[misc]
+            seconds = timed(lambda t=task_id: env.reset(options={"task_id": t}))  # type: ignore[misc]
+            samples["after"].append(seconds)
+            samples.setdefault(f"after:{task_id}", []).append(seconds)
             samples["clean"].append(timed(lambda t=task_id: env.reset(options={"task_id": t})))  # type: ignore[misc]
             if runtime != "docker" or i % 3 == 0:
                 seconds, sb = fresh_episode(runtime, task_id)
@@ -109,6 +111,8 @@ def main() -> None:
         s = bench_runtime(runtime, args.reps)
         print(f"\n[{runtime}]")
         print(f"  ours, after an episode      {fmt(s['after'])}")
+        for task_id in TASKS:
+            print(f"    {task_id:26s}{fmt(s['after:' + task_id])}")
         print(f"  ours, clean                 {fmt(s['clean'])}")
         print(f"  fresh sandbox per episode   {fmt(s['fresh'])}   (n={len(s['fresh'])})")
         if s["floor"]:

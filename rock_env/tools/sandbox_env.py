@@ -68,28 +68,50 @@ def sandbox_config(
 MARK_SCRIPT = 'echo "$(read -r l < /proc/self/stat; set -- ${l##*) }; echo "ROCKMARK $((${20}))")"'
 
 #: Kills every process of the sandbox that started at or after @MARK@ except the pids in @KEEP@
-#: and itself: first stops them all with SIGSTOP (repeating until no running one is left, so a
-#: fork bomb cannot outrun it), then sends SIGKILL. Then checks the sandbox still runs programs
-#: and prints a new mark. Only builtins (and two subshells): in a session it runs in its bash.
+#: and itself. Each cycle stops the candidates with SIGSTOP (rescanning until a scan finds no new
+#: one, so a fork bomb cannot outrun it), then SIGKILLs the stopped ones; cycles repeat until a
+#: scan finds nothing new; then it waits (sleeping, up to ~2 s) until the killed ones are dead
+#: (zombies at most), so the next episode does not see them. Then it runs
+#: ``cat /proc/self/stat``: that checks the sandbox still runs programs (else it prints
+#: ROCKBROKEN) and gives the new mark. Only builtins, ``sleep`` and ``cat``: run in a session,
+#: it runs in the session's own bash.
 _KILL_SCRIPT = """keep=" @KEEP@ $$ "
-for sig in STOP KILL; do
-  round=0
+killed=" "
+cycle=0
+while [ $cycle -lt 20 ]; do
+  cycle=$((cycle + 1)); stopped=" "; round=0
   while [ $round -lt 200 ]; do
-    round=$((round + 1)); found=0
+    round=$((round + 1)); new=0
     for p in /proc/[0-9]*; do
       p=${p#/proc/}
       case "$keep" in *" $p "*) continue ;; esac
       read -r l < /proc/$p/stat 2>/dev/null || continue
       set -- ${l##*) }
       [ "$((${20}))" -ge @MARK@ ] || continue
-      case "$sig$1" in STOPT|STOPt|*Z|*X) continue ;; esac
-      kill -$sig "$p" 2>/dev/null && found=1
+      case "$1" in Z|X) continue ;; esac
+      case "$killed$stopped" in *" $p:${20} "*) continue ;; esac
+      kill -STOP "$p" 2>/dev/null && stopped="$stopped$p:${20} " && new=1
     done
-    [ "$found" = 0 ] && break
+    [ "$new" = 0 ] && break
   done
+  [ "$stopped" = " " ] && break
+  for k in $stopped; do kill -KILL "${k%%:*}" 2>/dev/null; done
+  killed="$killed${stopped# }"
 done
-( exec /usr/bin/env true ) >/dev/null 2>&1 && [ -d "@WORKDIR@" ] || echo ROCKBROKEN
-@NEWMARK@"""
+w=0
+while [ "$killed" != " " ] && [ $w -lt 1000 ]; do
+  alive=0
+  for k in $killed; do
+    read -r l < /proc/${k%%:*}/stat 2>/dev/null || continue
+    set -- ${l##*) }
+    [ "${20}" = "${k#*:}" ] || continue
+    case "$1" in Z|X) ;; *) alive=1; break ;; esac
+  done
+  [ $alive = 0 ] && break
+  w=$((w + 1)); sleep 0.002 2>/dev/null || break
+done
+l=$(exec cat /proc/self/stat 2>/dev/null) && [ -d "@WORKDIR@" ] || l=""
+if [ -n "$l" ]; then set -- ${l##*) }; echo "ROCKMARK $((${20}))"; else echo ROCKBROKEN; fi"""
 
 
 def kill_script(mark: int, keep: set[int], workdir: str = "/workspace") -> str:
@@ -99,7 +121,7 @@ def kill_script(mark: int, keep: set[int], workdir: str = "/workspace") -> str:
     files) and prints ``ROCKBROKEN`` if not, then prints a new mark.
     """
     script = _KILL_SCRIPT.replace("@KEEP@", " ".join(str(p) for p in sorted(keep))).replace("@MARK@", str(int(mark)))
-    return script.replace("@WORKDIR@", workdir).replace("@NEWMARK@", MARK_SCRIPT)
+    return script.replace("@WORKDIR@", workdir)
 
 
 def parse_mark(output: str) -> int | None:

@@ -14,7 +14,7 @@ from tests.tools.python_solutions import REFERENCE, WRONG
 pytestmark = pytest.mark.docker
 
 DOCKER_TASKS = ["git/resolve-conflict", "proc/stop-runaway", "text/top-ips", "fix/python-mean", "perm/world-writable"]
-LIST_PROCS = r"for p in /proc/[0-9]*; do tr '\0' ' ' < $p/cmdline 2>/dev/null; echo; done"
+LIST_PROCS = r"for p in /proc/[0-9]*; do tr '\0' ' ' 2>/dev/null < $p/cmdline && echo; done"
 
 
 def test_bash_env_on_docker(docker_image: str, module_state: Path) -> None:
