@@ -15,6 +15,7 @@ import subprocess
 import time
 
 from rock_env.sandbox.runtimes.base import ProcessPipe
+from rock_env.sandbox.state import process_start_time
 
 _READ_SIZE = 1 << 16
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -70,19 +71,6 @@ def command_mark() -> tuple[int, int]:
     return ticks, last_pid
 
 
-def _start_ticks(pid: int) -> int | None:
-    """Start time of ``pid`` in ticks since boot; ``None`` if gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return None
-    fields = data[data.rfind(b")") + 2 :].split()
-    if not fields or fields[0] == b"Z":
-        return None
-    return int(fields[19])
-
-
 def signal_tree(root: int, sig: int, *, include_root: bool, since: tuple[int, int] | None = None) -> None:
     """Send ``sig`` to ``root``'s descendants (and their own process groups), and to ``root`` if asked.
 
@@ -96,7 +84,7 @@ def signal_tree(root: int, sig: int, *, include_root: bool, since: tuple[int, in
     for _ in range(rounds):
         pids = []
         for pid in descendants(root):
-            started = _start_ticks(pid)
+            started = process_start_time(pid)
             if started is None:
                 continue
             if since is None or started > since[0] or (started == since[0] and pid > since[1]):
