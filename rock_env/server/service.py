@@ -267,6 +267,14 @@ class Service:
         self.metrics.inc("objects_created_total", "Objects created.", kind=kind)
         return rec
 
+    def forget_lost(self, obj_id: str, kind: Kind, owner: str) -> bool:
+        """Drop the record of a lost object of ``owner`` (closing it is then a no-op); whether it was one."""
+        rec = self.records.get(obj_id)
+        if rec is None or rec.kind != kind or rec.status == "live" or (self.role == "admin" and rec.owner != owner):
+            return False
+        self.drop_record(obj_id)
+        return True
+
     def drop_record(self, obj_id: str) -> None:
         """Forget a closed object."""
         rec = self.records.pop(obj_id, None)

@@ -17,10 +17,12 @@ from tests.server.conftest import serve
 pytestmark = pytest.mark.server
 
 ENV_ID = "game:Sokoban-v0-easy"
-FAST = ("server.reap_interval=0.3", "server.heartbeat_timeout=2")
+FAST = ("server.reap_interval=0.3", "server.heartbeat_timeout=5")
+#: Generous timeouts: the suite shares two cores with everything else.
+HTTP = httpx.Client(timeout=60)
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+def wait_for(predicate: Callable[[], bool], timeout: float = 45.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"
@@ -37,7 +39,7 @@ def test_idle_envs_are_reaped(tmp_path: Path) -> None:
         with pytest.raises(EnvInstanceNotFound, match="closed, reaped or never made"):
             env.step("\\boxed{up}")
         kept.reset(seed=0)
-        assert "rock_env_objects_reaped_total" in httpx.get(srv.url + "/metrics").text
+        assert "rock_env_objects_reaped_total" in HTTP.get(srv.url + "/metrics").text
         env.close()
         kept.close()
     finally:
@@ -59,7 +61,7 @@ def test_admin_sigkill_recovers_records(tmp_path: Path) -> None:
         assert sandbox_dir.exists()
         admin.kill()
         admin.restart()
-        listed = httpx.get(admin.url + "/api/v1/envs").json()["envs"]
+        listed = HTTP.get(admin.url + "/api/v1/envs").json()["envs"]
         assert [(e["id"], e["status"]) for e in listed] == [(env.remote_id, "lost")]
         with pytest.raises(WorkerLost, match=env.remote_id):
             env.step("\\boxed{up}")
@@ -67,8 +69,8 @@ def test_admin_sigkill_recovers_records(tmp_path: Path) -> None:
             sandbox.run("echo again")
         env.close()
         sandbox.stop()
-        assert httpx.get(admin.url + "/api/v1/envs").json()["envs"] == []
-        assert httpx.get(admin.url + "/api/v1/sandboxes").json()["sandboxes"] == []
+        assert HTTP.get(admin.url + "/api/v1/envs").json()["envs"] == []
+        assert HTTP.get(admin.url + "/api/v1/sandboxes").json()["sandboxes"] == []
         wait_for(lambda: not sandbox_dir.exists())
     finally:
         admin.stop()
@@ -79,7 +81,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
     admin = ServerProcess.admin(tmp_path, "server.embedded_worker=false", *FAST).start()
     worker = ServerProcess.worker(admin.url, tmp_path, "worker.heartbeat_interval=0.3", "worker.id=w1").start()
     try:
-        wait_for(lambda: len(httpx.get(admin.url + "/api/v1/workers").json()["workers"]) == 1)
+        wait_for(lambda: len(HTTP.get(admin.url + "/api/v1/workers").json()["workers"]) == 1)
         yield admin, worker
     finally:
         worker.stop()
@@ -89,7 +91,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
 @pytest.mark.slow
 def test_remote_worker_hosts_envs_and_sandboxes(cluster: tuple[ServerProcess, ServerProcess]) -> None:
     admin, worker = cluster
-    info = httpx.get(admin.url + "/api/v1/workers").json()["workers"][0]
+    info = HTTP.get(admin.url + "/api/v1/workers").json()["workers"][0]
     assert info["id"] == "w1" and info["embedded"] is False and info["url"] == worker.url
     env = rock.make(ENV_ID, backend="remote", base_url=admin.url)
     local = rock.make(ENV_ID)
@@ -100,7 +102,7 @@ def test_remote_worker_hosts_envs_and_sandboxes(cluster: tuple[ServerProcess, Se
     vec = rock.make_vec(ENV_ID, 3, backend="remote", base_url=admin.url)
     obs, _ = vec.reset(seed=0)
     assert len(obs) == 3 and vec.step(["\\boxed{up}"] * 3)[1].shape == (3,)
-    batch = httpx.post(
+    batch = HTTP.post(
         admin.url + "/api/v1/batch/step", json={"steps": [{"env": env.remote_id, "action": "\\boxed{left}"}]}
     )
     assert batch.json()["results"][0]["result"]["observation"]
@@ -109,28 +111,28 @@ def test_remote_worker_hosts_envs_and_sandboxes(cluster: tuple[ServerProcess, Se
         sb.write_file("x.txt", "data")
         assert sb.read_file("x.txt") == "data"
         assert "".join(sb.stream("echo a; echo b")) == "a\nb\n"
-        assert httpx.get(admin.url + "/api/v1/workers").json()["workers"][0]["used_slots"] == 5
+        assert HTTP.get(admin.url + "/api/v1/workers").json()["workers"][0]["used_slots"] == 5
     vec.close()
     env.close()
     # the worker really hosts nothing now
-    assert httpx.get(worker.url + "/api/v1/health").json()["envs"] == 0
+    assert HTTP.get(worker.url + "/api/v1/health").json()["envs"] == 0
 
 
 @pytest.mark.slow
 def test_lost_worker_gives_worker_lost_and_orphans_are_closed(cluster: tuple[ServerProcess, ServerProcess]) -> None:
     admin, worker = cluster
     # an object the admin never placed (an orphan) is closed at the next heartbeat
-    orphan = httpx.post(worker.url + "/api/v1/envs", json={"env_id": ENV_ID}).json()["id"]
+    orphan = HTTP.post(worker.url + "/api/v1/envs", json={"env_id": ENV_ID}).json()["id"]
     assert orphan
-    wait_for(lambda: httpx.get(worker.url + "/api/v1/health").json()["envs"] == 0)
+    wait_for(lambda: HTTP.get(worker.url + "/api/v1/health").json()["envs"] == 0)
     env = rock.make(ENV_ID, backend="remote", base_url=admin.url)
     env.reset(seed=0)
     worker.kill()
     with pytest.raises(WorkerLost, match="w1"):
         env.step("\\boxed{up}")
-    wait_for(lambda: httpx.get(admin.url + "/api/v1/workers").json()["workers"][0]["status"] == "lost")
-    assert httpx.get(admin.url + "/api/v1/envs").json()["envs"][0]["status"] == "lost"
-    resp = httpx.post(admin.url + "/api/v1/envs", json={"env_id": ENV_ID})
+    wait_for(lambda: HTTP.get(admin.url + "/api/v1/workers").json()["workers"][0]["status"] == "lost")
+    assert HTTP.get(admin.url + "/api/v1/envs").json()["envs"][0]["status"] == "lost"
+    resp = HTTP.post(admin.url + "/api/v1/envs", json={"env_id": ENV_ID})
     assert resp.status_code == 503 and resp.json()["error"] == "NoCapacity"
     env.close()
 
@@ -144,15 +146,15 @@ def test_admin_sigkill_keeps_objects_on_remote_workers(cluster: tuple[ServerProc
     assert env.step("\\boxed{up}") == local.step("\\boxed{up}")
     admin.kill()
     # while the admin is down, something creates an object the admin will never know
-    orphan = httpx.post(worker.url + "/api/v1/envs", json={"env_id": ENV_ID}).json()["id"]
+    orphan = HTTP.post(worker.url + "/api/v1/envs", json={"env_id": ENV_ID}).json()["id"]
     admin.restart()
     # the record came back from SQLite and the worker still hosts the env: the episode continues
     assert env.step("\\boxed{left}") == local.step("\\boxed{left}")
-    listed = httpx.get(admin.url + "/api/v1/envs").json()["envs"]
+    listed = HTTP.get(admin.url + "/api/v1/envs").json()["envs"]
     assert [(e["id"], e["status"]) for e in listed] == [(env.remote_id, "live")]
     # the worker's next heartbeat reconciles: the orphan is closed there, the env stays
-    wait_for(lambda: httpx.get(worker.url + "/api/v1/health").json()["envs"] == 1)
-    assert orphan not in [e["id"] for e in httpx.get(worker.url + "/api/v1/envs").json()["envs"]]
+    wait_for(lambda: HTTP.get(worker.url + "/api/v1/health").json()["envs"] == 1)
+    assert orphan not in [e["id"] for e in HTTP.get(worker.url + "/api/v1/envs").json()["envs"]]
     env.close()
     local.close()
 
@@ -165,8 +167,8 @@ def test_cluster_with_a_token(tmp_path: Path) -> None:
     admin = ServerProcess.admin(tmp_path, "server.embedded_worker=false", *FAST, env=env_vars).start()
     worker = ServerProcess.worker(admin.url, tmp_path, "worker.heartbeat_interval=0.3", env=env_vars).start()
     try:
-        wait_for(lambda: len(httpx.get(admin.url + "/api/v1/workers", headers=auth).json()["workers"]) == 1)
-        assert httpx.get(worker.url + "/api/v1/envs").status_code == 401  # the worker wants the token too
+        wait_for(lambda: len(HTTP.get(admin.url + "/api/v1/workers", headers=auth).json()["workers"]) == 1)
+        assert HTTP.get(worker.url + "/api/v1/envs").status_code == 401  # the worker wants the token too
         env = rock.make(ENV_ID, backend="remote", base_url=admin.url, token=token)
         local = rock.make(ENV_ID)
         assert env.reset(seed=2) == local.reset(seed=2)

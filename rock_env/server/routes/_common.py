@@ -10,12 +10,16 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from rock_env.errors import EnvInstanceNotFound, RockEnvError, SandboxNotFound, WorkerLost
-from rock_env.protocol import describe_errors, exception_from_body
+from rock_env.protocol import ErrorBody, describe_errors, exception_from_body
 from rock_env.server.service import Service
 from rock_env.server.store import ObjectRecord
 
 M = TypeVar("M", bound=BaseModel)
 JSON = "application/json"
+#: The ``responses=`` of every route: errors are ErrorBody objects.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorBody, "description": "a RockEnvError; `error` names its class"}
+}
 
 
 def service_of(request: Request) -> Service:

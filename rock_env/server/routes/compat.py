@@ -8,8 +8,6 @@ posts ``{"sandbox_id", "seed"}`` to ``reset``, ``{"sandbox_id", "action"}`` to `
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -18,7 +16,6 @@ from rock_env.protocol import (
     EnvResetRequest,
     EnvResetResponse,
     EnvStepResponse,
-    ErrorBody,
     RockCloseRequest,
     RockCloseResponse,
     RockListResponse,
@@ -27,23 +24,20 @@ from rock_env.protocol import (
     RockResetRequest,
     RockStepRequest,
 )
-from rock_env.server.routes._common import model_response, owner_of, raw_json, service_of
+from rock_env.server.routes._common import ERROR_RESPONSES, model_response, owner_of, raw_json, service_of
 from rock_env.server.routes.envs import close_env_op, make_env_op, reset_env_op, step_env_op
 
 router = APIRouter(prefix="/apis/v1/envs/gem", tags=["rock-compat"])
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    "4XX": {"model": ErrorBody, "description": "a RockEnvError; `error` names its class"}
-}
 
 
-@router.post("/make", response_model=RockMakeResponse, responses=_ERRORS, summary="ROCK: make")
+@router.post("/make", response_model=RockMakeResponse, responses=ERROR_RESPONSES, summary="ROCK: make")
 async def rock_make(body: RockMakeRequest, request: Request) -> Response:
     """Make an env; ROCK calls the instance id ``sandbox_id``."""
     info = await make_env_op(service_of(request), request, EnvMakeRequest(env_id=body.env_id))
     return model_response(RockMakeResponse(sandbox_id=info.id))
 
 
-@router.post("/reset", response_model=EnvResetResponse, responses=_ERRORS, summary="ROCK: reset")
+@router.post("/reset", response_model=EnvResetResponse, responses=ERROR_RESPONSES, summary="ROCK: reset")
 async def rock_reset(body: RockResetRequest, request: Request) -> Response:
     """Reset: ``{"observation", "info"}``."""
     return raw_json(
@@ -51,20 +45,20 @@ async def rock_reset(body: RockResetRequest, request: Request) -> Response:
     )
 
 
-@router.post("/step", response_model=EnvStepResponse, responses=_ERRORS, summary="ROCK: step")
+@router.post("/step", response_model=EnvStepResponse, responses=ERROR_RESPONSES, summary="ROCK: step")
 async def rock_step(body: RockStepRequest, request: Request) -> Response:
     """Step: ``{"observation", "reward", "terminated", "truncated", "info"}``."""
     return raw_json(await step_env_op(service_of(request), owner_of(request), body.sandbox_id, body.action))
 
 
-@router.post("/close", response_model=RockCloseResponse, responses=_ERRORS, summary="ROCK: close")
+@router.post("/close", response_model=RockCloseResponse, responses=ERROR_RESPONSES, summary="ROCK: close")
 async def rock_close(body: RockCloseRequest, request: Request) -> Response:
     """Close: ``{"sandbox_id"}``."""
     await close_env_op(service_of(request), request, body.sandbox_id)
     return model_response(RockCloseResponse(sandbox_id=body.sandbox_id))
 
 
-@router.post("/list", response_model=RockListResponse, responses=_ERRORS, summary="ROCK: list")
+@router.post("/list", response_model=RockListResponse, responses=ERROR_RESPONSES, summary="ROCK: list")
 async def rock_list(request: Request) -> Response:
     """The env ids this server can make."""
     import rock_env

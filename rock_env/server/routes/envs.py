@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -22,7 +21,6 @@ from rock_env.protocol import (
     EnvResetResponse,
     EnvStepRequest,
     EnvStepResponse,
-    ErrorBody,
     Ok,
     VecInfo,
     VecMakeRequest,
@@ -33,6 +31,7 @@ from rock_env.protocol import (
     error_body,
 )
 from rock_env.server.routes._common import (
+    ERROR_RESPONSES,
     JSON,
     body_schema,
     check_peer_response,
@@ -47,10 +46,6 @@ from rock_env.server.routes._common import (
 from rock_env.server.service import Service, new_id
 
 router = APIRouter(prefix="/api/v1", tags=["envs"])
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    "4XX": {"model": ErrorBody, "description": "a RockEnvError; `error` names its class"},
-}
 
 
 def _forced_id(svc: Service, request: Request, kind: str) -> str:
@@ -133,9 +128,7 @@ async def step_env_op(svc: Service, owner: str, env: str, action: str) -> bytes:
 
 async def close_env_op(svc: Service, request: Request, env: str) -> None:
     """Close one env (a lost env is just forgotten)."""
-    rec = svc.records.get(env)
-    if rec is not None and rec.kind == "env" and rec.status != "live" and rec.owner == owner_of(request):
-        svc.drop_record(env)
+    if svc.forget_lost(env, "env", owner_of(request)):
         return
     rec = svc.lookup(env, ("env",), owner_of(request))
     if svc.is_local(rec):
@@ -150,13 +143,13 @@ async def close_env_op(svc: Service, request: Request, env: str) -> None:
 # --- single envs ----------------------------------------------------------------------------
 
 
-@router.post("/envs", response_model=EnvInfo, responses=_ERRORS, summary="Make an env")
+@router.post("/envs", response_model=EnvInfo, responses=ERROR_RESPONSES, summary="Make an env")
 async def make_env(body: EnvMakeRequest, request: Request) -> Response:
     """Build a registered env on a worker; later requests use the returned ``id``."""
     return model_response(await make_env_op(service_of(request), request, body))
 
 
-@router.get("/envs", response_model=EnvList, responses=_ERRORS, summary="List envs")
+@router.get("/envs", response_model=EnvList, responses=ERROR_RESPONSES, summary="List envs")
 async def list_envs(request: Request) -> Response:
     """The caller's envs (live and lost)."""
     svc = service_of(request)
@@ -167,7 +160,7 @@ async def list_envs(request: Request) -> Response:
     return model_response(EnvList(envs=infos))
 
 
-@router.get("/envs/{env}", response_model=EnvInfo, responses=_ERRORS, summary="Describe an env")
+@router.get("/envs/{env}", response_model=EnvInfo, responses=ERROR_RESPONSES, summary="Describe an env")
 async def get_env(env: str, request: Request) -> Response:
     """One env's info."""
     svc = service_of(request)
@@ -178,7 +171,7 @@ async def get_env(env: str, request: Request) -> Response:
 @router.post(
     "/envs/{env}/reset",
     response_model=EnvResetResponse,
-    responses=_ERRORS,
+    responses=ERROR_RESPONSES,
     summary="Reset an env",
     openapi_extra=body_schema(EnvResetRequest),
 )
@@ -191,7 +184,7 @@ async def reset_env(env: str, request: Request) -> Response:
 @router.post(
     "/envs/{env}/step",
     response_model=EnvStepResponse,
-    responses=_ERRORS,
+    responses=ERROR_RESPONSES,
     summary="Step an env",
     openapi_extra=body_schema(EnvStepRequest),
 )
@@ -201,7 +194,7 @@ async def step_env(env: str, request: Request) -> Response:
     return raw_json(await step_env_op(service_of(request), owner_of(request), env, body.action))
 
 
-@router.delete("/envs/{env}", response_model=Ok, responses=_ERRORS, summary="Close an env")
+@router.delete("/envs/{env}", response_model=Ok, responses=ERROR_RESPONSES, summary="Close an env")
 async def close_env(env: str, request: Request) -> Response:
     """Close the env and free its slot."""
     await close_env_op(service_of(request), request, env)
@@ -211,7 +204,7 @@ async def close_env(env: str, request: Request) -> Response:
 @router.post(
     "/batch/step",
     response_model=BatchStepResponse,
-    responses=_ERRORS,
+    responses=ERROR_RESPONSES,
     summary="Step many envs",
     openapi_extra=body_schema(BatchStepRequest),
 )
@@ -277,7 +270,7 @@ async def batch_step(request: Request) -> Response:
 # --- vector envs ----------------------------------------------------------------------------
 
 
-@router.post("/vecs", response_model=VecInfo, responses=_ERRORS, summary="Make a vector env", tags=["vecs"])
+@router.post("/vecs", response_model=VecInfo, responses=ERROR_RESPONSES, summary="Make a vector env", tags=["vecs"])
 async def make_vec(body: VecMakeRequest, request: Request) -> Response:
     """Build ``num_envs`` copies of an env on one worker, stepped together in one request."""
     from rock_env.registry import registry
@@ -309,7 +302,9 @@ async def make_vec(body: VecMakeRequest, request: Request) -> Response:
     return model_response(info)
 
 
-@router.get("/vecs/{vec}", response_model=VecInfo, responses=_ERRORS, summary="Describe a vector env", tags=["vecs"])
+@router.get(
+    "/vecs/{vec}", response_model=VecInfo, responses=ERROR_RESPONSES, summary="Describe a vector env", tags=["vecs"]
+)
 async def get_vec(vec: str, request: Request) -> Response:
     """One vector env's info."""
     rec = service_of(request).lookup(vec, ("vec",), owner_of(request))
@@ -317,7 +312,11 @@ async def get_vec(vec: str, request: Request) -> Response:
 
 
 @router.post(
-    "/vecs/{vec}/reset", response_model=VecResetResponse, responses=_ERRORS, summary="Reset a vector env", tags=["vecs"]
+    "/vecs/{vec}/reset",
+    response_model=VecResetResponse,
+    responses=ERROR_RESPONSES,
+    summary="Reset a vector env",
+    tags=["vecs"],
 )
 async def reset_vec(vec: str, body: VecResetRequest, request: Request) -> Response:
     """Reset all sub-envs."""
@@ -333,7 +332,7 @@ async def reset_vec(vec: str, body: VecResetRequest, request: Request) -> Respon
 @router.post(
     "/vecs/{vec}/step",
     response_model=VecStepResponse,
-    responses=_ERRORS,
+    responses=ERROR_RESPONSES,
     summary="Step a vector env",
     tags=["vecs"],
     openapi_extra=body_schema(VecStepRequest),
@@ -364,14 +363,12 @@ async def step_vec_op(svc: Service, owner: str, vec: str, actions: list[str]) ->
     return content
 
 
-@router.delete("/vecs/{vec}", response_model=Ok, responses=_ERRORS, summary="Close a vector env", tags=["vecs"])
+@router.delete("/vecs/{vec}", response_model=Ok, responses=ERROR_RESPONSES, summary="Close a vector env", tags=["vecs"])
 async def close_vec(vec: str, request: Request) -> Response:
     """Close all sub-envs."""
     svc = service_of(request)
     owner = owner_of(request)
-    rec = svc.records.get(vec)
-    if rec is not None and rec.kind == "vec" and rec.status != "live" and rec.owner == owner:
-        svc.drop_record(vec)
+    if svc.forget_lost(vec, "vec", owner):
         return model_response(Ok())
     rec = svc.lookup(vec, ("vec",), owner)
     svc.drop_record(vec)

@@ -28,7 +28,6 @@ from starlette.background import BackgroundTask
 from rock_env.errors import InvalidArgument, PathOutsideSandbox, RockEnvError
 from rock_env.protocol import (
     OBJECT_ID_HEADER,
-    ErrorBody,
     ExecRequest,
     InterruptRequest,
     Ok,
@@ -50,6 +49,7 @@ from rock_env.protocol import (
 from rock_env.sandbox.models import CommandResult, FileInfo, SandboxConfig, SandboxInfo, SessionInfo, SnapshotInfo
 from rock_env.server.peer import proxy_request
 from rock_env.server.routes._common import (
+    ERROR_RESPONSES,
     body_schema,
     check_peer_response,
     model_response,
@@ -62,9 +62,6 @@ from rock_env.server.service import Service, new_id
 from rock_env.server.store import ObjectRecord
 
 router = APIRouter(prefix="/api/v1/sandboxes", tags=["sandboxes"])
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    "4XX": {"model": ErrorBody, "description": "a RockEnvError; `error` names its class"}
-}
 _CHUNK = 1 << 16
 
 
@@ -114,7 +111,7 @@ def _status_name(rec: ObjectRecord) -> str:
 @router.post(
     "",
     response_model=SandboxPlacement,
-    responses=_ERRORS,
+    responses=ERROR_RESPONSES,
     summary="Create a sandbox",
     openapi_extra=body_schema(SandboxCreateRequest),
 )
@@ -157,14 +154,14 @@ async def create_sandbox(request: Request) -> Response:
     return model_response(info)
 
 
-@router.get("", response_model=SandboxList, responses=_ERRORS, summary="List sandboxes")
+@router.get("", response_model=SandboxList, responses=ERROR_RESPONSES, summary="List sandboxes")
 async def list_sandboxes(request: Request) -> Response:
     """The caller's sandboxes (live and lost)."""
     svc = service_of(request)
     return model_response(SandboxList(sandboxes=[_placement(r) for r in svc.records_of(owner_of(request), "sandbox")]))
 
 
-@router.get("/{sandbox}", response_model=SandboxInfo, responses=_ERRORS, summary="Sandbox status")
+@router.get("/{sandbox}", response_model=SandboxInfo, responses=ERROR_RESPONSES, summary="Sandbox status")
 async def sandbox_status(sandbox: str, request: Request) -> Response:
     """The SDK's ``status()`` of the sandbox."""
     svc, _, forwarded = await _local_or_proxy(request, sandbox)
@@ -173,15 +170,13 @@ async def sandbox_status(sandbox: str, request: Request) -> Response:
     return model_response(await svc.blocking(_sdk(svc, sandbox).status))
 
 
-@router.delete("/{sandbox}", response_model=Ok, responses=_ERRORS, summary="Stop a sandbox")
+@router.delete("/{sandbox}", response_model=Ok, responses=ERROR_RESPONSES, summary="Stop a sandbox")
 async def stop_sandbox(sandbox: str, request: Request) -> Response:
     """Stop the sandbox and free its slot (a lost sandbox is just forgotten)."""
     svc = service_of(request)
-    rec = svc.records.get(sandbox)
-    if rec is not None and rec.kind == "sandbox" and rec.status != "live" and rec.owner == owner_of(request):
-        svc.drop_record(sandbox)
+    if svc.forget_lost(sandbox, "sandbox", owner_of(request)):
         return model_response(Ok())
-    svc, rec, forwarded = await _local_or_proxy(request, sandbox)
+    svc, _, forwarded = await _local_or_proxy(request, sandbox)
     svc.drop_record(sandbox)
     if forwarded is not None:
         return forwarded
@@ -196,7 +191,7 @@ async def stop_sandbox(sandbox: str, request: Request) -> Response:
 @router.post(
     "/{sandbox}/run",
     response_model=CommandResult,
-    responses=_ERRORS,
+    responses=ERROR_RESPONSES,
     summary="Run in a session",
     openapi_extra=body_schema(RunRequest),
 )
@@ -215,7 +210,7 @@ async def run(sandbox: str, request: Request) -> Response:
 @router.post(
     "/{sandbox}/exec",
     response_model=CommandResult,
-    responses=_ERRORS,
+    responses=ERROR_RESPONSES,
     summary="Run a one-shot command",
     openapi_extra=body_schema(ExecRequest),
 )
@@ -236,7 +231,7 @@ async def exec_(sandbox: str, request: Request) -> Response:
 @router.post(
     "/{sandbox}/interrupt",
     response_model=Ok,
-    responses=_ERRORS,
+    responses=ERROR_RESPONSES,
     summary="Ctrl-C a session",
     openapi_extra=body_schema(InterruptRequest),
 )
@@ -252,7 +247,7 @@ async def interrupt(sandbox: str, request: Request) -> Response:
 
 @router.post(
     "/{sandbox}/stream",
-    responses=_ERRORS | {200: {"content": {"text/event-stream": {}}, "description": "server-sent events"}},
+    responses=ERROR_RESPONSES | {200: {"content": {"text/event-stream": {}}, "description": "server-sent events"}},
     summary="Stream a command's output",
     openapi_extra=body_schema(StreamRequest),
 )
@@ -311,7 +306,7 @@ async def stream(sandbox: str, request: Request) -> Response:
 @router.post(
     "/{sandbox}/sessions",
     response_model=SessionInfo,
-    responses=_ERRORS,
+    responses=ERROR_RESPONSES,
     summary="Create a session",
     openapi_extra=body_schema(SessionCreateRequest),
 )
@@ -325,7 +320,7 @@ async def create_session(sandbox: str, request: Request) -> Response:
     return model_response(info)
 
 
-@router.get("/{sandbox}/sessions", response_model=list[SessionInfo], responses=_ERRORS, summary="List sessions")
+@router.get("/{sandbox}/sessions", response_model=list[SessionInfo], responses=ERROR_RESPONSES, summary="List sessions")
 async def list_sessions(sandbox: str, request: Request) -> Response:
     """The open sessions."""
     svc, _, forwarded = await _local_or_proxy(request, sandbox)
@@ -335,7 +330,7 @@ async def list_sessions(sandbox: str, request: Request) -> Response:
     return Response(json.dumps([i.model_dump(mode="json") for i in infos]), media_type="application/json")
 
 
-@router.delete("/{sandbox}/sessions/{name}", response_model=Ok, responses=_ERRORS, summary="Close a session")
+@router.delete("/{sandbox}/sessions/{name}", response_model=Ok, responses=ERROR_RESPONSES, summary="Close a session")
 async def close_session(sandbox: str, name: str, request: Request) -> Response:
     """Close a session (its shell and children are killed)."""
     svc, _, forwarded = await _local_or_proxy(request, sandbox)
@@ -355,7 +350,7 @@ def _handle(proc_id: str, proc: Any) -> ProcessHandle:
 @router.post(
     "/{sandbox}/processes",
     response_model=ProcessHandle,
-    responses=_ERRORS,
+    responses=ERROR_RESPONSES,
     summary="Start a background command",
     openapi_extra=body_schema(SpawnRequest),
 )
@@ -370,7 +365,9 @@ async def spawn(sandbox: str, request: Request) -> Response:
     return model_response(_handle(svc.worker.add_process(sandbox, proc), proc))
 
 
-@router.get("/{sandbox}/processes/{proc}", response_model=ProcessHandle, responses=_ERRORS, summary="Process status")
+@router.get(
+    "/{sandbox}/processes/{proc}", response_model=ProcessHandle, responses=ERROR_RESPONSES, summary="Process status"
+)
 async def process_status(sandbox: str, proc: str, request: Request) -> Response:
     """Whether it runs, and its exit code."""
     svc, _, forwarded = await _local_or_proxy(request, sandbox)
@@ -383,7 +380,7 @@ async def process_status(sandbox: str, proc: str, request: Request) -> Response:
 @router.post(
     "/{sandbox}/processes/{proc}/wait",
     response_model=ProcessHandle,
-    responses=_ERRORS,
+    responses=ERROR_RESPONSES,
     summary="Wait for a process",
     openapi_extra=body_schema(ProcessWaitRequest),
 )
@@ -399,7 +396,9 @@ async def process_wait(sandbox: str, proc: str, request: Request) -> Response:
     return model_response(_handle(proc, handle))
 
 
-@router.get("/{sandbox}/processes/{proc}/output", response_model=ProcessOutput, responses=_ERRORS, summary="Output")
+@router.get(
+    "/{sandbox}/processes/{proc}/output", response_model=ProcessOutput, responses=ERROR_RESPONSES, summary="Output"
+)
 async def process_output(sandbox: str, proc: str, request: Request) -> Response:
     """The output gathered so far."""
     svc, _, forwarded = await _local_or_proxy(request, sandbox)
@@ -409,7 +408,7 @@ async def process_output(sandbox: str, proc: str, request: Request) -> Response:
     return model_response(ProcessOutput(output=svc.worker.process(sandbox, proc).output()))
 
 
-@router.delete("/{sandbox}/processes/{proc}", response_model=ProcessHandle, responses=_ERRORS, summary="Kill")
+@router.delete("/{sandbox}/processes/{proc}", response_model=ProcessHandle, responses=ERROR_RESPONSES, summary="Kill")
 async def process_kill(sandbox: str, proc: str, request: Request) -> Response:
     """SIGKILL the process and its descendants."""
     svc, _, forwarded = await _local_or_proxy(request, sandbox)
@@ -428,7 +427,7 @@ async def process_kill(sandbox: str, proc: str, request: Request) -> Response:
 @router.put(
     "/{sandbox}/file",
     response_model=Ok,
-    responses=_ERRORS,
+    responses=ERROR_RESPONSES,
     summary="Write a file",
     openapi_extra={
         "requestBody": {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
@@ -446,7 +445,7 @@ async def write_file(sandbox: str, request: Request, path: str = Query(min_lengt
 
 @router.get(
     "/{sandbox}/file",
-    responses=_ERRORS | {200: {"content": {"application/octet-stream": {}}, "description": "the file's bytes"}},
+    responses=ERROR_RESPONSES | {200: {"content": {"application/octet-stream": {}}, "description": "the file's bytes"}},
     summary="Read a file",
 )
 async def read_file(sandbox: str, request: Request, path: str = Query(min_length=1, max_length=4096)) -> Response:
@@ -458,7 +457,7 @@ async def read_file(sandbox: str, request: Request, path: str = Query(min_length
     return Response(data, media_type="application/octet-stream")
 
 
-@router.get("/{sandbox}/dir", response_model=list[FileInfo], responses=_ERRORS, summary="List a directory")
+@router.get("/{sandbox}/dir", response_model=list[FileInfo], responses=ERROR_RESPONSES, summary="List a directory")
 async def list_dir(sandbox: str, request: Request, path: str = Query(default=".", max_length=4096)) -> Response:
     """Entries of a directory."""
     svc, _, forwarded = await _local_or_proxy(request, sandbox)
@@ -471,7 +470,7 @@ async def list_dir(sandbox: str, request: Request, path: str = Query(default="."
 @router.put(
     "/{sandbox}/archive",
     response_model=Ok,
-    responses=_ERRORS,
+    responses=ERROR_RESPONSES,
     summary="Upload (tar stream)",
     openapi_extra={
         "requestBody": {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
@@ -515,7 +514,7 @@ def _extract_single(archive: Path, dest: Path) -> Path:
 
 @router.get(
     "/{sandbox}/archive",
-    responses=_ERRORS | {200: {"content": {"application/x-tar": {}}, "description": "tar stream"}},
+    responses=ERROR_RESPONSES | {200: {"content": {"application/x-tar": {}}, "description": "tar stream"}},
     summary="Download (tar stream)",
 )
 async def download(sandbox: str, request: Request, path: str = Query(min_length=1, max_length=4096)) -> Response:
@@ -551,7 +550,7 @@ def _make_tar(source: Path, archive: Path, name: str) -> None:
 # --- snapshots -------------------------------------------------------------------------------
 
 
-@router.post("/{sandbox}/snapshots", response_model=SnapshotResponse, responses=_ERRORS, summary="Snapshot")
+@router.post("/{sandbox}/snapshots", response_model=SnapshotResponse, responses=ERROR_RESPONSES, summary="Snapshot")
 async def snapshot(sandbox: str, request: Request) -> Response:
     """Save the workspace; the id restores it."""
     svc, _, forwarded = await _local_or_proxy(request, sandbox)
@@ -561,7 +560,9 @@ async def snapshot(sandbox: str, request: Request) -> Response:
     return model_response(SnapshotResponse(snapshot_id=snapshot_id))
 
 
-@router.get("/{sandbox}/snapshots", response_model=list[SnapshotInfo], responses=_ERRORS, summary="List snapshots")
+@router.get(
+    "/{sandbox}/snapshots", response_model=list[SnapshotInfo], responses=ERROR_RESPONSES, summary="List snapshots"
+)
 async def list_snapshots(sandbox: str, request: Request) -> Response:
     """Snapshots taken so far."""
     svc, _, forwarded = await _local_or_proxy(request, sandbox)
@@ -574,7 +575,7 @@ async def list_snapshots(sandbox: str, request: Request) -> Response:
 @router.post(
     "/{sandbox}/restore",
     response_model=Ok,
-    responses=_ERRORS,
+    responses=ERROR_RESPONSES,
     summary="Restore a snapshot",
     openapi_extra=body_schema(RestoreRequest),
 )

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from rock_env.errors import RequestInvalid
 from rock_env.protocol import (
-    ErrorBody,
     Health,
     WorkerHeartbeatRequest,
     WorkerHeartbeatResponse,
     WorkerList,
     WorkerRegisterRequest,
 )
-from rock_env.server.routes._common import model_response, service_of
+from rock_env.server.routes._common import ERROR_RESPONSES, model_response, service_of
 
 router = APIRouter(prefix="/api/v1", tags=["system"])
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    "4XX": {"model": ErrorBody, "description": "a RockEnvError; `error` names its class"}
-}
 
 
 @router.get("/health", response_model=Health, summary="Health")
@@ -48,14 +42,18 @@ async def metrics_v1(request: Request) -> Response:
     return PlainTextResponse(service_of(request).metrics.render(), media_type="text/plain; version=0.0.4")
 
 
-@router.get("/workers", response_model=WorkerList, responses=_ERRORS, summary="List workers", tags=["workers"])
+@router.get("/workers", response_model=WorkerList, responses=ERROR_RESPONSES, summary="List workers", tags=["workers"])
 async def list_workers(request: Request) -> Response:
     """Workers with capacity, used slots and status."""
     return model_response(WorkerList(workers=service_of(request).worker_infos()))
 
 
 @router.post(
-    "/workers", response_model=WorkerHeartbeatResponse, responses=_ERRORS, summary="Register a worker", tags=["workers"]
+    "/workers",
+    response_model=WorkerHeartbeatResponse,
+    responses=ERROR_RESPONSES,
+    summary="Register a worker",
+    tags=["workers"],
 )
 async def register_worker(body: WorkerRegisterRequest, request: Request) -> Response:
     """A worker joins; the answer lists orphans it must close."""
@@ -70,7 +68,7 @@ async def register_worker(body: WorkerRegisterRequest, request: Request) -> Resp
 @router.post(
     "/workers/{worker_id}/heartbeat",
     response_model=WorkerHeartbeatResponse,
-    responses=_ERRORS,
+    responses=ERROR_RESPONSES,
     summary="Worker heartbeat",
     tags=["workers"],
 )
