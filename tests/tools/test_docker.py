@@ -56,3 +56,23 @@ def test_code_env_on_docker(docker_image: str, module_state: Path) -> None:
         assert reward == 0.0 and "read the hidden tests" in obs
     finally:
         env.close()
+
+
+def test_tests_stay_unreadable_on_docker(docker_image: str, module_state: Path) -> None:
+    """Raw libc opens of the grader's /proc files fail in a container too (no CAP_SYS_PTRACE)."""
+    probe = (
+        "import ctypes, os\n"
+        "def probe():\n"
+        "    libc = ctypes.CDLL(None, use_errno=True)\n"
+        "    fds = [libc.open(f'/proc/{os.getppid()}/{n}'.encode(), 0) for n in ('mem', 'environ', 'fd/0')]\n"
+        "    assert fds == [-1, -1, -1], fds\n"
+        "    return 'x'\n"
+    )
+    dataset = [{"task_id": "probe", "prompt": "p", "entry_point": "probe", "tests": ["assert probe() == 'x'"]}]
+    env = PythonCodeEnv(dataset=dataset, runtime="docker", sandbox={"image": docker_image})
+    try:
+        env.reset()
+        obs, reward, *_ = env.step(f"```python\n{probe}\n```")
+        assert reward == 1.0, obs
+    finally:
+        env.close()
