@@ -65,7 +65,7 @@ def test_admin_cli_serves_remote_envs(tmp_path: Path) -> None:
         with rock.Sandbox(base_url=admin.url) as sb:  # the admin's runtime=local default applies
             assert sb.runtime == "local"
             assert sb.run("echo via-cli").output == "via-cli\n"
-        assert httpx.get(admin.url + "/api/v1/health").json()["envs"] == 0
+        assert httpx.get(admin.url + "/api/v1/health", timeout=60).json()["envs"] == 0
 
 
 def test_busy_port_is_a_clear_error() -> None:

@@ -75,7 +75,7 @@ def test_errors_map_to_the_same_classes(server: BackgroundServer) -> None:
 def test_env_closed_on_server_side(server: BackgroundServer) -> None:
     env = rock.make(SOKOBAN, backend="remote", base_url=server.url)
     env.reset(seed=0)
-    httpx.delete(f"{server.url}/api/v1/envs/{env.remote_id}")
+    httpx.delete(f"{server.url}/api/v1/envs/{env.remote_id}", timeout=60)
     with pytest.raises(EnvInstanceNotFound):
         env.step("\\boxed{up}")
     env.close()

@@ -27,5 +27,5 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundServe
 
 @pytest.fixture()
 def http(server: BackgroundServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30) as client:
+    with httpx.Client(base_url=server.url, timeout=60) as client:
         yield client

@@ -121,7 +121,7 @@ def test_oversized_and_chunked_bodies_are_413(tmp_path: object) -> None:
 
     srv = serve(tmp_path, max_body=1024)  # type: ignore[arg-type]
     try:
-        with httpx.Client(base_url=srv.url) as http:
+        with httpx.Client(base_url=srv.url, timeout=60) as http:
             big = b'{"env_id": "' + b"a" * 4096 + b'"}'
             assert_error(http.post("/api/v1/envs", content=big, headers=JSON), 413, "PayloadTooLarge")
 
@@ -169,7 +169,7 @@ def test_slow_client_gets_408_and_server_keeps_serving(tmp_path: object) -> None
         # a client that vanishes mid-body
         with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
             sock.sendall(request)
-        assert httpx.get(srv.url + "/api/v1/health").status_code == 200
+        assert httpx.get(srv.url + "/api/v1/health", timeout=60).status_code == 200
     finally:
         srv.stop()
 

@@ -35,14 +35,19 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundServ
 
 
 def test_missing_and_wrong_tokens_are_401(secured: BackgroundServer) -> None:
-    assert httpx.get(secured.url + "/api/v1/health").status_code == 200  # health is public
+    assert httpx.get(secured.url + "/api/v1/health", timeout=60).status_code == 200  # health is public
     for headers in ({}, {"authorization": "Bearer wrong-token-xxxxxx"}, {"authorization": f"Bearer {ALICE}x"}):
-        resp = httpx.get(secured.url + "/api/v1/envs", headers=headers)
+        resp = httpx.get(secured.url + "/api/v1/envs", headers=headers, timeout=60)
         assert resp.status_code == 401 and resp.json()["error"] == "Unauthorized", resp.text
-    resp = httpx.post(secured.url + "/api/v1/envs/env-x/step", json={"action": "x"})  # the hot path checks too
+    resp = httpx.post(
+        secured.url + "/api/v1/envs/env-x/step", json={"action": "x"}, timeout=60
+    )  # the hot path checks too
     assert resp.status_code == 401
-    assert httpx.get(secured.url + "/api/v1/envs", headers={"authorization": f"Bearer {ALICE}"}).status_code == 200
-    assert httpx.get(secured.url + "/api/v1/envs", headers={"x-api-key": BOB}).status_code == 200
+    assert (
+        httpx.get(secured.url + "/api/v1/envs", headers={"authorization": f"Bearer {ALICE}"}, timeout=60).status_code
+        == 200
+    )
+    assert httpx.get(secured.url + "/api/v1/envs", headers={"x-api-key": BOB}, timeout=60).status_code == 200
 
 
 def test_client_maps_401_to_unauthorized(secured: BackgroundServer) -> None:
@@ -58,7 +63,7 @@ def test_quota_per_token_and_isolation(secured: BackgroundServer) -> None:
         with pytest.raises(QuotaExceeded):
             rock.make_vec(SOKOBAN, 3, backend="remote", base_url=secured.url, token=ALICE)
         # bob has no limits and cannot see or drive alice's envs
-        with httpx.Client(base_url=secured.url, headers={"authorization": f"Bearer {BOB}"}) as bob:
+        with httpx.Client(base_url=secured.url, headers={"authorization": f"Bearer {BOB}"}, timeout=60) as bob:
             assert bob.get("/api/v1/envs").json()["envs"] == []
             resp = bob.post(f"/api/v1/envs/{envs[0].remote_id}/reset", json={})
             assert resp.status_code == 404 and resp.json()["error"] == "EnvInstanceNotFound"
@@ -74,6 +79,7 @@ def test_sandbox_quota_zero(secured: BackgroundServer) -> None:
         secured.url + "/api/v1/sandboxes",
         json={"config": {"runtime": "local"}},
         headers={"authorization": f"Bearer {ALICE}"},
+        timeout=60,
     )
     assert resp.status_code == 429 and resp.json()["error"] == "QuotaExceeded"
 

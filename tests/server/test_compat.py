@@ -53,7 +53,7 @@ def test_rock_reset_without_seed_and_list(server: BackgroundServer) -> None:
 
 
 def test_rock_errors_are_4xx(server: BackgroundServer) -> None:
-    with httpx.Client(base_url=server.url) as client:
+    with httpx.Client(base_url=server.url, timeout=60) as client:
         resp = client.post("/apis/v1/envs/gem/step", json={"sandbox_id": "nope", "action": "x"})
         assert resp.status_code == 404 and resp.json()["error"] == "EnvInstanceNotFound"
         resp = client.post("/apis/v1/envs/gem/make", json={"env_id": "game:NoSuchGame-v0"})
