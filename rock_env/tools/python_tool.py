@@ -43,6 +43,7 @@ class PythonToolWrapper(SandboxEnv):
         timeout: seconds a python call may run.
         max_tool_uses: tool calls per episode; later python actions go to the wrapped env.
         tool_reward: the reward of a step that was a tool call (GEM's default 0).
+        tool_success_reward: added when the code exited with status 0 (GEM's default 0).
         output_limit: bytes of the code's output kept in the observation.
         runtime, sandbox, base_url, token: the wrapper's sandbox (see
             :class:`~rock_env.tools.sandbox_env.SandboxEnv`); network is off by default.
@@ -55,6 +56,7 @@ class PythonToolWrapper(SandboxEnv):
         timeout: float = 5.0,
         max_tool_uses: int | None = 10,
         tool_reward: float = 0.0,
+        tool_success_reward: float = 0.0,
         output_limit: int = 16 << 10,
         runtime: str | None = None,
         sandbox: SandboxConfig | Mapping[str, Any] | None = None,
@@ -71,6 +73,7 @@ class PythonToolWrapper(SandboxEnv):
         self.timeout = float(timeout)
         self.max_tool_uses = max_tool_uses
         self.tool_reward = float(tool_reward)
+        self.tool_success_reward = float(tool_success_reward)
         self.tool_use_counter = 0
         self.tool_success_counter = 0
         inner_tools = list(getattr(env, "tools", None) or [])
@@ -146,7 +149,8 @@ class PythonToolWrapper(SandboxEnv):
                     "use_tool": True,
                     "tool_success": ok,
                 }
-                return obs, self.tool_reward, False, False, info
+                reward = self.tool_reward + (self.tool_success_reward if ok else 0.0)
+                return obs, reward, False, False, info
         obs, reward, terminated, truncated, info = self.env.step(action)
         info = dict(info)
         info.update(

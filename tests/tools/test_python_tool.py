@@ -87,6 +87,18 @@ def test_wrapping_a_code_env(module_state: Path) -> None:
         env.close()
 
 
+def test_tool_rewards(module_state: Path) -> None:
+    env = PythonToolWrapper(
+        rock.make("game:Sokoban-v0-easy"), runtime="namespace", tool_reward=0.1, tool_success_reward=0.5
+    )
+    try:
+        env.reset(seed=0)
+        assert env.step("<python>print(1)</python>")[1] == pytest.approx(0.6)
+        assert env.step("<python>raise SystemExit(2)</python>")[1] == pytest.approx(0.1)
+    finally:
+        env.close()
+
+
 def test_bad_timeout() -> None:
     with pytest.raises(InvalidArgument, match="timeout"):
         PythonToolWrapper(object(), timeout=0)
