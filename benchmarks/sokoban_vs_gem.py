@@ -5,7 +5,9 @@ so that machine load hits both alike):
 
 * ``reset(seed)`` latency, p50 and p95, wall clock and CPU time of the thread (the CPU time is
   not inflated when other processes preempt the benchmark on a shared machine); it also
-  checks that both give the identical level for every seed;
+  checks that both give the identical level for every seed. An untimed ``gc.collect()`` runs
+  before every timed reset of either side (otherwise GEM's garbage, e.g. the per-node dict
+  copies of its search, triggers collections that ours pays for, and vice versa);
 * ``step()`` throughput (steps/s, step time only, random valid moves);
 * end-to-end random-policy steps/s including ``reset(seed)`` at every episode start;
 * peak memory of one env over construction, a reset and an episode (``tracemalloc``).
@@ -65,17 +67,22 @@ def bench_reset(variant: str, seeds: list[int]) -> dict[str, list[float]]:
     gem_env, ours = make_gem(variant), make_ours(variant)
     times: dict[str, list[float]] = {"gem": [], "ours": [], "gem_cpu": [], "ours_cpu": []}
     for seed in seeds:
+        # Collect (untimed) before each timed reset, so that neither side pays for the
+        # collections that the other side's garbage would trigger.
+        gc.collect()
         c0, t0 = time.thread_time(), time.perf_counter()
         expected = gem_env.reset(seed=seed)
         c1, t1 = time.thread_time(), time.perf_counter()
-        got = ours.reset(seed=seed)
+        gc.collect()
         c2, t2 = time.thread_time(), time.perf_counter()
+        got = ours.reset(seed=seed)
+        c3, t3 = time.thread_time(), time.perf_counter()
         if got != expected:
             raise SystemExit(f"{variant} seed {seed}: levels differ; the benchmark compares identical levels only")
         times["gem"].append(t1 - t0)
-        times["ours"].append(t2 - t1)
+        times["ours"].append(t3 - t2)
         times["gem_cpu"].append(c1 - c0)
-        times["ours_cpu"].append(c2 - c1)
+        times["ours_cpu"].append(c3 - c2)
     return times
 
 

@@ -58,6 +58,9 @@ _MASKS: tuple[tuple[tuple[int, int], ...], ...] = tuple(
     )
 )
 
+#: Cell codes a box can move onto / a player can stand on (floor, empty target).
+_FREE: tuple[bool, ...] = (False, True, True, False, False, False, False)
+
 #: Neighbour order used by the deadlock checks and the reverse search: up, down, left, right.
 _NEIGHBOURS: tuple[tuple[int, int], ...] = ((-1, 0), (1, 0), (0, -1), (0, 1))
 
@@ -104,12 +107,14 @@ class _SearchCapReached(Exception):
 
 
 def _draws_match_choice() -> bool:
-    """Whether ``_below`` consumes ``Random`` exactly like ``Random.choice`` on this Python."""
+    """Whether ``_below`` draws exactly like ``Random.choice``/``Random.randint`` on this Python."""
     for seed in (0, 1, 12345):
         a, b = random.Random(seed), random.Random(seed)
         for n in (2, 4, 5, 7):
             seq = tuple(range(n))
             if [a.choice(seq) for _ in range(50)] != [_below(b.getrandbits, n) for _ in range(50)]:
+                return False
+            if [a.randint(1, n) for _ in range(50)] != [1 + _below(b.getrandbits, n) for _ in range(50)]:
                 return False
     return True
 
@@ -142,8 +147,8 @@ def _topology(rnd: random.Random, rows: int, cols: int, num_steps: int, p_change
     while r >= 4:
         r = getrandbits(3)
     dr, dc = _WALK_DIRECTIONS[r]
-    r = rnd.randint(1, rows - 1)
-    c = rnd.randint(1, cols - 1)
+    r = 1 + _below(getrandbits, rows - 1)  # randint(1, rows - 1)
+    c = 1 + _below(getrandbits, cols - 1)
     hi_r, hi_c = rows - 2, cols - 2
     level = bytearray(rows * cols)
     for _ in range(num_steps):
@@ -191,12 +196,11 @@ def _topology_reference(rnd: random.Random, rows: int, cols: int, num_steps: int
 
 
 def _clear_border(level: bytearray, rows: int, cols: int) -> None:
-    for c in range(cols):
-        level[c] = 0
-        level[(rows - 1) * cols + c] = 0
-    for r in range(rows):
-        level[r * cols] = 0
-        level[r * cols + cols - 1] = 0
+    """Turn the outermost rows and columns into walls."""
+    level[0:cols] = bytes(cols)
+    level[(rows - 1) * cols :] = bytes(cols)
+    level[0::cols] = bytes(rows)
+    level[cols - 1 :: cols] = bytes(rows)
 
 
 _FAST_DRAWS = _draws_match_choice()
@@ -241,6 +245,14 @@ def _is_frozen(state: list[int], rows: int, cols: int, boxes: list[int], player:
         return False
     for cell in boxes:
         r, c = divmod(cell, cols)
+        if 0 < r < rows - 1 and 0 < c < cols - 1:
+            # Inside the border (always the case for boxes): neighbours are cell -/+ d.
+            for d in (-cols, cols, -1, 1):
+                if _FREE[state[cell + d]] and (_FREE[state[cell - d]] or cell - d == player):
+                    break
+            else:
+                return True
+            continue
         movable = False
         for dr, dc in _NEIGHBOURS:
             nr, nc, pr, pc = r + dr, c + dc, r - dr, c - dc
