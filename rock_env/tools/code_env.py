@@ -166,6 +166,8 @@ class PythonCodeEnv(SandboxEnv):
             info["format_error"] = True
             obs = "No code found: put your solution in a ```python code block (or call the `submit` tool)."
             return obs, self.format_error_reward, done, False, info
+        if self._attempts > 0:
+            self.stop_leftovers()  # what an earlier submission left running must not meddle with this one
         self._attempts += 1
         self.mark_dirty()
         report = grade_in_sandbox(self.sandbox, self.problem, code, self.limits)

@@ -92,6 +92,27 @@ def test_multi_turn_feedback_and_resubmission(module_state: Path) -> None:
         e.close()
 
 
+def test_a_daemon_from_one_submission_does_not_survive_into_the_next(module_state: Path) -> None:
+    dataset = [{"task_id": "d", "prompt": "p", "entry_point": "f", "tests": ["assert f() == 0"]}]
+    daemon = (
+        "import os, subprocess\nsubprocess.Popen(['sleep', '1000'], start_new_session=True)\ndef f():\n    return 1\n"
+    )
+    count = (
+        "import os\n"
+        "def f():\n"
+        "    pids = [p for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getppid()]\n"
+        "    return sum(1 for p in pids if open(f'/proc/{p}/cmdline').read().startswith('sleep\\x001000'))\n"
+    )
+    e = PythonCodeEnv(dataset=dataset, runtime="namespace", max_attempts=2)
+    try:
+        e.reset()
+        assert not e.step(fenced(daemon))[2]
+        _, reward, terminated, _, _ = e.step(fenced(count))
+        assert terminated and reward == 1.0, "the sleep daemon was killed before the second submission"
+    finally:
+        e.close()
+
+
 def test_humaneval_and_mbpp_datasets(tmp_path: Path, module_state: Path) -> None:
     path = tmp_path / "problems.jsonl"
     path.write_text(json.dumps(HUMANEVAL_RECORD) + "\n" + json.dumps(MBPP_RECORD) + "\n")
