@@ -76,12 +76,30 @@ def test_admin_sigkill_recovers_records(tmp_path: Path) -> None:
         admin.stop()
 
 
-@pytest.fixture()
-def cluster(tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+def start_cluster(tmp_path: Path) -> tuple[ServerProcess, ServerProcess]:
+    """An admin without an embedded worker, and one worker ``w1`` registered with it."""
     admin = ServerProcess.admin(tmp_path, "server.embedded_worker=false", *FAST).start()
     worker = ServerProcess.worker(admin.url, tmp_path, "worker.heartbeat_interval=0.3", "worker.id=w1").start()
+    wait_for(lambda: len(HTTP.get(admin.url + "/api/v1/workers").json()["workers"]) == 1)
+    return admin, worker
+
+
+@pytest.fixture(scope="module")
+def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """For tests that leave the cluster as they found it (nothing hosted, both processes up)."""
+    admin, worker = start_cluster(tmp_path_factory.mktemp("cluster"))
     try:
-        wait_for(lambda: len(HTTP.get(admin.url + "/api/v1/workers").json()["workers"]) == 1)
+        yield admin, worker
+    finally:
+        worker.stop()
+        admin.stop()
+
+
+@pytest.fixture()
+def cluster(tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """For tests that kill a process."""
+    admin, worker = start_cluster(tmp_path)
+    try:
         yield admin, worker
     finally:
         worker.stop()
@@ -89,8 +107,8 @@ def cluster(tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
 
 
 @pytest.mark.slow
-def test_remote_worker_hosts_envs_and_sandboxes(cluster: tuple[ServerProcess, ServerProcess]) -> None:
-    admin, worker = cluster
+def test_remote_worker_hosts_envs_and_sandboxes(shared_cluster: tuple[ServerProcess, ServerProcess]) -> None:
+    admin, worker = shared_cluster
     info = HTTP.get(admin.url + "/api/v1/workers").json()["workers"][0]
     assert info["id"] == "w1" and info["embedded"] is False and info["url"] == worker.url
     env = rock.make(ENV_ID, backend="remote", base_url=admin.url)
@@ -138,8 +156,8 @@ def test_lost_worker_gives_worker_lost_and_orphans_are_closed(cluster: tuple[Ser
 
 
 @pytest.mark.slow
-def test_admin_sigkill_keeps_objects_on_remote_workers(cluster: tuple[ServerProcess, ServerProcess]) -> None:
-    admin, worker = cluster
+def test_admin_sigkill_keeps_objects_on_remote_workers(shared_cluster: tuple[ServerProcess, ServerProcess]) -> None:
+    admin, worker = shared_cluster
     env = rock.make(ENV_ID, backend="remote", base_url=admin.url)
     local = rock.make(ENV_ID)
     assert env.reset(seed=4) == local.reset(seed=4)
