@@ -82,7 +82,9 @@ class Gateway:
                 await json_error(exc)(scope, receive, send)
                 return
         scope.setdefault("state", {})["owner"] = owner
-        limit = service.settings.max_body
+        limit, knob = service.settings.max_body, "server.max_body"
+        if scope["method"] == "PUT" and scope["path"].endswith("/archive"):
+            limit, knob = service.settings.max_upload, "server.max_upload"  # streamed to disk, not held in memory
         for key, value in scope["headers"]:
             if key == b"content-length":
                 try:
@@ -95,7 +97,7 @@ class Gateway:
                 if declared > limit:
                     too_large = PayloadTooLarge(
                         f"request body of {declared} bytes is larger than this server accepts ({limit} bytes); "
-                        "split it (e.g. upload files one by one) or raise server.max_body."
+                        f"split it (e.g. upload files one by one) or raise {knob}."
                     )
                     service.count_error(too_large)
                     await json_error(too_large)(scope, receive, send)
@@ -117,7 +119,7 @@ class Gateway:
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise StarletteHTTPException(
-                        413, f"request body larger than this server accepts ({limit} bytes); raise server.max_body."
+                        413, f"request body larger than this server accepts ({limit} bytes); raise {knob}."
                     )
             return message
 

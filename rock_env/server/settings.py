@@ -56,6 +56,8 @@ class ServerSettings(BaseModel):
     #: Keep records of lost objects this long so that clients get ``WorkerLost``, not "not found".
     lost_retention: float = Field(default=3600.0, ge=0)
     max_body: int = Field(default=DEFAULT_MAX_BODY, gt=0)
+    #: Largest tar upload (PUT .../archive, what ``upload()`` sends), streamed to disk.
+    max_upload: int = Field(default=4 << 30, gt=0)
     #: A client that sends no body byte for this long gets 408.
     body_timeout: float = Field(default=30.0, gt=0)
     embedded_worker: bool = True

@@ -193,3 +193,20 @@ def test_workers_list(http: httpx.Client) -> None:
     workers = http.get("/api/v1/workers").json()["workers"]
     assert workers[0]["embedded"] is True and workers[0]["status"] == "alive"
     assert "local" in workers[0]["capacity"]["runtimes"]
+
+
+def test_uploads_have_their_own_limit(tmp_path: object, tmp_path_factory: pytest.TempPathFactory) -> None:
+    import rock_env as rock
+    from tests.server.conftest import serve
+
+    srv = serve(tmp_path, max_body=4096, max_upload=1 << 20)  # type: ignore[arg-type]
+    try:
+        src = tmp_path_factory.mktemp("upload") / "big.bin"
+        src.write_bytes(b"x" * 100_000)  # larger than max_body, smaller than max_upload
+        with rock.Sandbox(runtime="local", base_url=srv.url) as sb:
+            sb.upload(src, "big.bin")
+            assert sb.exec("wc -c < big.bin").output.strip() == "100000"
+            with pytest.raises(rock.errors.PayloadTooLarge, match=r"server\.max_body"):
+                sb.write_file("small-route.bin", b"x" * 100_000)
+    finally:
+        srv.stop()
