@@ -425,6 +425,8 @@ class SpawnRequest(WireModel):
     """``POST /api/v1/sandboxes/{id}/processes``: a background command."""
 
     cmd: str | list[str]
+    cwd: str | None = None
+    env: dict[str, str] | None = None
 
 
 class ProcessHandle(BaseModel):
@@ -453,6 +455,8 @@ class StreamRequest(WireModel):
     """``POST /api/v1/sandboxes/{id}/stream``: run a command and stream its output as server-sent events."""
 
     cmd: str | list[str]
+    cwd: str | None = None
+    env: dict[str, str] | None = None
     timeout: float | None = Field(default=None, gt=0)
 
 

@@ -330,18 +330,25 @@ class RemoteSandbox:
         resp = self._client.send("GET", f"{self._base}/sessions")
         return [SessionInfo.model_validate(x) for x in resp.json()]
 
-    def spawn(self, cmd: str | list[str]) -> RemoteBackgroundProcess:
+    def spawn(
+        self, cmd: str | list[str], cwd: str | None = None, env: dict[str, str] | None = None
+    ) -> RemoteBackgroundProcess:
         """Start a command in the background."""
         self._need()
-        handle = self._client.call(
-            "POST", f"{self._base}/processes", ProcessHandle, body=SpawnRequest(cmd=cmd), idempotent=False
-        )
+        body = SpawnRequest(cmd=cmd, cwd=cwd, env=env)
+        handle = self._client.call("POST", f"{self._base}/processes", ProcessHandle, body=body, idempotent=False)
         return RemoteBackgroundProcess(self, handle)
 
-    def stream(self, cmd: str | list[str], timeout: float | None = None) -> RemoteOutputStream:
+    def stream(
+        self,
+        cmd: str | list[str],
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> RemoteOutputStream:
         """Run a command and iterate over its output as it is written (server-sent events)."""
         self._need()
-        return RemoteOutputStream(self, StreamRequest(cmd=cmd, timeout=timeout))
+        return RemoteOutputStream(self, StreamRequest(cmd=cmd, cwd=cwd, env=env, timeout=timeout))
 
     # -- files ---------------------------------------------------------------------------
 
@@ -414,6 +421,11 @@ class RemoteSandbox:
         self._need()
         resp = self._client.send("GET", f"{self._base}/snapshots")
         return [SnapshotInfo.model_validate(x) for x in resp.json()]
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        """Forget a snapshot."""
+        self._need()
+        self._client.call("DELETE", f"{self._base}/snapshots/{snapshot_id}", Ok)
 
     def __repr__(self) -> str:
         return f"<RemoteSandbox id={self.id!r} at {self.base_url}>"
@@ -553,18 +565,25 @@ class AsyncRemoteSandbox:
         self._need()
         await self._client.send("DELETE", f"{self._base}/sessions/{name}")
 
-    async def spawn(self, cmd: str | list[str]) -> AsyncRemoteBackgroundProcess:
+    async def spawn(
+        self, cmd: str | list[str], cwd: str | None = None, env: dict[str, str] | None = None
+    ) -> AsyncRemoteBackgroundProcess:
         """Start a command in the background."""
         self._need()
-        handle = await self._client.call(
-            "POST", f"{self._base}/processes", ProcessHandle, body=SpawnRequest(cmd=cmd), idempotent=False
-        )
+        body = SpawnRequest(cmd=cmd, cwd=cwd, env=env)
+        handle = await self._client.call("POST", f"{self._base}/processes", ProcessHandle, body=body, idempotent=False)
         return AsyncRemoteBackgroundProcess(self, handle)
 
-    async def stream(self, cmd: str | list[str], timeout: float | None = None) -> AsyncIterator[str]:
+    async def stream(
+        self,
+        cmd: str | list[str],
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[str]:
         """Async-iterate over a command's output as it comes (server-sent events)."""
         self._need()
-        body = StreamRequest(cmd=cmd, timeout=timeout)
+        body = StreamRequest(cmd=cmd, cwd=cwd, env=env, timeout=timeout)
         async with self._client._http.stream(
             "POST",
             f"{self._base}/stream",

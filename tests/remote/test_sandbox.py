@@ -47,6 +47,9 @@ def test_sessions_exec_files_processes(server: BackgroundServer, tmp_path: Path)
         assert slow.wait(10) is not None
         chunks = list(sb.stream("for i in 1 2 3; do echo $i; sleep 0.05; done"))
         assert "".join(chunks) == "1\n2\n3\n"
+        assert "".join(sb.stream("echo $V; ls", cwd="dir", env={"V": "v"})) == "v\nhello.txt\n"
+        with_env = sb.spawn("echo $W; ls", cwd="dir", env={"W": "w"})
+        assert with_env.wait(10) == 0 and with_env.output() == "w\nhello.txt\n"
         # files: upload a directory, download it back
         src = tmp_path / "src"
         (src / "sub").mkdir(parents=True)
@@ -63,6 +66,9 @@ def test_sessions_exec_files_processes(server: BackgroundServer, tmp_path: Path)
         assert snap in [s.id for s in sb.snapshots()]
         with pytest.raises(SnapshotNotFound):
             sb.restore("snap-nope")
+        sb.delete_snapshot(snap)
+        with pytest.raises(SnapshotNotFound):
+            sb.restore(snap)
         assert sb.status().status == "running"
     with pytest.raises(SandboxClosed):
         sb.run("echo after stop")

@@ -261,7 +261,7 @@ async def stream(sandbox: str, request: Request) -> Response:
     if forwarded is not None:
         return forwarded
     body = await parse_body(request, StreamRequest)
-    out = await svc.blocking(_sdk(svc, sandbox).stream, body.cmd, timeout=body.timeout)
+    out = await svc.blocking(_sdk(svc, sandbox).stream, body.cmd, cwd=body.cwd, env=body.env, timeout=body.timeout)
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=256)
 
@@ -360,7 +360,7 @@ async def spawn(sandbox: str, request: Request) -> Response:
     if forwarded is not None:
         return forwarded
     body = await parse_body(request, SpawnRequest)
-    proc = await svc.blocking(_sdk(svc, sandbox).spawn, body.cmd)
+    proc = await svc.blocking(_sdk(svc, sandbox).spawn, body.cmd, cwd=body.cwd, env=body.env)
     assert svc.worker is not None
     return model_response(_handle(svc.worker.add_process(sandbox, proc), proc))
 
@@ -570,6 +570,18 @@ async def list_snapshots(sandbox: str, request: Request) -> Response:
         return forwarded
     infos = await svc.blocking(_sdk(svc, sandbox).snapshots)
     return Response(json.dumps([i.model_dump(mode="json") for i in infos]), media_type="application/json")
+
+
+@router.delete(
+    "/{sandbox}/snapshots/{snapshot_id}", response_model=Ok, responses=ERROR_RESPONSES, summary="Delete a snapshot"
+)
+async def delete_snapshot(sandbox: str, snapshot_id: str, request: Request) -> Response:
+    """Forget a snapshot."""
+    svc, _, forwarded = await _local_or_proxy(request, sandbox)
+    if forwarded is not None:
+        return forwarded
+    await svc.blocking(_sdk(svc, sandbox).delete_snapshot, snapshot_id)
+    return model_response(Ok())
 
 
 @router.post(
