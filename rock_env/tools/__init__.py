@@ -9,6 +9,21 @@ Modules: :mod:`~rock_env.tools.parsing` (tool-call formats), :mod:`~rock_env.too
 
 from __future__ import annotations
 
-from rock_env.tools.parsing import ParsedAction, ToolCall, extract_code, parse_action
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rock_env.tools.parsing import ParsedAction, ToolCall, extract_code, parse_action
+
+_PARSING_NAMES = ("ParsedAction", "ToolCall", "extract_code", "parse_action")
+
+
+def __getattr__(name: str) -> Any:
+    # lazy, so that listing the registry (rock_env.tools.specs) does not import the parser
+    if name in _PARSING_NAMES:
+        from rock_env.tools import parsing
+
+        return getattr(parsing, name)
+    raise AttributeError(f"module 'rock_env.tools' has no attribute {name!r}")
+
 
 __all__ = ["ParsedAction", "ToolCall", "extract_code", "parse_action"]
