@@ -13,6 +13,7 @@ import logging
 import os
 import tarfile
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -96,13 +97,14 @@ def _parse_sse(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
 class RemoteBackgroundProcess:
     """A background command in a remote sandbox (same methods as the SDK's ``BackgroundProcess``)."""
 
-    def __init__(self, sandbox: RemoteSandbox, handle: ProcessHandle) -> None:
+    def __init__(self, sandbox: RemoteSandbox, handle: ProcessHandle, started: float | None = None) -> None:
         self._sandbox = sandbox
         self._handle = handle
         self.id = handle.id
         self.pid = handle.pid
         self.command = handle.command
         self._base = f"{sandbox._base}/processes/{handle.id}"
+        self._started = time.monotonic() if started is None else started
 
     def _refresh(self) -> ProcessHandle:
         self._handle = self._sandbox._client.call("GET", self._base, ProcessHandle)
@@ -133,8 +135,12 @@ class RemoteBackgroundProcess:
     def result(self, timeout: float | None = None) -> CommandResult:
         """Wait and return a :class:`CommandResult`."""
         code = self.wait(timeout)
-        out = self.output()
-        return CommandResult(output=out, exit_code=code, duration=0.0, timed_out=code is None and self._handle.running)
+        return CommandResult(
+            output=self.output(),
+            exit_code=code,
+            duration=time.monotonic() - self._started,  # measured by the client, from the spawn request on
+            timed_out=code is None and self._handle.running,
+        )
 
     def kill(self) -> None:
         """SIGKILL the process and its descendants."""
@@ -336,8 +342,9 @@ class RemoteSandbox:
         """Start a command in the background."""
         self._need()
         body = SpawnRequest(cmd=cmd, cwd=cwd, env=env)
+        started = time.monotonic()
         handle = self._client.call("POST", f"{self._base}/processes", ProcessHandle, body=body, idempotent=False)
-        return RemoteBackgroundProcess(self, handle)
+        return RemoteBackgroundProcess(self, handle, started)
 
     def stream(
         self,
