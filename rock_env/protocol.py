@@ -90,6 +90,21 @@ def describe_errors(errors: Sequence[Mapping[str, Any]], limit: int = 10) -> str
 # --- JSON conversion -----------------------------------------------------------------------
 
 
+def require_json(value: Any, what: str) -> None:
+    """Raise InvalidArgument if ``value`` cannot travel as JSON (e.g. a callable in env kwargs)."""
+    import json
+
+    from rock_env.errors import InvalidArgument
+
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(
+            f"{what} must be JSON-serialisable to reach a remote server ({exc}); pass plain values "
+            "(str, int, float, bool, None, lists, dicts) or use the local backend."
+        ) from None
+
+
 def jsonable(value: Any) -> Any:
     """``value`` as plain JSON types (numpy scalars and arrays, tuples, sets, bytes, NaN)."""
     if value is None or isinstance(value, (str, bool, int)):
@@ -611,5 +626,6 @@ __all__ = [
     "jsonable",
     "pack_tree",
     "raise_error",
+    "require_json",
     "unpack_tree",
 ]

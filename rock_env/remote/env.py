@@ -20,6 +20,7 @@ from rock_env.protocol import (
     EnvStepRequest,
     EnvStepResponse,
     Ok,
+    require_json,
 )
 from rock_env.remote.client import ApiClient
 
@@ -41,6 +42,7 @@ class RemoteEnv(Env):
         **kwargs: Any,
     ) -> None:
         super().__init__()
+        require_json(kwargs, f"the keyword arguments of {env_id!r}")
         self._client = client or ApiClient(base_url, token, timeout=timeout)
         self._owns_client = client is None
         request = EnvMakeRequest(env_id=env_id, kwargs=kwargs, idle_ttl=idle_ttl)

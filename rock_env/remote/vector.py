@@ -26,6 +26,7 @@ from rock_env.protocol import (
     VecStepRequest,
     VecStepResponse,
     pack_tree,
+    require_json,
     unpack_tree,
 )
 from rock_env.remote.client import ApiClient
@@ -56,6 +57,7 @@ class RemoteVecEnv(gymnasium.vector.VectorEnv[tuple[str, ...], Sequence[str], np
 
         parsed_mode = parse_autoreset_mode(autoreset_mode)
         mode_name = {"NextStep": "next_step", "SameStep": "same_step", "Disabled": "disabled"}[parsed_mode.value]
+        require_json({**(env_kwargs or {}), **kwargs}, f"the keyword arguments of {env_id!r}")
         request = VecMakeRequest(
             env_id=env_id,
             num_envs=num_envs,

@@ -161,3 +161,12 @@ def test_remote_async_vec_runs_sub_envs_in_worker_processes(server: BackgroundSe
     finally:
         remote.close()
         local.close()
+
+
+def test_kwargs_that_are_not_json_are_a_clear_error(server: BackgroundServer) -> None:
+    from rock_env.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument, match="JSON-serialisable"):
+        rock.make(SOKOBAN, backend="remote", base_url=server.url, level_fn=lambda: 1)
+    with pytest.raises(InvalidArgument, match="JSON-serialisable"):
+        rock.make_vec(SOKOBAN, 2, backend="remote", base_url=server.url, level_fn=lambda: 1)
