@@ -476,8 +476,8 @@ def test_ttl_kills_a_busy_default_session(docker_image: str, tmp_path: Path) -> 
 
 @pytest.mark.parametrize("ttl", [300, None])
 def test_sigkilled_owner_leaves_nothing(docker_image: str, tmp_path: Path, ttl: int | None) -> None:
-    # with a ttl, the per-sandbox reaper sees its pipe close when the owner dies and removes container,
-    # tmpfs and state dir; without one, `rock-env sandbox gc` (collect) does
+    # the container ends by itself when its owner dies (the attach socket closes, stdin ends); with a
+    # ttl, the per-sandbox reaper removes tmpfs and state dir at once, without one `rock-env sandbox gc` does
     state = tmp_path / "state"
     script = textwrap.dedent(
         f"""
@@ -498,10 +498,10 @@ def test_sigkilled_owner_leaves_nothing(docker_image: str, tmp_path: Path, ttl: 
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     sandbox_id = proc.stdout.strip()
     try:
+        assert wait_gone(sandbox_id, timeout=30), "the container survived its SIGKILLed owner"
         if ttl is None:
             lines = collect(root=state)
             assert f"reaping {sandbox_id} (owner gone)" in lines
-        assert wait_gone(sandbox_id, timeout=30), "the container survived its SIGKILLed owner"
         deadline = time.monotonic() + 10
         while (state / sandbox_id).exists() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -515,19 +515,30 @@ def test_sigkilled_owner_leaves_nothing(docker_image: str, tmp_path: Path, ttl: 
 
 
 def test_reap_containers_of_dead_owners(docker_image: str, tmp_path: Path) -> None:
+    # the owner dies while a forked child still holds the attach socket (so the container keeps
+    # running): the label gc finds it by its dead owner
     sandbox_id = new_sandbox_id()
     state = tmp_path / sandbox_id
     script = textwrap.dedent(
         f"""
-        import os
+        import os, time
         from pathlib import Path
         from rock_env.sandbox import SandboxConfig
         from rock_env.sandbox.runtimes.docker import DockerRuntime
         DockerRuntime(SandboxConfig(image={docker_image!r}), {sandbox_id!r}, Path({str(state)!r})).start()
+        holder = os.fork()
+        if holder == 0:
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)  # do not keep the test's pipes open
+            time.sleep(120)
+            os._exit(0)
+        print(holder, flush=True)
         os._exit(0)  # the owner dies without stopping its sandbox
         """
     )
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", script], check=True, timeout=60, capture_output=True, text=True)
+    holder = int(proc.stdout)
     try:
         assert len(containers_of(sandbox_id)) == 1
         preview = reap_containers(dry_run=True)
@@ -536,6 +547,7 @@ def test_reap_containers_of_dead_owners(docker_image: str, tmp_path: Path) -> No
         reap_containers()
         assert wait_gone(sandbox_id)
     finally:
+        os.kill(holder, signal.SIGKILL)
         for item in containers_of(sandbox_id):
             docker_api().remove_container(item["Id"], force=True)
         reap_dir(state)  # the dead owner's tmpfs and state dir

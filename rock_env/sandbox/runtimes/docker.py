@@ -27,7 +27,11 @@ walk as the host runtimes.
 
 The absolute TTL is also enforced inside the container (a watchdog started by PID 1 kills every
 process of the container after ``ttl`` seconds; the container then ends and is removed), so it
-holds even if every rock-env process is killed. Files move with the archive API
+holds even if every rock-env process is killed. The container also ends when its owner dies:
+the owner holds the container's attach socket until :meth:`DockerRuntime.stop`, and when it
+closes (even on SIGKILL) the container's stdin ends and PID 1's script kills the container.
+The state dir and its tmpfs are then left for the reaper (with a ttl) or ``rock-env sandbox gc``;
+containers are also found by label (:func:`reap_containers`) if a forked child kept the socket. Files move with the archive API
 (``put_archive``/``get_archive``); ``list_dir`` and restore read the tmpfs or the container's
 overlay directory on the host (fd-relative, never following links). Snapshots are tars of the
 workdir kept in the state dir; restore empties the workdir and extracts the tar.
@@ -95,17 +99,22 @@ _READ_SIZE = 1 << 18
 _WAIT_BUFFER = 64 << 20
 _API_TIMEOUT = 120.0
 
-# PID 1's child (under docker-init): a watchdog in the background kills every process of the
-# container when the ttl ($2) has passed (docker-init then exits and the container is removed);
-# in the FOREGROUND a spare `setsid sh` reads the container's stdin. It must be a foreground
-# command: sh starts background commands with SIGINT and SIGQUIT ignored, and everything the
-# session runs would inherit that (Ctrl-C would do nothing). Its exit code is printed after
-# \036 + a random token ($1); then the script waits for the watchdog, keeping the container up.
+# PID 1's child (under docker-init):
+# - a watchdog in the background kills every process of the container when the ttl ($2) has
+#   passed (docker-init then exits and the container is removed);
+# - a relay `cat` copies the container's stdin into a pipe to the spare shell; when stdin ends it
+#   kills every process of the container. The owner keeps the attach socket open until stop() and
+#   the container is created with StdinOnce, so stdin ends exactly when the owner closes it or
+#   dies (even by SIGKILL, without a ttl or a reaper, and even while a command runs). If the spare
+#   is gone and a write breaks the pipe, a second `cat` drains stdin until its end;
+# - the spare `setsid sh` reads that pipe. It is part of the foreground pipeline: sh starts
+#   background commands with SIGINT and SIGQUIT ignored, and everything the session runs would
+#   inherit that (Ctrl-C would do nothing). Its exit code is printed after \036 + a random token ($1).
 _PID1_SCRIPT = (
     "exec 3<&0 </dev/null; "
     '(sleep "$2"; kill -KILL -1) >/dev/null 2>&1 3<&- & '
-    'setsid -w /bin/sh <&3 3<&- 2>&1; printf "\\036%s:exit:%d\\n" "$1" "$?"; '
-    "exec 3<&- >/dev/null 2>&1; wait"
+    "{ cat <&3; cat <&3 >/dev/null; kill -KILL -1; } 2>/dev/null | "
+    '{ setsid -w /bin/sh 2>&1; printf "\\036%s:exit:%d\\n" "$1" "$?"; } 3<&-'
 )
 # One-shot processes through `docker exec`: cd, then exec the argv with exactly the given env.
 _EXEC_SCRIPT = 'cd -- "$1" || exit 126; shift; exec env -i "$@" 2>&1'
@@ -201,7 +210,9 @@ class DockerProcessPipe(ProcessPipe):
     """A process in a container, read and written through a hijacked Docker API socket.
 
     ``exec_id`` set: a ``docker exec`` process (end of output = socket EOF, exit code from the
-    API). ``token`` set: the container's spare shell (end of output = the in-band exit marker).
+    API). ``token`` set: the container's spare shell (end of output = the in-band exit marker);
+    its socket is the container's attach socket, which :meth:`close` leaves open (the runtime
+    closes it when the sandbox stops: closing it ends the container).
     """
 
     def __init__(
@@ -438,17 +449,23 @@ class DockerProcessPipe(ProcessPipe):
         self.close()
 
     def close(self) -> None:
-        """Close the socket (does not signal the process)."""
+        """Close the socket (does not signal the process); the spare shell's attach socket stays open."""
         if self._closed:
             return
         self._closed = True
         self._ended = True
         with contextlib.suppress(Exception):
             self._poller.unregister(self._sock.fileno())
-        with contextlib.suppress(OSError):
-            self._sock.close()
-        with contextlib.suppress(Exception):
-            self._sockio.close()
+        if self._marker is None:
+            close_socket(self._sockio)
+
+
+def close_socket(sock: Any) -> None:
+    """Close a hijacked Docker API socket (the raw socket and its wrapper)."""
+    with contextlib.suppress(OSError):
+        getattr(sock, "_sock", sock).close()
+    with contextlib.suppress(Exception):
+        sock.close()
 
 
 # --- the runtime -------------------------------------------------------------------------
@@ -470,6 +487,8 @@ class DockerRuntime(Runtime):
         self.container_id: str | None = None
         self._token = secrets.token_hex(12)
         self._spare: DockerProcessPipe | None = None
+        #: the container's attach socket: open for the sandbox's whole life (its end ends the container)
+        self._attach: Any = None
         self._spare_lock = threading.Lock()
         self._init_pid: int | None = None
         self._merged: str | bool | None = False  # False: not looked up yet
@@ -661,6 +680,7 @@ class DockerRuntime(Runtime):
         self.container_id = created["Id"]
         try:
             sock = api.attach_socket(self.container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+            self._attach = sock
             self._spare = DockerProcessPipe(self, sock, token=self._token)
             api.start(self.container_id)
         except errors.APIError as exc:
@@ -679,6 +699,9 @@ class DockerRuntime(Runtime):
             spare.close()
         if self.container_id is not None or self.state_dir.exists():
             _remove_container(self.container_id or self.container_name)
+        attach, self._attach = self._attach, None
+        if attach is not None:
+            close_socket(attach)
         self._unmount_fs()
         if is_sandbox_dir(self.state_dir) and self.state_dir.is_absolute() and not mounts.mounted_below(self.state_dir):
             shutil.rmtree(self.state_dir, ignore_errors=True)
