@@ -403,6 +403,19 @@ class Service:
             logger.info("asking worker %s to close %d orphan(s)", entry.id, len(close))
         return close
 
+    def mark_worker_lost(self, worker_id: str, reason: str) -> int:
+        """Mark a remote worker lost now, and its live objects with it; how many objects that was."""
+        entry = self.workers.get(worker_id)
+        if entry is None or entry.embedded:
+            return 0
+        if entry.status == "alive":
+            entry.status = "lost"
+            if self.store is not None:
+                self.store.set_worker_status(worker_id, "lost")
+        ids = [r.id for r in self.records.values() if r.worker_id == worker_id and r.status == "live"]
+        self._mark_lost(ids, f"worker {worker_id!r} is lost: {reason}")
+        return len(ids)
+
     def worker_infos(self) -> list[WorkerInfo]:
         """All workers, embedded first."""
         entries = sorted(self.workers.values(), key=lambda e: (not e.embedded, e.id))
@@ -482,13 +495,7 @@ class Service:
             if entry.embedded or entry.status != "alive":
                 continue
             if now - entry.last_heartbeat > self.settings.heartbeat_timeout:
-                entry.status = "lost"
-                if self.store is not None:
-                    self.store.set_worker_status(entry.id, "lost")
-                ids = [r.id for r in self.records.values() if r.worker_id == entry.id]
-                self._mark_lost(
-                    ids, f"worker {entry.id!r} missed heartbeats for {now - entry.last_heartbeat:.0f}s (lost)"
-                )
+                self.mark_worker_lost(entry.id, f"it missed heartbeats for {now - entry.last_heartbeat:.0f}s")
         for rec in list(self.records.values()):
             if rec.status == "live":
                 ttl = rec.idle_ttl or (
