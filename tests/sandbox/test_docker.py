@@ -16,8 +16,9 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,6 +46,8 @@ from rock_env.sandbox.state import SandboxRecord
 pytestmark = pytest.mark.docker
 
 REPO = Path(__file__).resolve().parents[2]
+#: the ``make_sandbox`` fixture: ``make_sandbox(**config_fields)`` -> a started docker sandbox
+MakeSandbox = Callable[..., Sandbox]
 
 
 @pytest.fixture(scope="session")
@@ -90,11 +93,11 @@ def wait_gone(sandbox_id: str, timeout: float = 10.0) -> bool:
 
 
 @pytest.fixture
-def make_sandbox(docker_image: str) -> Iterator[object]:
+def make_sandbox(docker_image: str) -> Iterator[MakeSandbox]:
     """Factory of started docker sandboxes; stops them and checks their containers are gone."""
     made: list[Sandbox] = []
 
-    def make(**fields: object) -> Sandbox:
+    def make(**fields: Any) -> Sandbox:
         sb = Sandbox(runtime="docker", image=docker_image, **fields)
         made.append(sb)
         sb.start()
@@ -177,9 +180,9 @@ def test_shell_builtin_loop_restarts_the_session(shared: Sandbox) -> None:
 
 
 @pytest.mark.parametrize("session", [None, "intr"])
-def test_interrupt_stops_the_running_command(make_sandbox: object, session: str | None) -> None:
+def test_interrupt_stops_the_running_command(make_sandbox: MakeSandbox, session: str | None) -> None:
     # None: the default session, which runs in the container's spare shell (no docker exec)
-    sb = make_sandbox()  # type: ignore[operator]
+    sb = make_sandbox()
     if session is not None:
         sb.create_session(session)
     status = sb.run("cat /proc/$$/status", session=session).output
@@ -274,8 +277,8 @@ def test_file_errors(shared: Sandbox) -> None:
         shared.read_file("../etc/passwd")
 
 
-def test_snapshot_and_restore(make_sandbox: object) -> None:
-    sb = make_sandbox()  # type: ignore[operator]
+def test_snapshot_and_restore(make_sandbox: MakeSandbox) -> None:
+    sb = make_sandbox()
     sb.run("mkdir -p src && echo v1 > src/main.py && echo keep > notes.txt")
     snap = sb.snapshot()
     sb.run("echo v2 > src/main.py && rm notes.txt && echo new > extra.txt && mkdir junk && ln -s /etc junk/etc")
@@ -316,8 +319,8 @@ def test_container_is_labelled_unprivileged_and_offline(shared: Sandbox) -> None
     assert "unreachable" in net.output.lower()
 
 
-def test_network_on_request(make_sandbox: object) -> None:
-    sb = make_sandbox(network=True)  # type: ignore[operator]
+def test_network_on_request(make_sandbox: MakeSandbox) -> None:
+    sb = make_sandbox(network=True)
     assert "eth0" in sb.run("ls /sys/class/net").output.split()
 
 
@@ -337,8 +340,8 @@ def test_malformed_limits_are_config_errors() -> None:
         Sandbox(runtime="docker", cpus=-1)
 
 
-def test_never_ending_and_flooding_commands(make_sandbox: object) -> None:
-    sb = make_sandbox(output_limit=64 * 1024)  # type: ignore[operator]
+def test_never_ending_and_flooding_commands(make_sandbox: MakeSandbox) -> None:
+    sb = make_sandbox(output_limit=64 * 1024)
     flood = sb.run("yes flood | head -c 20000000", timeout=60)
     assert flood.exit_code == 0
     assert flood.truncated and flood.output_bytes == 20_000_000
@@ -368,8 +371,8 @@ def _pids_cgroup(container_id: str) -> Path:
     raise AssertionError(f"no pids cgroup found for container {container_id}")
 
 
-def test_fork_bomb_is_contained(make_sandbox: object) -> None:
-    sb = make_sandbox(pids=64)  # type: ignore[operator]
+def test_fork_bomb_is_contained(make_sandbox: MakeSandbox) -> None:
+    sb = make_sandbox(pids=64)
     cgroup = _pids_cgroup(str(containers_of(sb.id)[0]["Id"]))
     assert (cgroup / "pids.max").read_text().strip() == "64"
     bomb = sb.spawn("bomb() { bomb | bomb & }; bomb; sleep 100")
@@ -386,8 +389,8 @@ def test_fork_bomb_is_contained(make_sandbox: object) -> None:
     assert sb.run("echo alive", timeout=30).output == "alive\n"
 
 
-def test_memory_hog_is_oom_killed(make_sandbox: object) -> None:
-    sb = make_sandbox(memory="64m")  # type: ignore[operator]
+def test_memory_hog_is_oom_killed(make_sandbox: MakeSandbox) -> None:
+    sb = make_sandbox(memory="64m")
     result = sb.run("python3 -c \"b = b'x' * (512 << 20); print('ALLOC' + 'ATED')\"", timeout=60)
     assert result.exit_code == 137
     assert result.oom_killed
@@ -395,8 +398,8 @@ def test_memory_hog_is_oom_killed(make_sandbox: object) -> None:
     assert sb.run("echo alive").output == "alive\n"
 
 
-def test_writing_10_gb_hits_the_disk_limit(make_sandbox: object) -> None:
-    sb = make_sandbox(disk="16m")  # type: ignore[operator]
+def test_writing_10_gb_hits_the_disk_limit(make_sandbox: MakeSandbox) -> None:
+    sb = make_sandbox(disk="16m")
     result = sb.run("head -c 10G /dev/zero > big.bin; echo rc=$?", timeout=60)
     # the tmpfs is full (ENOSPC) or the file reached RLIMIT_FSIZE (SIGXFSZ, 128 + 25): both at 16 MiB
     assert "No space left on device" in result.output or "File size limit exceeded" in result.output
@@ -414,11 +417,11 @@ def test_writing_10_gb_hits_the_disk_limit(make_sandbox: object) -> None:
 
 
 def test_full_disk_with_a_memory_limit_leaves_the_sandbox_usable(
-    make_sandbox: object, caplog: pytest.LogCaptureFixture
+    make_sandbox: MakeSandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     # tmpfs pages count against the memory limit: the workspace gets at most half of it, so filling
     # it is ENOSPC instead of OOM kills of every process
-    sb = make_sandbox(memory="128m", disk="1g")  # type: ignore[operator]
+    sb = make_sandbox(memory="128m", disk="1g")
     assert "get 67108864 bytes" in caplog.text
     result = sb.run("head -c 2G /dev/zero > big; echo rc=$?", timeout=60)
     assert "No space left on device" in result.output and "rc=1" in result.output
@@ -586,8 +589,8 @@ def test_async_sandbox_on_docker(docker_image: str) -> None:
     assert wait_gone(sandbox_id)
 
 
-def test_config_env_reaches_every_kind_of_process(make_sandbox: object) -> None:
-    sb = make_sandbox(env={"FROM_CONFIG": "c1", "HOME": "/tmp"})  # type: ignore[operator]
+def test_config_env_reaches_every_kind_of_process(make_sandbox: MakeSandbox) -> None:
+    sb = make_sandbox(env={"FROM_CONFIG": "c1", "HOME": "/tmp"})
     assert sb.run('echo "$FROM_CONFIG $HOME"').output == "c1 /tmp\n"  # default session (the spare shell)
     sb.create_session("second", env={"ONLY_SECOND": "s"})
     assert sb.run('echo "$FROM_CONFIG $ONLY_SECOND"', session="second").output == "c1 s\n"
@@ -595,13 +598,13 @@ def test_config_env_reaches_every_kind_of_process(make_sandbox: object) -> None:
     assert sb.spawn(["printenv", "FROM_CONFIG"]).result(30).output == "c1\n"
 
 
-def test_daemon_that_cannot_see_our_mounts(make_sandbox: object, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_daemon_that_cannot_see_our_mounts(make_sandbox: MakeSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     # e.g. rock-env in a container given the host's Docker socket: no tmpfs binds, no host-side file access;
     # files, list_dir and snapshots go through the container instead, disk is RLIMIT_FSIZE per file
     import rock_env.sandbox.runtimes.docker as docker_runtime
 
     monkeypatch.setattr(docker_runtime, "_shares_mounts", False)
-    sb = make_sandbox(disk="8m")  # type: ignore[operator]
+    sb = make_sandbox(disk="8m")
     assert not mounts.mounted_below(sb.state_dir)
     sb.run("mkdir -p d && echo 1 > d/a && ln -s /etc d/l")
     assert {e.name: e.type for e in sb.list_dir("d")} == {"a": "file", "l": "symlink"}
