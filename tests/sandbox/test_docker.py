@@ -26,6 +26,7 @@ from rock_env.errors import (
     ConfigError,
     ImageNotFound,
     PathOutsideSandbox,
+    SandboxClosed,
     SandboxFileNotFound,
     SnapshotNotFound,
 )
@@ -614,3 +615,19 @@ def test_daemon_that_cannot_see_our_mounts(make_sandbox: MakeSandbox, monkeypatc
     assert sb.run("ls -A; cat d/a").output == "d\n1\n"
     big = sb.run("head -c 10G /dev/zero > big; echo rc=$?", timeout=60)
     assert "File size limit exceeded" in big.output and "rc=153" in big.output
+
+
+def test_idle_ttl_reaps_an_unused_sandbox(docker_image: str) -> None:
+    sb = Sandbox(runtime="docker", image=docker_image, idle_ttl=1)
+    sb.start()
+    try:
+        assert sb.run("echo used").output == "used\n"
+        assert wait_gone(sb.id, timeout=20), "the idle container was not reaped"
+        deadline = time.monotonic() + 10
+        while sb.state_dir.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not sb.state_dir.exists()
+        with pytest.raises(SandboxClosed):
+            sb.run("echo too late")
+    finally:
+        sb.stop()
