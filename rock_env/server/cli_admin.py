@@ -4,7 +4,8 @@
     rock-env admin start server.port=9000 runtime=docker limits=small
     ROCK_ENV_TOKEN=... rock-env admin start server=public
 
-Overrides are Hydra's (groups ``server``, ``worker``, ``limits``, ``runtime``); ``--cfg``
+Overrides are Hydra's (groups ``server``, ``worker``, ``limits``, ``runtime``, ``cluster``,
+``ray_workers``); ``cluster=ray`` places one worker actor per Ray node; ``--cfg``
 prints the composed config and exits.
 """
 
@@ -24,6 +25,7 @@ examples:
   rock-env admin start
   rock-env admin start server.port=9000 runtime=docker
   rock-env admin start server=public server.token=$(openssl rand -hex 16) limits=small
+  rock-env admin start cluster=ray cluster.address=local    # one worker actor per Ray node
 """
 
 
@@ -46,6 +48,11 @@ def main(argv: list[str]) -> int:
         return 0
     settings, extra = admin_settings(cfg)
     settings.check_bind()
+    from rock_env.server.cluster import cluster_settings
+
+    cluster = cluster_settings(cfg)  # cluster=ray: Ray worker actors replace the embedded worker
+    if cluster is not None:
+        settings = settings.model_copy(update={"embedded_worker": False})
     configure_logging(settings.log_level, settings.log_format)
     from rock_env.server.app import create_app
     from rock_env.server.runner import bind_socket, serve_on
@@ -54,6 +61,11 @@ def main(argv: list[str]) -> int:
     port = sock.getsockname()[1]
     if extra.get("port_file"):
         Path(str(extra["port_file"])).write_text(str(port))
+    app = create_app(settings, role="admin")
+    if cluster is not None:
+        from rock_env.server.cluster.hook import attach_cluster
+
+        attach_cluster(app.state.service, cluster, settings.host, port)
     print(f"rock-env admin listening on http://{settings.host}:{port} (state in {settings.data_path()})", flush=True)
-    serve_on(create_app(settings, role="admin"), sock, settings.log_level, settings.log_format == "json")
+    serve_on(app, sock, settings.log_level, settings.log_format == "json")
     return 0

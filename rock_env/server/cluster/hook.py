@@ -1,0 +1,70 @@
+"""Wiring the Ray placement loop into the admin's :class:`~rock_env.server.service.Service`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from rock_env.server.cluster.placement import PlacementLoop, WorkerGone
+from rock_env.server.cluster.ray_backend import RayBackend
+from rock_env.server.cluster.settings import RayClusterSettings
+from rock_env.server.service import Service
+
+logger = logging.getLogger(__name__)
+
+
+def mark_worker_lost(service: Service, worker_id: str, reason: str) -> int:
+    """Mark a remote worker lost now and its objects with it; how many objects were live."""
+    entry = service.workers.get(worker_id)
+    if entry is None or entry.embedded:
+        return 0
+    if entry.status == "alive":
+        entry.status = "lost"
+        if service.store is not None:
+            service.store.set_worker_status(worker_id, "lost")
+    ids = [r.id for r in service.records.values() if r.worker_id == worker_id and r.status == "live"]
+    service._mark_lost(ids, f"worker {worker_id!r} is lost: {reason}")
+    return len(ids)
+
+
+async def run_placement(service: Service, loop: PlacementLoop, backend: Any, interval: float) -> None:
+    """Tick the placement loop every ``interval`` seconds; stop the actors when cancelled."""
+    try:
+        while True:
+            registered = [w.id for w in service.workers.values() if w.status == "alive" and not w.embedded]
+            try:
+                events = await service.blocking(loop.tick, registered)
+            except Exception:
+                logger.exception("Ray placement pass failed")
+                events = []
+            for event in events:
+                if isinstance(event, WorkerGone):
+                    mark_worker_lost(service, event.worker_id, event.reason)
+            await asyncio.sleep(interval)
+    finally:
+        backend.shutdown(loop.handles())
+
+
+def attach_cluster(service: Service, cluster: RayClusterSettings, host: str, port: int) -> RayBackend:
+    """Connect to Ray now and run the placement loop with the admin (listening on ``host:port``)."""
+    settings = service.settings
+    tokens = settings.all_tokens()
+    worker = {
+        "slots": cluster.slots or settings.slots,
+        "heartbeat_interval": settings.heartbeat_interval,
+        "runtime": dict(settings.runtime),
+        "log_level": settings.log_level,
+        "log_format": settings.log_format,
+    }
+    backend = RayBackend(cluster, tokens[0].token if tokens else None, worker)
+    backend.connect()
+    if cluster.admin_url:
+        backend.admin_url = cluster.admin_url.rstrip("/")
+    else:
+        reach = backend.node_ip() if host in ("0.0.0.0", "::", "") else host
+        backend.admin_url = f"http://{reach if ':' not in reach else f'[{reach}]'}:{port}"
+    loop = PlacementLoop(backend, start_timeout=cluster.start_timeout, restart_backoff=cluster.restart_backoff)
+    service.background.append(lambda: run_placement(service, loop, backend, cluster.poll_interval))
+    logger.info("Ray placement: one worker actor per node, registering with %s", backend.admin_url)
+    return backend

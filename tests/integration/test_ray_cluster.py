@@ -1,0 +1,158 @@
+"""An admin with ``cluster=ray`` on a real Ray cluster on loopback (head + one extra node).
+
+The test process starts the Ray cluster (``ray.cluster_utils.Cluster``, every server on
+127.0.0.1) and connects as a second driver; the admin is a child process that joins it with
+``cluster.address=HOST:PORT`` and places one worker actor per node. Killing an actor and
+removing a node must turn the objects on it into ``WorkerLost`` errors that name them (from
+the Ray watch, not the heartbeat timeout), and the admin must put a fresh actor in its place.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+import rock_env as rock
+from rock_env.errors import WorkerLost
+from rock_env.server.cluster.ray_backend import LOOPBACK_ENV_VAR
+from rock_env.server.testing import ServerProcess
+
+pytestmark = [pytest.mark.ray, pytest.mark.server, pytest.mark.slow]
+
+ENV_ID = "game:Sokoban-v0-easy"
+ACTIONS = ["\\boxed{up}", "\\boxed{left}", "\\boxed{down}", "\\boxed{right}"]
+HTTP = httpx.Client(timeout=60)
+#: Fast failure detection so that a dead node is noticed in seconds, not ~30 s.
+FAST_HEALTH = {"health_check_period_ms": 500, "health_check_timeout_ms": 500, "health_check_failure_threshold": 3}
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 90.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.2)
+
+
+def workers(url: str) -> list[dict[str, Any]]:
+    return list(HTTP.get(url + "/api/v1/workers").json()["workers"])
+
+
+def alive(url: str) -> list[dict[str, Any]]:
+    return [w for w in workers(url) if w["status"] == "alive"]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[Any]:
+    os.environ[LOOPBACK_ENV_VAR] = "0"  # before Ray is imported: every Ray server on 127.0.0.1
+    import ray
+    from ray._private import ray_constants
+    from ray.cluster_utils import Cluster
+
+    assert not ray_constants.ENABLE_RAY_CLUSTER, "Ray was imported before the loopback switch was set"
+    temp = tempfile.mkdtemp(prefix="rock-ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "include_dashboard": False, "temp_dir": temp, "_system_config": FAST_HEALTH},
+    )
+    try:
+        cluster.connect(namespace="rock-env")
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+        if temp.startswith("/tmp/rock-ray-") and os.path.isdir(temp):
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def admin(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    data = tmp_path_factory.mktemp("ray-admin")
+    proc = ServerProcess.admin(
+        data,
+        "cluster=ray",
+        f"cluster.address={ray_cluster.address}",
+        "ray_workers.poll_interval=0.3",
+        "server.heartbeat_timeout=60",  # losses below must come from the Ray watch, not missed heartbeats
+        env={LOOPBACK_ENV_VAR: "0"},
+    ).start(timeout=120)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def node_of(worker_id: str) -> str:
+    return worker_id.split("-")[1]
+
+
+def test_actor_kill_gives_worker_lost_and_a_fresh_actor(admin: ServerProcess, ray_cluster: Any) -> None:
+    import ray
+
+    first = wait_for(lambda: alive(admin.url))
+    assert len(first) == 1 and first[0]["id"].startswith("ray-")
+    assert first[0]["url"].startswith("http://127.0.0.1:")
+    worker_id = first[0]["id"]
+
+    local = rock.make(ENV_ID)
+    env = rock.make(ENV_ID, backend="remote", base_url=admin.url)
+    assert env.reset(seed=3) == local.reset(seed=3)
+    for action in ACTIONS:
+        assert env.step(action) == local.step(action)
+    sandbox = rock.Sandbox(runtime="namespace", base_url=admin.url).start()
+    assert sandbox.run("echo ray-placed; echo $((6 * 7))").output == "ray-placed\n42\n"
+    placed = {e["id"]: e["worker_id"] for e in HTTP.get(admin.url + "/api/v1/envs").json()["envs"]}
+    assert placed[env.remote_id] == worker_id
+
+    actor = ray.get_actor(f"rock-env-worker-{worker_id}", namespace="rock-env")
+    ray.kill(actor, no_restart=True)
+    wait_for(lambda: {w["id"]: w["status"] for w in workers(admin.url)}[worker_id] == "lost", timeout=30)
+    with pytest.raises(WorkerLost, match=env.remote_id) as lost:
+        env.step(ACTIONS[0])
+    assert "Ray actor died" in str(lost.value) and ENV_ID in str(lost.value)
+    with pytest.raises(WorkerLost, match=sandbox.id):
+        sandbox.run("echo again")
+    env.close()
+    sandbox.stop()
+
+    fresh = wait_for(lambda: [w for w in alive(admin.url) if w["id"] != worker_id])
+    assert node_of(fresh[0]["id"]) == node_of(worker_id)  # the same node got a new actor
+    again = rock.make(ENV_ID, backend="remote", base_url=admin.url)
+    assert again.reset(seed=3) == local.reset(seed=3)
+    again.close()
+
+
+def test_node_loss_gives_worker_lost_and_new_nodes_get_an_actor(admin: ServerProcess, ray_cluster: Any) -> None:
+    before = {w["id"] for w in wait_for(lambda: alive(admin.url))}
+    node = ray_cluster.add_node(num_cpus=1)
+    new_node = node.node_id[:8]
+    added = wait_for(lambda: [w for w in alive(admin.url) if node_of(w["id"]) == new_node])
+    assert len(added) == 1 and added[0]["id"] not in before
+    assert len(alive(admin.url)) == len(before) + 1  # exactly one actor per node
+
+    envs = [rock.make(ENV_ID, backend="remote", base_url=admin.url) for _ in range(2)]
+    placed = {e["id"]: e["worker_id"] for e in HTTP.get(admin.url + "/api/v1/envs").json()["envs"]}
+    on_node = [e for e in envs if placed[e.remote_id] == added[0]["id"]]
+    assert on_node, f"neither env was placed on the new node's worker: {placed}"
+    for env in envs:
+        env.reset(seed=0)
+
+    ray_cluster.remove_node(node)
+    wait_for(lambda: {w["id"]: w["status"] for w in workers(admin.url)}[added[0]["id"]] == "lost", timeout=45)
+    with pytest.raises(WorkerLost, match=on_node[0].remote_id) as lost:
+        on_node[0].step(ACTIONS[0])
+    assert "Ray" in str(lost.value)
+    for env in envs:
+        if env is not on_node[0]:
+            env.step(ACTIONS[0])  # the other node's env is unaffected
+        env.close()
+    assert not [w for w in alive(admin.url) if node_of(w["id"]) == new_node]
