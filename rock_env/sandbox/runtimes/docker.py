@@ -923,7 +923,7 @@ class DockerRuntime(Runtime):
                     raise KeyError("the daemon's paths are not ours")
                 data = self.api.inspect_container(self._container())["GraphDriver"]["Data"]
                 candidate = data.get("MergedDir")
-                if candidate and os.path.isdir(candidate):
+                if candidate and os.path.isdir(candidate) and os.access(candidate, os.R_OK | os.X_OK):
                     merged = candidate
             self._merged = merged
         return self._merged if isinstance(self._merged, str) else None
