@@ -77,3 +77,11 @@ def test_busy_port_is_a_clear_error() -> None:
         port = busy.getsockname()[1]
         result = run_cli("admin", "start", f"server.port={port}")
     assert result.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_admin_runtime_override_places_docker_sandboxes(tmp_path: Path) -> None:
+    with ServerProcess.admin(tmp_path, "runtime=docker") as admin, rock.Sandbox(base_url=admin.url) as sb:
+        assert sb.runtime == "docker"
+        assert sb.run("echo in-docker").output == "in-docker\n"
