@@ -108,7 +108,8 @@ def test_owner_sigkill_without_ttl_is_reaped_by_gc(sandbox_state: Path, capsys: 
     state_dir = Path(str(info["dir"]))
     pids = [int(p) for p in info["pids"]]  # type: ignore[attr-defined]
     assert _eventually(lambda: not any(_alive(p) for p in pids))
-    assert state_dir.exists() and mounted_below(state_dir)
+    assert state_dir.exists()
+    assert mounted_below(state_dir) == []  # the workspace tmpfs lived in the sandbox's mount namespace only
     assert sandbox_cli(["list"]) == 0
     assert f"{state_dir.name}  namespace  dead" in capsys.readouterr().out
     assert sandbox_cli(["gc", "--dry-run"]) == 0
@@ -116,7 +117,7 @@ def test_owner_sigkill_without_ttl_is_reaped_by_gc(sandbox_state: Path, capsys: 
     assert state_dir.exists()
     assert sandbox_cli(["gc"]) == 0
     out = capsys.readouterr().out
-    assert f"reaping {state_dir.name} (owner gone)" in out and "unmounted" in out and "removed cgroup" in out
+    assert f"reaping {state_dir.name} (owner gone)" in out and "removed cgroup" in out
     assert not state_dir.exists()
     assert not any(Path(c).exists() for c in info["cgroups"])  # type: ignore[attr-defined]
 

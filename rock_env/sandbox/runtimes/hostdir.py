@@ -1,11 +1,14 @@
-"""The shared half of the local and namespace runtimes: a host directory as the writable layer.
+"""The shared half of the local and namespace runtimes: a writable layer reached through directory fds.
 
-The writable layer lives in ``<state dir>/fs`` (a size-limited tmpfs when the process may
-mount one, else a plain directory) with ``workspace/`` (the sandbox's workdir) and ``tmp/``.
-File operations work directly on these host directories with confinement checks (a symlink
-pointing out is refused); snapshots are copies under ``<state dir>/snapshots`` restored
-incrementally (see :mod:`rock_env.sandbox.snapshots`). Limits use per-sandbox cgroups (v1)
-where available and rlimits otherwise.
+The local runtime's writable layer lives in ``<state dir>/fs`` (a size-limited tmpfs when the
+process may mount one, else a plain directory) with ``workspace/`` (the sandbox's workdir) and
+``tmp/``. The namespace runtime's ``/workspace`` and ``/tmp`` are tmpfs mounts that exist only
+inside the sandbox's mount namespace (``host_tmpfs = False``), so that the host's mount table does
+not grow with every sandbox. Either way, file operations and snapshots go through
+:class:`~rock_env.sandbox.confined.ConfinedRoots`: directory fds walked one component at a time,
+never following a symlink on the host's behalf. Snapshots are copies under
+``<state dir>/snapshots`` restored incrementally (see :mod:`rock_env.sandbox.snapshots`). Limits
+use per-sandbox cgroups (v1) where available and rlimits otherwise.
 """
 
 from __future__ import annotations
@@ -13,14 +16,20 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, ClassVar
 
-from rock_env.errors import PathOutsideSandbox, SandboxFileNotFound, SandboxStartError, SnapshotNotFound
+from rock_env.errors import (
+    PathOutsideSandbox,
+    SandboxClosed,
+    SandboxFileNotFound,
+    SandboxStartError,
+    SnapshotNotFound,
+)
 from rock_env.sandbox import cgroups, mounts
-from rock_env.sandbox.files import extract_tar, tar_stream
+from rock_env.sandbox.confined import ConfinedRoots, open_root
 from rock_env.sandbox.models import DEFAULT_DISK, DEFAULT_PIDS, FileInfo, SandboxConfig
 from rock_env.sandbox.runtimes.base import Runtime
 from rock_env.sandbox.snapshots import SnapshotStore
@@ -30,14 +39,20 @@ logger = logging.getLogger(__name__)
 
 
 class HostDirRuntime(Runtime):
-    """Base of runtimes whose writable layer is a host directory (local, namespace)."""
+    """Base of runtimes whose writable layer the host reaches directly (local, namespace)."""
+
+    #: True: the writable layer is ``<state dir>/fs`` on the host (a tmpfs mounted there when possible);
+    #: False: the runtime mounts its own and opens it in :meth:`_open_roots`
+    host_tmpfs: ClassVar[bool] = True
 
     def __init__(self, config: SandboxConfig, sandbox_id: str, state_dir: Path) -> None:
         super().__init__(config, sandbox_id, state_dir)
         self.fs = state_dir / "fs"
         self.workspace = self.fs / "workspace"
         self.tmp = self.fs / "tmp"
-        self.snapshots = SnapshotStore(self.workspace, state_dir / "snapshots")
+        self.snapshots = SnapshotStore(self._workspace_fd, state_dir / "snapshots")
+        self._files: ConfinedRoots | None = None
+        self._files_lock = threading.Lock()
         self.cgroups: cgroups.CgroupSet | None = None
         self.tmpfs = False
         self._started = False
@@ -78,19 +93,22 @@ class HostDirRuntime(Runtime):
                 "sandbox %s: cgroup v1 is not writable here; memory/pids use rlimits (per process), cpus is ignored",
                 self.sandbox_id,
             )
-        self.fs.mkdir(parents=True, exist_ok=True)
         cgroup_paths = [] if self.cgroups is None else [str(p) for p in self.cgroups.paths.values()]
-        self._remember(mount_points=[str(self.fs)], cgroup_paths=cgroup_paths)
-        self.tmpfs = mounts.mount_tmpfs(self.fs, disk)
-        if not self.tmpfs and self.config.disk is not None:
-            logger.warning(
-                "sandbox %s: cannot mount a tmpfs (not root?), so disk=%s is enforced per file only (RLIMIT_FSIZE)",
-                self.sandbox_id,
-                self.config.disk,
-            )
-        self.workspace.mkdir(exist_ok=True)
-        self.tmp.mkdir(exist_ok=True)
-        os.chmod(self.tmp, 0o1777)
+        if self.host_tmpfs:
+            self.fs.mkdir(parents=True, exist_ok=True)
+            self._remember(mount_points=[str(self.fs)], cgroup_paths=cgroup_paths)
+            self.tmpfs = mounts.mount_tmpfs(self.fs, disk)
+            if not self.tmpfs and self.config.disk is not None:
+                logger.warning(
+                    "sandbox %s: cannot mount a tmpfs (not root?), so disk=%s is enforced per file only (RLIMIT_FSIZE)",
+                    self.sandbox_id,
+                    self.config.disk,
+                )
+            self.workspace.mkdir(exist_ok=True)
+            self.tmp.mkdir(exist_ok=True)
+            os.chmod(self.tmp, 0o1777)
+        else:
+            self._remember(cgroup_paths=cgroup_paths)
         if self.cgroups is not None:
             try:
                 self.cgroups.create(memory=memory, pids=pids, cpus=self.config.cpus)
@@ -106,6 +124,7 @@ class HostDirRuntime(Runtime):
 
     def _teardown(self) -> None:
         """Kill every process, remove cgroups, unmount and delete the state dir (idempotent)."""
+        self._close_files()
         if self.cgroups is not None:
             self.cgroups.remove()
         for point in mounts.mounted_below(self.state_dir):
@@ -144,60 +163,47 @@ class HostDirRuntime(Runtime):
 
     # --- files -----------------------------------------------------------------------------
 
+    def _open_roots(self) -> dict[str, int]:
+        """Open the writable directories as directory fds: sandbox path -> fd (host directories here)."""
+        return {root: open_root("/", str(host_root)) for root, host_root in self._roots()}
+
+    def files(self) -> ConfinedRoots:
+        """The confined view of the writable directories (opened on first use, closed on stop)."""
+        with self._files_lock:
+            if self._files is None:
+                if self._stopped:
+                    raise SandboxClosed(f"sandbox {self.sandbox_id} was stopped; its files are gone")
+                self._files = ConfinedRoots(self._open_roots())
+            return self._files
+
+    def _close_files(self) -> None:
+        with self._files_lock:
+            files, self._files = self._files, None
+        if files is not None:
+            files.close()
+
+    def _workspace_fd(self) -> int:
+        return self.files().root_fd(self.config.workdir)
+
     def read_file(self, path: str) -> bytes:
         """Read a file of the writable layer."""
-        host = self.host_path(path, must_exist=True)
-        if host.is_dir():
-            raise SandboxFileNotFound(f"{path!r} is a directory, not a file; use list_dir or download")
-        return host.read_bytes()
+        return self.files().read_file(path)
 
     def write_file(self, path: str, data: bytes) -> None:
         """Write a file, creating parent directories."""
-        host = self.host_path(path)
-        host.parent.mkdir(parents=True, exist_ok=True)
-        self.host_path(os.path.dirname(path) or "/")  # the parents may not be links out either
-        try:
-            with open(host, "wb") as fh:
-                fh.write(data)
-        except IsADirectoryError:
-            raise SandboxFileNotFound(f"{path!r} is a directory; give a file path") from None
+        self.files().write_file(path, data)
 
     def list_dir(self, path: str) -> list[FileInfo]:
         """List a directory of the writable layer."""
-        host = self.host_path(path, must_exist=True)
-        if not host.is_dir():
-            raise SandboxFileNotFound(f"{path!r} is not a directory")
-        out = []
-        for entry in sorted(os.scandir(host), key=lambda e: e.name):
-            st = entry.stat(follow_symlinks=False)
-            if stat.S_ISLNK(st.st_mode):
-                kind = "symlink"
-            elif stat.S_ISDIR(st.st_mode):
-                kind = "dir"
-            elif stat.S_ISREG(st.st_mode):
-                kind = "file"
-            else:
-                kind = "other"
-            out.append(
-                FileInfo(
-                    name=entry.name,
-                    path=path.rstrip("/") + "/" + entry.name,
-                    type=kind,  # type: ignore[arg-type]
-                    size=st.st_size,
-                    mode=stat.S_IMODE(st.st_mode),
-                    mtime=st.st_mtime,
-                )
-            )
-        return out
+        return self.files().list_dir(path)
 
     def put_archive(self, dest_dir: str, stream: BinaryIO) -> None:
         """Extract a tar stream into a directory of the writable layer."""
-        extract_tar(stream, self.host_path(dest_dir))
+        self.files().extract(dest_dir, stream)
 
     def get_archive(self, path: str) -> Iterator[bytes]:
         """Stream a tar of a file or directory of the writable layer."""
-        host = self.host_path(path, must_exist=True)
-        return tar_stream(host, os.path.basename(path.rstrip("/")) or "workspace")
+        return self.files().tar(path, os.path.basename(path.rstrip("/")) or "workspace")
 
     # --- snapshots -------------------------------------------------------------------------
 

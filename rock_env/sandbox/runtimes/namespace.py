@@ -3,9 +3,11 @@
 Layout of a sandbox: a read-only root made of the host's system directories (``/usr``,
 ``/bin``, ``/lib*``, ``/sbin``, ``/etc`` with secrets masked) or of a rootfs directory or
 tarball (``config.image``); ``/proc``, a minimal ``/dev``, and the writable ``/workspace``
-and ``/tmp`` from the host-side writable layer (see :mod:`.hostdir`). No network unless
-``network=True`` (then the host's). All capabilities are dropped; ``--new-session`` and
-``--die-with-parent`` are set.
+and ``/tmp``: size-limited tmpfs mounts made by bwrap inside the sandbox's mount namespace, so
+that the host's mount table does not grow with every sandbox (each new bwrap copies that table).
+The host reaches them through ``/proc/<keeper pid>/root`` with directory fds and confined,
+symlink-safe resolution (see :mod:`rock_env.sandbox.confined`). No network unless
+``network=True`` (then the host's). All capabilities are dropped; ``--die-with-parent`` are set.
 
 Start-up is one bubblewrap process: its command is a small ``sh`` that runs the default
 session's bash in the foreground (on bwrap's stdio pipes), reports the bash's exit code
@@ -36,7 +38,8 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 
-from rock_env.errors import ImageNotFound, RuntimeUnavailable, SandboxClosed, SandboxStartError
+from rock_env.errors import ImageNotFound, RuntimeUnavailable, SandboxClosed, SandboxError, SandboxStartError
+from rock_env.sandbox.confined import open_root
 from rock_env.sandbox.hostproc import HostProcessPipe, children, command_mark, descendants, signal_tree
 from rock_env.sandbox.models import SandboxConfig
 from rock_env.sandbox.runtimes.base import ProcessPipe
@@ -270,6 +273,7 @@ class NamespaceRuntime(HostDirRuntime):
     """Sandboxes as bubblewrap namespaces on this host (see the module docstring)."""
 
     name = "namespace"
+    host_tmpfs = False
 
     def __init__(self, config: SandboxConfig, sandbox_id: str, state_dir: Path) -> None:
         super().__init__(config, sandbox_id, state_dir)
@@ -337,7 +341,9 @@ class NamespaceRuntime(HostDirRuntime):
             argv.append("--unshare-net")
         argv += self._root_args()
         argv += ["--proc", "/proc", "--dev", "/dev"]
-        argv += ["--bind", str(self.workspace), self.config.workdir, "--bind", str(self.tmp), "/tmp"]
+        # the writable layer: tmpfs mounts in the sandbox's own mount namespace (none on the host)
+        disk = str(self._limits()[2])
+        argv += ["--size", disk, "--tmpfs", self.config.workdir, "--perms", "1777", "--size", disk, "--tmpfs", "/tmp"]
         argv += ["--chdir", self.config.workdir]
         argv += ["--info-fd", str(info_fd), "--block-fd", str(block_fd)]
         # sh runs the default session's bash in the foreground, reports its exit code with a marker,
@@ -449,6 +455,32 @@ class NamespaceRuntime(HostDirRuntime):
     def alive(self) -> bool:
         """True while bwrap runs."""
         return self._bwrap is not None and not self._stopped and self._bwrap.poll() is None
+
+    # --- files ---------------------------------------------------------------------------------
+
+    def _open_roots(self) -> dict[str, int]:
+        """Open ``/workspace`` and ``/tmp`` through ``/proc/<keeper>/root`` (the mounts exist only in there).
+
+        The keeper runs once bwrap has set the mounts up; its root is the sandbox's root, and
+        each path is opened one component at a time without following symlinks. The roots must
+        be mount points of their own (not the root's file system), or the sandbox moved them.
+        """
+        if not self.alive():
+            raise SandboxClosed(f"sandbox {self.sandbox_id} is not running; start a new one")
+        base = f"/proc/{self._keeper()}/root"
+        root_dev = os.stat(base).st_dev
+        fds: dict[str, int] = {}
+        try:
+            for path in (self.config.workdir, "/tmp"):
+                fd = open_root(base, path)
+                fds[path] = fd
+                if os.fstat(fd).st_dev == root_dev:
+                    raise SandboxError(f"sandbox {self.sandbox_id}: {path} is no longer its tmpfs mount")
+        except BaseException:
+            for fd in fds.values():
+                os.close(fd)
+            raise
+        return fds
 
     # --- processes -------------------------------------------------------------------------
 
