@@ -9,11 +9,13 @@ the Ray watch, not the heartbeat timeout), and the admin must put a fresh actor 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -92,7 +94,37 @@ def admin(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def node_of(worker_id: str) -> str:
-    return worker_id.split("-")[1]
+    return worker_id.split("-")[1]  # ray-<node id prefix>-<run><sequence number>
+
+
+def test_private_head_serves_and_its_leftovers_are_reaped_after_an_admin_crash(tmp_path: Path) -> None:
+    """``cluster.address=local``: the admin runs its own Ray head; after SIGKILL the next admin reaps it."""
+    from rock_env.sandbox.state import ProcessRef
+    from rock_env.server.cluster.leftovers import RECORD_NAME, ray_descendants
+
+    proc = ServerProcess.admin(tmp_path, "cluster=ray", "cluster.address=local", "ray_workers.poll_interval=0.3")
+    proc.start(timeout=120)
+    try:
+        worker = wait_for(lambda: alive(proc.url))[0]
+        env = rock.make(ENV_ID, backend="remote", base_url=proc.url)
+        assert env.reset(seed=5) == rock.make(ENV_ID).reset(seed=5)
+        head = ray_descendants(proc.pid)
+        assert any("gcs_server" in r.role for r in head) and any("raylet" in r.role for r in head)
+        wait_for(lambda: len(json.loads((tmp_path / RECORD_NAME).read_text())) >= len(head))
+        proc.kill()  # a crash: Ray's fate sharing ends most of the head, not all of it
+        proc.restart(timeout=120)
+        assert not [r for r in head if r.alive()], "the new admin should have killed the old head's processes"
+        with pytest.raises(WorkerLost, match=env.remote_id):
+            env.step(ACTIONS[0])
+        env.close()
+        # the old actor ended with the old admin: its worker is lost at once, a new one takes the node
+        wait_for(lambda: {w["id"]: w["status"] for w in workers(proc.url)}.get(worker["id"]) == "lost", timeout=5)
+        wait_for(lambda: [w for w in alive(proc.url) if w["id"] != worker["id"]])
+        new_head = ray_descendants(proc.pid)
+    finally:
+        proc.stop()
+    wait_for(lambda: not [r for r in new_head if ProcessRef.alive(r)], timeout=30)
+    assert not (tmp_path / RECORD_NAME).exists()
 
 
 def test_actor_kill_gives_worker_lost_and_a_fresh_actor(admin: ServerProcess, ray_cluster: Any) -> None:

@@ -71,7 +71,7 @@ class Clock:
 
 
 def make_loop(cluster: FakeCluster, clock: Clock) -> PlacementLoop:
-    return PlacementLoop(cluster, start_timeout=30.0, restart_backoff=2.0, clock=clock)
+    return PlacementLoop(cluster, start_timeout=30.0, restart_backoff=2.0, clock=clock, run="")
 
 
 def test_one_actor_per_alive_node_and_new_nodes_get_one() -> None:

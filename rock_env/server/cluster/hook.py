@@ -28,9 +28,18 @@ def mark_worker_lost(service: Service, worker_id: str, reason: str) -> int:
     return len(ids)
 
 
+def forget_previous_actors(service: Service, prefix: str) -> list[str]:
+    """Mark lost the Ray workers an earlier admin run recorded: their actors ended with that driver."""
+    stale = [w.id for w in service.workers.values() if not w.embedded and w.id.startswith(f"{prefix}-")]
+    for worker_id in stale:
+        mark_worker_lost(service, worker_id, "its Ray actor ended with the previous admin process")
+    return stale
+
+
 async def run_placement(service: Service, loop: PlacementLoop, backend: Any, interval: float) -> None:
     """Tick the placement loop every ``interval`` seconds; stop the actors when cancelled."""
     try:
+        forget_previous_actors(service, loop.prefix)
         while True:
             registered = [w.id for w in service.workers.values() if w.status == "alive" and not w.embedded]
             try:
@@ -57,7 +66,7 @@ def attach_cluster(service: Service, cluster: RayClusterSettings, host: str, por
         "log_level": settings.log_level,
         "log_format": settings.log_format,
     }
-    backend = RayBackend(cluster, tokens[0].token if tokens else None, worker)
+    backend = RayBackend(cluster, tokens[0].token if tokens else None, worker, data_dir=settings.data_path())
     backend.connect()
     if cluster.admin_url:
         backend.admin_url = cluster.admin_url.rstrip("/")

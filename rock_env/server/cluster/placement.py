@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -100,6 +101,8 @@ class PlacementLoop:
     start_timeout: float = 120.0
     restart_backoff: float = 2.0
     prefix: str = "ray"
+    #: Part of every worker id, unique per admin run: ids never repeat across admin restarts.
+    run: str = field(default_factory=lambda: uuid.uuid4().hex[:4])
     clock: Callable[[], float] = time.monotonic
     actors: dict[str, ActorState] = field(default_factory=dict)
     _backoff: dict[str, _Backoff] = field(default_factory=dict)
@@ -115,7 +118,11 @@ class PlacementLoop:
 
     def _new_worker_id(self, node_id: str) -> str:
         self._seq += 1
-        return f"{self.prefix}-{node_id[:8]}-{self._seq}"
+        return (
+            f"{self.prefix}-{node_id[:8]}-{self.run}{self._seq}"
+            if self.run
+            else f"{self.prefix}-{node_id[:8]}-{self._seq}"
+        )
 
     def tick(self, registered: Iterable[str] = ()) -> list[Event]:
         """Look at the nodes and actors once; the events to apply, losses first.

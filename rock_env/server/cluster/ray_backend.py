@@ -14,9 +14,11 @@ import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rock_env.errors import ConfigError, ServerUnavailable
+from rock_env.server.cluster import leftovers
 from rock_env.server.cluster.placement import NodeView
 from rock_env.server.cluster.settings import RayClusterSettings
 from rock_env.server.settings import is_loopback
@@ -51,8 +53,12 @@ def address_is_loopback(address: str) -> bool:
 class RayBackend:
     """:class:`~rock_env.server.cluster.placement.ClusterBackend` on a Ray cluster."""
 
-    def __init__(self, settings: RayClusterSettings, token: str | None, worker: dict[str, Any]) -> None:
+    def __init__(
+        self, settings: RayClusterSettings, token: str | None, worker: dict[str, Any], data_dir: Path | None = None
+    ) -> None:
         self.settings = settings
+        #: Where a private head's processes are recorded (see :mod:`.leftovers`); ``None``: not recorded.
+        self.data_dir = data_dir if settings.is_local_head else None
         self.token = token
         #: ServerSettings fields of each actor's worker (slots, heartbeat_interval, runtime, log_*).
         self.worker = worker
@@ -81,6 +87,8 @@ class RayBackend:
             kwargs.update(address="local", include_dashboard=False)
         else:
             kwargs.update(address=address)
+        if self.data_dir is not None:
+            leftovers.reap(self.data_dir)  # what a crashed admin's private head left running
         try:
             ray.init(**kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -92,6 +100,7 @@ class RayBackend:
             )
             raise ServerUnavailable(f"cannot connect to the Ray cluster at {address!r}: {exc}. {hint}.") from exc
         self.connected = True
+        self._record()
         logger.info("connected to Ray at %s (namespace %s)", ray.get_runtime_context().gcs_address, kwargs["namespace"])
 
     def node_ip(self) -> str:
@@ -136,6 +145,7 @@ class RayBackend:
             max_restarts=0,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node.node_id, soft=False),
         ).remote(self.admin_url, worker_id, node.ip, self.token, self.worker)
+        self._record()  # the head's agents are up by now
         return RayWorkerHandle(worker_id, node.node_id, actor, actor.wait_stopped.remote())
 
     def dead_workers(self, handles: Iterable[Any]) -> dict[Any, str]:
@@ -183,4 +193,13 @@ class RayBackend:
         finally:
             ray.shutdown()
             self.connected = False
+            if self.data_dir is not None:
+                leftovers.reap(self.data_dir)  # stragglers of the private head
             logger.info("left the Ray cluster")
+
+    def _record(self) -> None:
+        if self.data_dir is not None:
+            try:
+                leftovers.record(self.data_dir)
+            except OSError as exc:
+                logger.warning("cannot record the Ray head's processes in %s: %s", self.data_dir, exc)
