@@ -706,7 +706,11 @@ class DockerRuntime(Runtime):
         if is_sandbox_dir(self.state_dir) and self.state_dir.is_absolute() and not mounts.mounted_below(self.state_dir):
             shutil.rmtree(self.state_dir, ignore_errors=True)
         else:
-            logger.warning("sandbox %s: not removing %s (not a sandbox state dir)", self.sandbox_id, self.state_dir)
+            logger.warning(
+                "sandbox %s: not removing %s (not a sandbox state dir, or still mounted below)",
+                self.sandbox_id,
+                self.state_dir,
+            )
 
     def alive(self) -> bool:
         """True while the container's init runs."""
