@@ -173,6 +173,14 @@ class EnvMakeRequest(WireModel):
     idle_ttl: float | None = Field(default=None, gt=0, description="close the env after this many idle seconds")
 
 
+class TextSpaceInfo(BaseModel):
+    """A gymnasium ``Text`` space on the wire (a client rebuilds the same space from it)."""
+
+    max_length: int = Field(ge=0)
+    min_length: int = Field(default=0, ge=0)
+    charset: str
+
+
 class EnvInfo(BaseModel):
     """An env instance hosted by a worker."""
 
@@ -185,6 +193,9 @@ class EnvInfo(BaseModel):
     status: Literal["live", "lost", "closed"] = "live"
     requirements: list[str] = Field(default_factory=list)
     sandbox_id: str | None = None
+    tools: list[JsonDict] | None = Field(default=None, description="the env's OpenAI tool schemas, if it has tools")
+    action_space: TextSpaceInfo | None = Field(default=None, description="None: not a text space")
+    observation_space: TextSpaceInfo | None = Field(default=None, description="None: not a text space")
 
 
 class EnvList(BaseModel):
@@ -221,6 +232,29 @@ class EnvStepResponse(BaseModel):
     terminated: bool
     truncated: bool
     info: JsonDict = Field(default_factory=dict)
+
+
+class SampleActionRequest(WireModel):
+    """``POST /api/v1/envs/{id}/sample_action``: draw ``env.sample_random_action()`` on the server.
+
+    ``action_space_seed`` (when the client seeded its copy of the action space since the last
+    sample) first seeds the hosted env's action space the same way, so both sides draw alike.
+    """
+
+    action_space_seed: int | None = Field(default=None, ge=0)
+    seed_action_space: bool = Field(default=False, description="seed the action space (with None: from entropy)")
+
+
+class SampleActionResponse(BaseModel):
+    """One action drawn from the env's own RNG."""
+
+    action: str
+
+
+class RenderResponse(BaseModel):
+    """``GET /api/v1/envs/{id}/render``: what the hosted env's ``render()`` returned (text or None)."""
+
+    render: str | None = None
 
 
 class BatchStepItem(WireModel):
@@ -279,6 +313,19 @@ class VecInfo(BaseModel):
     last_used: float
     idle_ttl: float | None = None
     status: Literal["live", "lost", "closed"] = "live"
+    tools: list[JsonDict] | None = Field(default=None, description="the sub-envs' OpenAI tool schemas, if any")
+
+
+class VecSampleResponse(BaseModel):
+    """``POST /api/v1/vecs/{id}/sample_actions``: one random action per sub-env, from their own RNGs."""
+
+    actions: list[str]
+
+
+class VecRenderResponse(BaseModel):
+    """``GET /api/v1/vecs/{id}/render``: each sub-env's ``render()``."""
+
+    renders: list[str | None]
 
 
 class VecResetRequest(WireModel):
@@ -588,6 +635,7 @@ __all__ = [
     "ProcessInfo",
     "ProcessOutput",
     "ProcessWaitRequest",
+    "RenderResponse",
     "RestoreRequest",
     "RockCloseRequest",
     "RockCloseResponse",
@@ -597,6 +645,8 @@ __all__ = [
     "RockResetRequest",
     "RockStepRequest",
     "RunRequest",
+    "SampleActionRequest",
+    "SampleActionResponse",
     "SandboxConfig",
     "SandboxCreateRequest",
     "SandboxInfo",
@@ -608,10 +658,13 @@ __all__ = [
     "SnapshotResponse",
     "SpawnRequest",
     "StreamRequest",
+    "TextSpaceInfo",
     "VecInfo",
     "VecMakeRequest",
+    "VecRenderResponse",
     "VecResetRequest",
     "VecResetResponse",
+    "VecSampleResponse",
     "VecStepRequest",
     "VecStepResponse",
     "WorkerCapacity",

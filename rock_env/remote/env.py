@@ -3,6 +3,12 @@
 ``rock.make(id, backend="remote", base_url=...)`` returns one. It is a
 :class:`rock_env.core.Env` like a local env, and for the same seed and actions it gives
 the same transcript, because the worker builds the env from the same spec.
+
+What trainers and policies read from an env is there too: ``sample_random_action()`` runs
+on the server (the hosted env's own RNG draws it, so a seeded random policy plays the same
+actions as locally), ``tools`` are the hosted env's OpenAI tool schemas, ``spec`` is the
+local registry's spec of the id, ``action_space``/``observation_space`` are copies of the
+hosted env's text spaces, ``render()`` asks the hosted env, and ``with`` closes it.
 """
 
 from __future__ import annotations
@@ -10,7 +16,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from rock_env.core import Env, StepResult
+from gymnasium.spaces import Text
+
+from rock_env.core import Env, StepResult, text_space
 from rock_env.errors import EnvInstanceNotFound, InvalidAction, RockEnvError, ServerUnavailable, WorkerLost
 from rock_env.protocol import (
     EnvInfo,
@@ -20,6 +28,10 @@ from rock_env.protocol import (
     EnvStepRequest,
     EnvStepResponse,
     Ok,
+    RenderResponse,
+    SampleActionRequest,
+    SampleActionResponse,
+    TextSpaceInfo,
     require_json,
 )
 from rock_env.remote.client import ApiClient
@@ -27,8 +39,44 @@ from rock_env.remote.client import ApiClient
 logger = logging.getLogger(__name__)
 
 
+class RemoteTextSpace(Text):
+    """A copy of the hosted env's ``Text`` action space; ``seed()`` also seeds the hosted one.
+
+    The seed is sent with the next :meth:`RemoteEnv.sample_random_action` (no extra request),
+    so ``env.action_space.seed(n)`` followed by ``env.sample_random_action()`` draws what the
+    local env would.
+    """
+
+    def __init__(self, max_length: int, *, min_length: int = 0, charset: str | None = None) -> None:
+        if charset is None:
+            super().__init__(max_length, min_length=min_length)
+        else:
+            super().__init__(max_length, min_length=min_length, charset=charset)
+        #: ``(seed,)`` when the space was seeded since the last remote sample, else ``None``.
+        self.pending_seed: tuple[int | None] | None = None
+
+    def seed(self, seed: int | None = None) -> int:  # type: ignore[override]
+        """Seed this copy and, on the next remote sample, the hosted env's action space."""
+        result = super().seed(seed)
+        self.pending_seed = (seed,)
+        return result
+
+
+def _space(info: TextSpaceInfo | None, fallback: Text) -> Text:
+    if info is None:
+        return fallback
+    return Text(info.max_length, min_length=info.min_length, charset=info.charset)
+
+
 class RemoteEnv(Env):
-    """An env hosted by a worker behind the admin at ``base_url``."""
+    """An env hosted by a worker behind the admin at ``base_url``.
+
+    Attributes:
+        info: the server's :class:`~rock_env.protocol.EnvInfo` of this env.
+        remote_id: its instance id on the server.
+        tools: the hosted env's OpenAI tool schemas, ``None`` when it has no tools.
+        spec: the local registry's spec of the id (``None`` if the id is known to the server only).
+    """
 
     def __init__(
         self,
@@ -54,6 +102,14 @@ class RemoteEnv(Env):
             raise
         self.remote_id = self.info.id
         self._base = f"/api/v1/envs/{self.remote_id}"
+        self.tools: list[dict[str, Any]] | None = self.info.tools
+        act = self.info.action_space
+        self.action_space = (
+            RemoteTextSpace(act.max_length, min_length=act.min_length, charset=act.charset)
+            if act is not None
+            else RemoteTextSpace(4096, charset="".join(text_space().character_list))
+        )
+        self.observation_space = _space(self.info.observation_space, text_space())
         try:
             from rock_env.registry import registry
 
@@ -77,6 +133,34 @@ class RemoteEnv(Env):
         body = EnvStepRequest(action=action)
         answer = self._client.post_fast(f"{self._base}/step", body, EnvStepResponse)
         return answer.observation, answer.reward, answer.terminated, answer.truncated, answer.info
+
+    def sample_random_action(self) -> str:
+        """``sample_random_action()`` of the hosted env: drawn on the server from its own RNG.
+
+        Works before the first reset and between episodes, like a local env.
+        """
+        self._check_usable("sample_random_action")
+        space = self.action_space
+        pending = space.pending_seed if isinstance(space, RemoteTextSpace) else None
+        if pending is None:
+            body = SampleActionRequest()
+        else:
+            body = SampleActionRequest(action_space_seed=pending[0], seed_action_space=True)
+        answer = self._client.post_fast(f"{self._base}/sample_action", body, SampleActionResponse)
+        if isinstance(space, RemoteTextSpace):
+            space.pending_seed = None
+        return answer.action
+
+    def render(self) -> str | None:
+        """``render()`` of the hosted env (for rock_env envs: the last observation)."""
+        self._check_usable("render")
+        return self._client.call("GET", f"{self._base}/render", RenderResponse).render
+
+    def _check_usable(self, what: str) -> None:
+        if self._closed:
+            from rock_env.errors import EnvClosed
+
+            raise EnvClosed(f"RemoteEnv.{what}() on a closed env: make a new one with rock.make.")
 
     def close(self) -> None:
         """Close the env on the server (idempotent; a lost or unreachable server is not an error here)."""

@@ -21,8 +21,10 @@ from rock_env.protocol import (
     Ok,
     VecInfo,
     VecMakeRequest,
+    VecRenderResponse,
     VecResetRequest,
     VecResetResponse,
+    VecSampleResponse,
     VecStepRequest,
     VecStepResponse,
     pack_tree,
@@ -87,6 +89,8 @@ class RemoteVecEnv(gymnasium.vector.VectorEnv[tuple[str, ...], Sequence[str], np
         self.single_action_space = text_space(max_length=4096)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
+        #: The sub-envs' OpenAI tool schemas, ``None`` when they have no tools.
+        self.tools: list[dict[str, Any]] | None = self.info.tools
 
     def _check_open(self, what: str) -> None:
         if self.closed:
@@ -123,6 +127,31 @@ class RemoteVecEnv(gymnasium.vector.VectorEnv[tuple[str, ...], Sequence[str], np
             np.asarray(answer.truncations, dtype=np.bool_),
             unpack_tree(answer.infos),
         )
+
+    def sample_random_actions(self) -> list[str]:
+        """One ``sample_random_action()`` per sub-env, drawn on the server from each sub-env's own RNG.
+
+        The same as ``list(vec.call("sample_random_action"))`` on the local vector env.
+        """
+        self._check_open("sample_random_actions")
+        answer = self._client.call("POST", f"{self._base}/sample_actions", VecSampleResponse, idempotent=False)
+        return answer.actions
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        """``call("sample_random_action")`` and ``call("render")`` as on a local vector env (no others remotely)."""
+        if args or kwargs or name not in ("sample_random_action", "render"):
+            from rock_env.errors import InvalidArgument
+
+            raise InvalidArgument(
+                f"RemoteVecEnv.call({name!r}) is not available over HTTP; only call('sample_random_action') and "
+                "call('render') are (without arguments). Use the local backend to call other methods."
+            )
+        return tuple(self.sample_random_actions()) if name == "sample_random_action" else self.render()
+
+    def render(self) -> tuple[str | None, ...]:  # type: ignore[override]
+        """Each sub-env's ``render()``, from the server."""
+        self._check_open("render")
+        return tuple(self._client.call("GET", f"{self._base}/render", VecRenderResponse).renders)
 
     def close(self, **kwargs: Any) -> None:  # type: ignore[override]
         """Close the sub-envs on the server (idempotent)."""

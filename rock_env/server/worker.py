@@ -33,11 +33,17 @@ from rock_env.protocol import (
     EnvResetRequest,
     EnvResetResponse,
     EnvStepResponse,
+    RenderResponse,
+    SampleActionRequest,
+    SampleActionResponse,
     SandboxPlacement,
+    TextSpaceInfo,
     VecInfo,
     VecMakeRequest,
+    VecRenderResponse,
     VecResetRequest,
     VecResetResponse,
+    VecSampleResponse,
     VecStepResponse,
     WorkerCapacity,
     describe_errors,
@@ -84,6 +90,50 @@ def _wrap_env_error(exc: Exception, what: str) -> RockEnvError:
     if isinstance(exc, _INPUT_ERRORS):
         return InvalidAction(f"{what} rejected the input: {type(exc).__name__}: {exc}")
     return RockEnvError(f"{what} failed: {type(exc).__name__}: {exc}")
+
+
+def text_space_info(space: Any) -> TextSpaceInfo | None:
+    """The wire form of a gymnasium ``Text`` space (``None`` for any other space)."""
+    from gymnasium.spaces import Text
+
+    if not isinstance(space, Text):
+        return None
+    return TextSpaceInfo(
+        max_length=space.max_length, min_length=space.min_length, charset="".join(space.character_list)
+    )
+
+
+def tool_schemas_of(env: Any) -> list[dict[str, Any]] | None:
+    """The env's ``tools`` as OpenAI tool schemas (JSON), ``None`` when it has none or they are not JSON."""
+    tools = getattr(env, "tools", None)
+    if tools is None:
+        tools = getattr(getattr(env, "unwrapped", None), "tools", None)
+    if tools is None:
+        return None
+    try:
+        if callable(tools):
+            tools = tools()
+        out: list[dict[str, Any]] = []
+        for tool in tools:
+            if hasattr(tool, "openai_schema"):
+                tool = tool.openai_schema()
+            elif hasattr(tool, "model_dump"):
+                tool = tool.model_dump(mode="json")
+            if not isinstance(tool, dict):
+                logger.warning("env tool %r is not an OpenAI tool schema; not sending the tools", tool)
+                return None
+            out.append(jsonable(tool))
+    except Exception:
+        logger.exception("reading the tools of %r failed", env)
+        return None
+    return out
+
+
+def _sample(env: Any) -> str:
+    """``env.sample_random_action()`` (or a sample of its action space) as text."""
+    sample = getattr(env, "sample_random_action", None)
+    action = sample() if callable(sample) else env.action_space.sample()
+    return action if isinstance(action, str) else str(action)
 
 
 class Worker:
@@ -169,6 +219,9 @@ class Worker:
             last_used=now,
             idle_ttl=req.idle_ttl,
             requirements=list(spec.requirements),
+            tools=tool_schemas_of(env),
+            action_space=text_space_info(getattr(env, "action_space", None)),
+            observation_space=text_space_info(getattr(env, "observation_space", None)),
         )
         with self._lock:
             self._envs[obj_id] = _Slot(env, info)
@@ -203,6 +256,28 @@ class Worker:
             truncated=bool(truncated),
             info=jsonable(info),
         )
+
+    def env_sample_action(self, obj_id: str, req: SampleActionRequest) -> SampleActionResponse:
+        """``sample_random_action()`` of the env, after seeding its action space if asked to."""
+        slot = self._env(obj_id)
+        with slot.lock:
+            try:
+                if req.seed_action_space or req.action_space_seed is not None:
+                    slot.obj.action_space.seed(req.action_space_seed)
+                action = _sample(slot.obj)
+            except Exception as exc:
+                raise _wrap_env_error(exc, f"sample_random_action of env {obj_id!r}") from exc
+        return SampleActionResponse(action=action)
+
+    def env_render(self, obj_id: str) -> RenderResponse:
+        """``render()`` of the env (non-text renders are sent as their text form)."""
+        slot = self._env(obj_id)
+        with slot.lock:
+            try:
+                out = slot.obj.render()
+            except Exception as exc:
+                raise _wrap_env_error(exc, f"render of env {obj_id!r}") from exc
+        return RenderResponse(render=None if out is None else out if isinstance(out, str) else repr(out))
 
     def close_env(self, obj_id: str) -> None:
         """Close and forget the env."""
@@ -241,6 +316,7 @@ class Worker:
             created=now,
             last_used=now,
             idle_ttl=req.idle_ttl,
+            tools=self._vec_tools(vec),
         )
         with self._lock:
             self._vecs[obj_id] = _Slot(vec, info)
@@ -280,6 +356,42 @@ class Worker:
             truncations=[bool(t) for t in truncations],
             infos=pack_tree(infos),
         )
+
+    @staticmethod
+    def _vec_tools(vec: Any) -> list[dict[str, Any]] | None:
+        """The first sub-env's tools (all sub-envs are copies of one env)."""
+        envs = getattr(vec, "envs", None)
+        if envs:
+            return tool_schemas_of(envs[0])
+        try:
+            first = vec.get_attr("tools")[0]
+        except Exception:
+            return None
+        return tool_schemas_of(_HasTools(first))
+
+    def vec_sample_actions(self, obj_id: str) -> VecSampleResponse:
+        """``sample_random_action()`` of every sub-env (each from its own RNG)."""
+        slot = self._vec(obj_id)
+        with slot.lock:
+            try:
+                envs = getattr(slot.obj, "envs", None)
+                if envs is not None:
+                    actions = [_sample(env) for env in envs]
+                else:
+                    actions = [str(a) for a in slot.obj.call("sample_random_action")]
+            except Exception as exc:
+                raise _wrap_env_error(exc, f"sample_random_action of vector env {obj_id!r}") from exc
+        return VecSampleResponse(actions=actions)
+
+    def vec_render(self, obj_id: str) -> VecRenderResponse:
+        """``render()`` of every sub-env."""
+        slot = self._vec(obj_id)
+        with slot.lock:
+            try:
+                renders = slot.obj.render()
+            except Exception as exc:
+                raise _wrap_env_error(exc, f"render of vector env {obj_id!r}") from exc
+        return VecRenderResponse(renders=[None if r is None else r if isinstance(r, str) else repr(r) for r in renders])
 
     def close_vec(self, obj_id: str) -> None:
         """Close and forget the vector env."""
@@ -378,6 +490,11 @@ class Worker:
         """Infos of the hosted envs."""
         for slot in list(self._envs.values()):
             yield slot.info
+
+
+@dataclass
+class _HasTools:
+    tools: Any
 
 
 def _close_quietly(obj: Any, obj_id: str) -> None:

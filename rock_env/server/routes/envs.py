@@ -22,10 +22,15 @@ from rock_env.protocol import (
     EnvStepRequest,
     EnvStepResponse,
     Ok,
+    RenderResponse,
+    SampleActionRequest,
+    SampleActionResponse,
     VecInfo,
     VecMakeRequest,
+    VecRenderResponse,
     VecResetRequest,
     VecResetResponse,
+    VecSampleResponse,
     VecStepRequest,
     VecStepResponse,
     error_body,
@@ -192,6 +197,42 @@ async def step_env(env: str, request: Request) -> Response:
     """Apply one action: ``(observation, reward, terminated, truncated, info)``."""
     body = await parse_body(request, EnvStepRequest)
     return raw_json(await step_env_op(service_of(request), owner_of(request), env, body.action))
+
+
+@router.post(
+    "/envs/{env}/sample_action",
+    response_model=SampleActionResponse,
+    responses=ERROR_RESPONSES,
+    summary="Sample a random action",
+    openapi_extra=body_schema(SampleActionRequest),
+)
+async def sample_action(env: str, request: Request) -> Response:
+    """``env.sample_random_action()`` on the hosted env: drawn from its own RNG, as a local env would."""
+    body = await parse_body(request, SampleActionRequest)
+    svc = service_of(request)
+    rec = svc.lookup(env, ("env",), owner_of(request))
+    if not svc.is_local(rec):
+        path = f"/api/v1/envs/{env}/sample_action"
+        return raw_json(await forward(svc, rec, "POST", path, body.model_dump_json().encode()))
+    worker = svc.worker
+    assert worker is not None
+    if worker.is_blocking_env(env):
+        return model_response(await svc.blocking(worker.env_sample_action, env, body))
+    return model_response(worker.env_sample_action(env, body))
+
+
+@router.get("/envs/{env}/render", response_model=RenderResponse, responses=ERROR_RESPONSES, summary="Render an env")
+async def render_env(env: str, request: Request) -> Response:
+    """``env.render()`` on the hosted env (text, or null)."""
+    svc = service_of(request)
+    rec = svc.lookup(env, ("env",), owner_of(request))
+    if not svc.is_local(rec):
+        return raw_json(await forward(svc, rec, "GET", f"/api/v1/envs/{env}/render", None))
+    worker = svc.worker
+    assert worker is not None
+    if worker.is_blocking_env(env):
+        return model_response(await svc.blocking(worker.env_render, env))
+    return model_response(worker.env_render(env))
 
 
 @router.delete("/envs/{env}", response_model=Ok, responses=ERROR_RESPONSES, summary="Close an env")
@@ -361,6 +402,40 @@ async def step_vec_op(svc: Service, owner: str, vec: str, actions: list[str]) ->
     svc.observe("vec_step", time.perf_counter() - started)
     svc.metrics.inc("env_steps_total", "Env steps served (vector sub-env steps included).", amount=len(actions))
     return content
+
+
+@router.post(
+    "/vecs/{vec}/sample_actions",
+    response_model=VecSampleResponse,
+    responses=ERROR_RESPONSES,
+    summary="Sample random actions",
+    tags=["vecs"],
+)
+async def sample_vec_actions(vec: str, request: Request) -> Response:
+    """One ``sample_random_action()`` per sub-env, each from that sub-env's own RNG."""
+    svc = service_of(request)
+    rec = svc.lookup(vec, ("vec",), owner_of(request))
+    if not svc.is_local(rec):
+        return raw_json(await forward(svc, rec, "POST", f"/api/v1/vecs/{vec}/sample_actions", b"{}"))
+    assert svc.worker is not None
+    return model_response(await svc.blocking(svc.worker.vec_sample_actions, vec))
+
+
+@router.get(
+    "/vecs/{vec}/render",
+    response_model=VecRenderResponse,
+    responses=ERROR_RESPONSES,
+    summary="Render a vector env",
+    tags=["vecs"],
+)
+async def render_vec(vec: str, request: Request) -> Response:
+    """Each sub-env's ``render()``."""
+    svc = service_of(request)
+    rec = svc.lookup(vec, ("vec",), owner_of(request))
+    if not svc.is_local(rec):
+        return raw_json(await forward(svc, rec, "GET", f"/api/v1/vecs/{vec}/render", None))
+    assert svc.worker is not None
+    return model_response(await svc.blocking(svc.worker.vec_render, vec))
 
 
 @router.delete("/vecs/{vec}", response_model=Ok, responses=ERROR_RESPONSES, summary="Close a vector env", tags=["vecs"])
