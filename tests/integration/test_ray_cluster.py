@@ -53,7 +53,7 @@ def alive(url: str) -> list[dict[str, Any]]:
     return [w for w in workers(url) if w["status"] == "alive"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def ray_cluster() -> Iterator[Any]:
     os.environ[LOOPBACK_ENV_VAR] = "0"  # before Ray is imported: every Ray server on 127.0.0.1
     import ray
@@ -76,9 +76,9 @@ def ray_cluster() -> Iterator[Any]:
             shutil.rmtree(temp, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def admin(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    data = tmp_path_factory.mktemp("ray-admin")
+@pytest.fixture()
+def admin(ray_cluster: Any, tmp_path: Path) -> Iterator[ServerProcess]:
+    data = tmp_path
     proc = ServerProcess.admin(
         data,
         "cluster=ray",
@@ -127,7 +127,8 @@ def test_private_head_serves_and_its_leftovers_are_reaped_after_an_admin_crash(t
     assert not (tmp_path / RECORD_NAME).exists()
 
 
-def test_actor_kill_gives_worker_lost_and_a_fresh_actor(admin: ServerProcess, ray_cluster: Any) -> None:
+def check_actor_kill(admin: ServerProcess) -> None:
+    """Killing a worker actor: WorkerLost naming the env and the sandbox, a fresh actor on the node."""
     import ray
 
     first = wait_for(lambda: alive(admin.url))
@@ -163,7 +164,8 @@ def test_actor_kill_gives_worker_lost_and_a_fresh_actor(admin: ServerProcess, ra
     again.close()
 
 
-def test_node_loss_gives_worker_lost_and_new_nodes_get_an_actor(admin: ServerProcess, ray_cluster: Any) -> None:
+def check_node_loss(admin: ServerProcess, ray_cluster: Any) -> None:
+    """A new node gets exactly one actor; removing the node: WorkerLost for its env, others unaffected."""
     before = {w["id"] for w in wait_for(lambda: alive(admin.url))}
     node = ray_cluster.add_node(num_cpus=1)
     new_node = node.node_id[:8]
@@ -188,3 +190,9 @@ def test_node_loss_gives_worker_lost_and_new_nodes_get_an_actor(admin: ServerPro
             env.step(ACTIONS[0])  # the other node's env is unaffected
         env.close()
     assert not [w for w in alive(admin.url) if node_of(w["id"]) == new_node]
+
+
+def test_actor_kill_and_node_loss_give_worker_lost_and_fresh_actors(admin: ServerProcess, ray_cluster: Any) -> None:
+    # one test (one Ray cluster and one admin): under pytest-xdist two tests could each start their own
+    check_actor_kill(admin)
+    check_node_loss(admin, ray_cluster)
