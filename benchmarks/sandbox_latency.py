@@ -10,7 +10,12 @@ One function per runtime section (docker has its own script, ``sandbox_latency_d
   how much of the gap is the mount set rather than the SDK;
 * session command round trip (``run("true")``) vs a bare ``bash`` pipe;
 * snapshot restore of a 4 MB / 200 file workspace, after a few changed files and after all changed;
-* density: N idle namespace sandboxes at once, host memory per sandbox (MemAvailable delta).
+* density: N idle namespace sandboxes at once, host memory per sandbox (MemAvailable delta),
+  start time of the first and last 100, host mounts added (should be 0).
+
+``stop()`` of a namespace sandbox returns once the sandbox is killed and unusable; reaping and
+removing its host state runs in the background. The lifecycle section reports both: up to
+``stop()`` returning, and up to the background teardown being done.
 """
 
 from __future__ import annotations
@@ -46,8 +51,12 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def lifecycle(runtime: str) -> Callable[[], None]:
-    """create + first command output + destroy with our SDK."""
+def lifecycle(runtime: str, *, wait_teardown: bool = False) -> Callable[[], None]:
+    """create + first command output + destroy with our SDK.
+
+    ``stop()`` returns once the sandbox is unusable and killed; with ``wait_teardown`` the time
+    also covers the background teardown (bwrap reaped, cgroups and state dir removed).
+    """
     from rock_env.sandbox import Sandbox
 
     def once() -> None:
@@ -55,7 +64,10 @@ def lifecycle(runtime: str) -> Callable[[], None]:
         sb.start()
         result = sb.run("echo ready")
         assert result.output == "ready\n", result
+        runtime_obj = sb._runtime
         sb.stop()
+        if wait_teardown and runtime_obj is not None:
+            getattr(runtime_obj, "wait_stopped", lambda timeout: True)(timeout=30)
 
     return once
 
@@ -65,8 +77,7 @@ def our_bwrap_argv(state: Path) -> list[str]:
     from rock_env.sandbox.models import SandboxConfig
     from rock_env.sandbox.runtimes.namespace import NamespaceRuntime
 
-    (state / "fs" / "workspace").mkdir(parents=True)
-    (state / "fs" / "tmp").mkdir()
+    state.mkdir(parents=True, exist_ok=True)
     runtime = NamespaceRuntime(SandboxConfig(), "sb-000000000000", state)
     argv = runtime._bwrap_argv(info_fd=0, block_fd=0)
     argv = argv[: argv.index("--info-fd")]
@@ -75,23 +86,34 @@ def our_bwrap_argv(state: Path) -> list[str]:
 
 def bench_lifecycle(runtime: str, runs: int) -> None:
     """create+first output+destroy for one runtime vs the bwrap floor, interleaved."""
-    ours, floor, mounts = [], [], []
+    from rock_env.sandbox import teardown
+
+    ours, full, floor, mounts = [], [], [], []
     body = lifecycle(runtime)
+    body_full = lifecycle(runtime, wait_teardown=True)
     scratch = tempfile.TemporaryDirectory(prefix="rock-env-bench-bwrap-")
     ours_argv = our_bwrap_argv(Path(scratch.name))
     body()  # warm up imports and caches
     subprocess.run(FLOOR_BWRAP, check=True)
     for _ in range(runs):
+        teardown.wait_all(30)  # no teardown of an earlier sandbox competes with the floor
         floor.append(timed(lambda: subprocess.run(FLOOR_BWRAP, check=True)))
         ours.append(timed(body))
+        teardown.wait_all(30)
+        full.append(timed(body_full))
         if runtime == "namespace":
             mounts.append(timed(lambda: subprocess.run(ours_argv, check=True, stdin=subprocess.DEVNULL)))
+    teardown.wait_all(30)
     scratch.cleanup()
-    ratio = statistics.median(ours) / statistics.median(floor)
-    print(f"[lifecycle] {runtime:<9} ours   {fmt(ours)}   ratio p50 ours/floor = {ratio:.2f}x")
+    base = statistics.median(floor)
+    print(f"[lifecycle] {runtime:<9} ours   {fmt(ours)}   ratio p50 ours/floor = {statistics.median(ours) / base:.2f}x")
+    print(
+        f"[lifecycle] {runtime:<9} ours, waiting for the background teardown too: {fmt(full)}   "
+        f"ratio p50 = {statistics.median(full) / base:.2f}x"
+    )
     print(f"[lifecycle] {'bwrap':<9} floor  {fmt(floor)}")
     if mounts:
-        share = statistics.median(mounts) / statistics.median(floor)
+        share = statistics.median(mounts) / base
         print(f"[lifecycle] {'bwrap':<9} our mount set + sh + bash, no SDK: {fmt(mounts)}   ({share:.2f}x floor)")
 
 
@@ -169,6 +191,12 @@ def _mem_available() -> int:
     return 0
 
 
+def _mount_count() -> int:
+    """Entries in this process's mount table (every new bwrap copies it)."""
+    with open("/proc/self/mountinfo") as fh:
+        return sum(1 for _ in fh)
+
+
 def _pss_of_trees(roots: list[int]) -> int:
     """Proportional set size (shared pages split among their users) of the processes under ``roots``."""
     from rock_env.sandbox.hostproc import descendants
@@ -188,18 +216,25 @@ def _pss_of_trees(roots: list[int]) -> int:
 
 def bench_density(count: int) -> None:
     """Start ``count`` idle namespace sandboxes (each answered one command), measure memory, stop them."""
-    from rock_env.sandbox import Sandbox
+    from rock_env.sandbox import Sandbox, teardown
 
     before = _mem_available()
+    mounts_before = _mount_count()
     boxes = []
     started = time.perf_counter()
+    first_100 = last_100_start = 0.0
     try:
-        for _ in range(count):
+        for i in range(count):
+            if i == count - 100:
+                last_100_start = time.perf_counter() - started
             sb = Sandbox(runtime="namespace")
             sb.start()
             sb.run("true")
             boxes.append(sb)
+            if i == 99:
+                first_100 = time.perf_counter() - started
         elapsed = time.perf_counter() - started
+        mounts_added = _mount_count() - mounts_before
         time.sleep(1.0)
         after = _mem_available()
         pss = _pss_of_trees([sb._runtime.host_pids[0] for sb in boxes if sb._runtime is not None])
@@ -209,10 +244,14 @@ def bench_density(count: int) -> None:
         for sb in boxes:
             sb.stop()
         stop_elapsed = time.perf_counter() - stop_started
+        teardown.wait_all(600)
+        teardown_elapsed = time.perf_counter() - stop_started
     per_box = (before - after) / max(1, len(boxes))
     print(
         f"[density ] {len(boxes)} idle namespace sandboxes up at once ({alive} answered a command after all were up); "
-        f"started in {elapsed:.1f} s, stopped in {stop_elapsed:.1f} s; host memory per sandbox "
+        f"started in {elapsed:.1f} s (first 100: {first_100:.1f} s, last 100: {elapsed - last_100_start:.1f} s), "
+        f"host mounts added: {mounts_added}; stop() of all returned in {stop_elapsed:.1f} s, "
+        f"background teardown done after {teardown_elapsed:.1f} s; host memory per sandbox "
         f"{per_box / 2**20:.2f} MiB (MemAvailable delta, noisy on a shared machine), "
         f"{pss / max(1, len(boxes)) / 2**20:.2f} MiB PSS of its processes -> 1,000 would take about "
         f"{per_box * 1000 / 2**30:.2f} GiB"
@@ -239,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
             bench_restore(runtime, args.runs)
         if args.density and "namespace" in runtimes:
             bench_density(args.density)
+        from rock_env.sandbox import teardown
+
+        teardown.wait_all(600)
     return 0
 
 

@@ -7,15 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from rock_env.sandbox import Sandbox
+from rock_env.sandbox import Sandbox, teardown
 
 
 @pytest.fixture
 def sandbox_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Point the sandbox state root at a private directory; fail if a sandbox left state behind."""
+    """Point the sandbox state root at a private directory; fail if a sandbox left state behind (after teardown)."""
     root = tmp_path / "sandbox-state"
     monkeypatch.setenv("ROCK_ENV_SANDBOX_STATE", str(root))
     yield root
+    assert teardown.wait_all(timeout=30), "background sandbox teardowns did not finish"
     left = sorted(p.name for p in root.iterdir()) if root.exists() else []
     assert not left, f"sandbox state left behind: {left}"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rock_env.errors import ConfigError
-from rock_env.sandbox import Sandbox
+from rock_env.sandbox import Sandbox, teardown
 
 pytestmark = pytest.mark.bwrap
 
@@ -61,6 +61,7 @@ def test_fork_bomb_is_contained(sandbox_state: Path) -> None:
         assert os.system("true") == 0  # the host can still fork
         pids_cgroup = runtime.cgroups.paths["pids"]
     # stop() killed every process of the bomb: its cgroup could be removed, so it was empty
+    assert teardown.wait_all(timeout=30)
     assert not pids_cgroup.exists()
 
 

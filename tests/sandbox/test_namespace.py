@@ -104,6 +104,9 @@ def test_stop_kills_everything_and_removes_state(sandbox_state: Path) -> None:
     assert len(inside) >= 5  # init, keeper sh, bash, 2 sleeps, nsenter'd sleep
     assert [i.id for i in list_sandboxes()] == [sb.id]
     sb.stop()
+    with pytest.raises(SandboxClosed):  # unusable at once; the host state goes in the background
+        sb.run("true")
+    assert runtime.wait_stopped(timeout=30)  # type: ignore[attr-defined]
     for pid in [*pids, *inside]:
         assert not _running(pid)
     assert not any(p.exists() for p in cgroup_dirs)

@@ -39,6 +39,7 @@ from functools import cache
 from pathlib import Path
 
 from rock_env.errors import ImageNotFound, RuntimeUnavailable, SandboxClosed, SandboxError, SandboxStartError
+from rock_env.sandbox import teardown
 from rock_env.sandbox.confined import open_root
 from rock_env.sandbox.hostproc import HostProcessPipe, children, command_mark, descendants, signal_tree
 from rock_env.sandbox.models import SandboxConfig
@@ -283,6 +284,7 @@ class NamespaceRuntime(HostDirRuntime):
         self._keeper_pid: int | None = None
         self._exit_token = secrets.token_hex(8)
         self._lock = threading.Lock()
+        self._done: threading.Event | None = None
 
     @classmethod
     def available(cls) -> bool:
@@ -398,20 +400,35 @@ class NamespaceRuntime(HostDirRuntime):
                 self._start_failed(proc)
             self._init_pid = child
             if self.cgroups is not None:
-                moved: set[int] = set()
-                while True:  # move the sandbox's processes (not bwrap's monitor) until none is new
-                    todo = [p for p in descendants(proc.pid) if p not in moved]
-                    if not todo:
-                        break
-                    self.cgroups.join(todo)
-                    moved.update(todo)
-            os.write(block_w, b"1")
+                self._move_into_cgroups(proc.pid, child, block_w)
+            else:
+                os.write(block_w, b"1")
         finally:
             os.close(info_r)
             os.close(block_w)
         self._remember(processes=[ProcessRef.of(proc.pid, "bwrap"), ProcessRef.of(child, "init")])
         self._main = MainShellPipe(proc, self._exit_token)
         self._started = True
+
+    def _move_into_cgroups(self, bwrap_pid: int, init_pid: int, block_w: int) -> None:
+        """Move the sandbox's processes (not bwrap's monitor) into its cgroups, overlapping bwrap's set-up.
+
+        A cgroup-v1 migration waits for an RCU grace period (about 10 ms here). bwrap's init is
+        unblocked first, so that it builds the sandbox's mounts meanwhile; what it forks before its
+        own move lands is moved in the next rounds. That is safe because nothing but our own keeper
+        shell and the session's bash (waiting for its first command) runs before :meth:`start`
+        returns, and a process forked by a moved one is born in the cgroups.
+        """
+        assert self.cgroups is not None
+        os.write(block_w, b"1")
+        moved = {init_pid}
+        self.cgroups.join([init_pid])
+        while True:  # until no descendant is new
+            todo = [p for p in descendants(bwrap_pid) if p not in moved]
+            if not todo:
+                return
+            self.cgroups.join(todo)
+            moved.update(todo)
 
     def _start_failed(self, proc: subprocess.Popen[bytes]) -> None:
         output = b""
@@ -429,28 +446,44 @@ class NamespaceRuntime(HostDirRuntime):
         return main
 
     def stop(self) -> None:
-        """Kill the namespace (its pid 1 takes every process with it) and remove all host state."""
+        """Kill the namespace (its pid 1 takes every process with it); the host state goes in the background.
+
+        On return the sandbox is unusable and every process in it has been sent SIGKILL; reaping
+        bwrap, removing the cgroups and the state dir finish on the teardown pool (see
+        :mod:`rock_env.sandbox.teardown`; :meth:`wait_stopped` waits for it).
+        """
         with self._lock:
             if self._stopped:
                 return
             self._stopped = True
-        if self._bwrap is not None:
-            # kill the namespace's init; bwrap (its parent) reaps it and exits, and we reap bwrap
-            if self._init_pid is not None:
-                with contextlib.suppress(OSError):
-                    os.kill(self._init_pid, signal.SIGKILL)
-            try:
-                self._bwrap.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(OSError):
-                    os.kill(self._bwrap.pid, signal.SIGKILL)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self._bwrap.wait(timeout=5)
-            for pipe in (self._bwrap.stdin, self._bwrap.stdout):
-                if pipe is not None:
+        self._close_files()
+        if self._bwrap is not None and self._init_pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(self._init_pid, signal.SIGKILL)
+        self._done = threading.Event()
+        teardown.submit(self._finish_stop)
+
+    def _finish_stop(self) -> None:
+        """Reap bwrap (it exits once its init is gone), then remove cgroups and the state dir."""
+        try:
+            proc = self._bwrap
+            if proc is not None:
+                if not teardown.wait_exit(proc, 2.0):
                     with contextlib.suppress(OSError):
-                        pipe.close()
-        self._teardown()
+                        os.kill(proc.pid, signal.SIGKILL)
+                    teardown.wait_exit(proc, 5.0)
+                for pipe in (proc.stdin, proc.stdout):
+                    if pipe is not None:
+                        with contextlib.suppress(OSError):
+                            pipe.close()
+            self._teardown()
+        finally:
+            if self._done is not None:
+                self._done.set()
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        """After :meth:`stop`: wait until the background teardown has finished (True if it has)."""
+        return self._done is None or self._done.wait(timeout)
 
     def alive(self) -> bool:
         """True while bwrap runs."""
