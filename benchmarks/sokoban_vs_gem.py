@@ -1,15 +1,15 @@
 """Sokoban: rock_env's native env vs gem-llm 0.1.0 on the same seeds, in one run.
 
-For ``easy`` and ``hard`` it measures, ours and GEM's side by side (interleaved seed by seed
-so that machine load hits both alike):
+For ``easy`` and ``hard`` it measures, ours and GEM's side by side on the same seeds:
 
 * ``reset(seed)`` latency, p50 and p95, wall clock and CPU time of the thread (the CPU time is
   not inflated when other processes preempt the benchmark on a shared machine); it also
-  checks that both give the identical level for every seed. An untimed ``gc.collect()`` runs
-  before every timed reset of either side (otherwise GEM's garbage, e.g. the per-node dict
-  copies of its search, triggers collections that ours pays for, and vice versa);
+  checks that both give the identical level for every seed. Each side runs in its own
+  process (so neither pays for garbage collections triggered by the other's garbage) and
+  the seeds are interleaved (GEM's reset(seed), ours, next seed) so that load hits both alike;
 * ``step()`` throughput (steps/s, step time only, random valid moves);
-* end-to-end random-policy steps/s including ``reset(seed)`` at every episode start;
+* end-to-end random-policy steps/s including ``reset(seed)`` at every episode start (GEM's
+  episodes, then ours, in this process);
 * peak memory of one env over construction, a reset and an episode (``tracemalloc``).
 
 Usage::
@@ -25,12 +25,14 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
+import multiprocessing as mp
 import random
 import statistics
 import sys
 import time
 import tracemalloc
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from typing import Any
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -63,27 +65,55 @@ def make_ours(variant: str) -> Any:
     return SokobanEnv(**VARIANTS[variant])
 
 
-def bench_reset(variant: str, seeds: list[int]) -> dict[str, list[float]]:
-    gem_env, ours = make_gem(variant), make_ours(variant)
-    times: dict[str, list[float]] = {"gem": [], "ours": [], "gem_cpu": [], "ours_cpu": []}
-    for seed in seeds:
-        # Collect (untimed) before each timed reset, so that neither side pays for the
-        # collections that the other side's garbage would trigger.
-        gc.collect()
+def _reset_worker(side: str, variant: str, conn: Connection) -> None:
+    """Process body: build one env, then time ``reset(seed)`` for every seed sent."""
+    env = make_gem(variant) if side == "gem" else make_ours(variant)
+    conn.send("ready")
+    while True:
+        seed = conn.recv()
+        if seed is None:
+            break
         c0, t0 = time.thread_time(), time.perf_counter()
-        expected = gem_env.reset(seed=seed)
+        out = env.reset(seed=seed)
         c1, t1 = time.thread_time(), time.perf_counter()
-        gc.collect()
-        c2, t2 = time.thread_time(), time.perf_counter()
-        got = ours.reset(seed=seed)
-        c3, t3 = time.thread_time(), time.perf_counter()
-        if got != expected:
-            raise SystemExit(f"{variant} seed {seed}: levels differ; the benchmark compares identical levels only")
-        times["gem"].append(t1 - t0)
-        times["ours"].append(t3 - t2)
-        times["gem_cpu"].append(c1 - c0)
-        times["ours_cpu"].append(c3 - c2)
-    return times
+        conn.send((t1 - t0, c1 - c0, out))
+    conn.close()
+
+
+def bench_reset(variant: str, seeds: list[int]) -> dict[str, list[float]]:
+    """Each side runs in its own process (own heap and garbage collector); the seeds are
+    interleaved: GEM's reset(seed), then ours, then the next seed. Levels must be identical."""
+    ctx = mp.get_context("spawn")
+    conns: dict[str, Connection] = {}
+    procs = []
+    for side in ("gem", "ours"):
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_reset_worker, args=(side, variant, child), daemon=True)
+        proc.start()
+        conns[side] = parent
+        procs.append(proc)
+    try:
+        for conn in conns.values():
+            if conn.recv() != "ready":
+                raise SystemExit("a reset worker failed to start")
+        times: dict[str, list[float]] = {"gem": [], "ours": [], "gem_cpu": [], "ours_cpu": []}
+        for seed in seeds:
+            outs = {}
+            for side, conn in conns.items():
+                conn.send(seed)
+                wall, cpu, outs[side] = conn.recv()
+                times[side].append(wall)
+                times[side + "_cpu"].append(cpu)
+            if outs["gem"] != outs["ours"]:
+                raise SystemExit(f"{variant} seed {seed}: levels differ; the benchmark compares identical levels only")
+        return times
+    finally:
+        for conn in conns.values():
+            conn.send(None)
+        for proc in procs:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
 
 
 def bench_steps(variant: str, seeds: list[int], steps_per_side: int) -> dict[str, float]:
