@@ -23,6 +23,7 @@ import pytest
 
 import rock_env as rock
 from rock_env.errors import WorkerLost
+from rock_env.sandbox.state import state_root
 from rock_env.server.cluster.ray_backend import LOOPBACK_ENV_VAR
 from rock_env.server.testing import ServerProcess
 
@@ -146,6 +147,9 @@ def check_actor_kill(admin: ServerProcess) -> None:
     placed = {e["id"]: e["worker_id"] for e in HTTP.get(admin.url + "/api/v1/envs").json()["envs"]}
     assert placed[env.remote_id] == worker_id
 
+    assert sandbox.placement is not None
+    sandbox_dir = state_root() / sandbox.placement.config["sandbox_id"]
+    assert sandbox_dir.is_dir()
     actor = ray.get_actor(f"rock-env-worker-{worker_id}", namespace="rock-env")
     ray.kill(actor, no_restart=True)
     wait_for(lambda: {w["id"]: w["status"] for w in workers(admin.url)}[worker_id] == "lost", timeout=30)
@@ -158,6 +162,7 @@ def check_actor_kill(admin: ServerProcess) -> None:
     sandbox.stop()
 
     fresh = wait_for(lambda: [w for w in alive(admin.url) if w["id"] != worker_id])
+    wait_for(lambda: not sandbox_dir.exists(), timeout=30)  # the node's new actor reaped what the sandbox left
     assert node_of(fresh[0]["id"]) == node_of(worker_id)  # the same node got a new actor
     again = rock.make(ENV_ID, backend="remote", base_url=admin.url)
     assert again.reset(seed=3) == local.reset(seed=3)

@@ -54,6 +54,29 @@ class WorkerActor:
         """``{"worker_id", "url", "pid"}`` of this worker."""
         return {"worker_id": self.worker_id, "url": self.advertise_url, "pid": os.getpid()}
 
+    def reap_sandboxes(self, sandbox_ids: list[str]) -> list[str]:
+        """Reap sandboxes a dead predecessor on this node left (only orphaned ones); the ids reaped."""
+        from rock_env.sandbox.gc import reap_dir
+        from rock_env.sandbox.state import SandboxRecord, is_sandbox_dir, state_root
+
+        root = state_root()
+        done = []
+        for sandbox_id in sandbox_ids:
+            directory = root / sandbox_id
+            if "/" in sandbox_id or directory.parent != root or not is_sandbox_dir(directory):
+                continue
+            record = SandboxRecord.load(directory)
+            if record is not None and record.owner_alive():
+                continue  # still owned by a live process: not ours to reap
+            try:
+                reap_dir(directory)
+                done.append(sandbox_id)
+            except Exception:
+                logger.exception("reaping sandbox %s failed", sandbox_id)
+        if done:
+            logger.info("reaped %d sandbox(es) left by a dead worker actor on this node", len(done))
+        return done
+
     def wait_stopped(self) -> str:
         """Block until :meth:`stop` (the admin watches this call to notice the actor's death)."""
         self._stopped.wait()

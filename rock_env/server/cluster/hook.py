@@ -28,6 +28,17 @@ def mark_worker_lost(service: Service, worker_id: str, reason: str) -> int:
     return len(ids)
 
 
+def sandbox_ids_on(service: Service, worker_id: str) -> list[str]:
+    """Local sandbox ids (state dir names) of the live sandboxes placed on a worker."""
+    out = []
+    for rec in service.records.values():
+        if rec.worker_id == worker_id and rec.kind == "sandbox" and rec.status == "live":
+            sandbox_id = str((rec.info.get("config") or {}).get("sandbox_id") or "")
+            if sandbox_id:
+                out.append(sandbox_id)
+    return out
+
+
 def forget_previous_actors(service: Service, prefix: str) -> list[str]:
     """Mark lost the Ray workers an earlier admin run recorded: their actors ended with that driver."""
     stale = [w.id for w in service.workers.values() if not w.embedded and w.id.startswith(f"{prefix}-")]
@@ -49,7 +60,11 @@ async def run_placement(service: Service, loop: PlacementLoop, backend: Any, int
                 events = []
             for event in events:
                 if isinstance(event, WorkerGone):
+                    sandboxes = sandbox_ids_on(service, event.worker_id)
                     mark_worker_lost(service, event.worker_id, event.reason)
+                    successor = loop.actors.get(event.node_id)
+                    if sandboxes and successor is not None:  # same node, new actor: it cleans up
+                        await service.blocking(backend.reap_sandboxes, successor.handle, sandboxes)
             await asyncio.sleep(interval)
     finally:
         backend.shutdown(loop.handles())

@@ -93,12 +93,13 @@ class RayBackend:
             ray.init(**kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             hint = (
-                "start one (ray start --head --node-ip-address=127.0.0.1) or let the admin start its own "
-                "with cluster.address=local"
+                "start one (ray start --head) or let the admin start its own with cluster.address=local"
                 if address == "auto"
                 else "check cluster.address (HOST:PORT of the Ray head's GCS), or use cluster.address=local"
             )
-            raise ServerUnavailable(f"cannot connect to the Ray cluster at {address!r}: {exc}. {hint}.") from exc
+            raise ServerUnavailable(
+                f"cannot connect to the Ray cluster at {address!r}: {str(exc).rstrip('.')}. {hint[0].upper()}{hint[1:]}."
+            ) from exc
         self.connected = True
         self._record()
         logger.info("connected to Ray at %s (namespace %s)", ray.get_runtime_context().gcs_address, kwargs["namespace"])
@@ -171,6 +172,10 @@ class RayBackend:
         import ray
 
         ray.kill(handle.actor, no_restart=True)
+
+    def reap_sandboxes(self, handle: Any, sandbox_ids: list[str]) -> None:
+        """Ask a node's new actor to reap what the dead one's sandboxes left (does not wait)."""
+        handle.actor.reap_sandboxes.remote(sandbox_ids)
 
     # -- shutdown ------------------------------------------------------------------------
 
