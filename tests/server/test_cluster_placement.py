@@ -8,6 +8,11 @@ death and start timeout, backoff after failed starts, and the service-side loss 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
+import subprocess
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,3 +196,34 @@ def test_config_groups_compose_for_the_admin() -> None:
 )
 def test_loopback_addresses(address: str, loopback: bool) -> None:
     assert address_is_loopback(address) is loopback
+
+
+def test_leftover_ray_processes_are_recorded_and_reaped(tmp_path: Path) -> None:
+    from rock_env.sandbox import hostproc
+    from rock_env.sandbox.state import ProcessRef
+    from rock_env.server.cluster import leftovers
+
+    # a parent (standing in for the admin) with a Ray-looking child and an ordinary one
+    script = '(exec -a "ray::FakeAgent" sleep 60) & (exec sleep 60) & wait'
+    parent = subprocess.Popen(["bash", "--norc", "--noprofile", "-c", script], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while len(hostproc.descendants(parent.pid)) < 2 or not leftovers.ray_descendants(parent.pid):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        children = hostproc.descendants(parent.pid)
+        assert leftovers.record(tmp_path, root=parent.pid) == 1
+        recorded = json.loads((tmp_path / leftovers.RECORD_NAME).read_text())
+        fake = recorded[0]["pid"]
+        assert fake in children and recorded[0]["role"].startswith("ray::FakeAgent")
+        assert leftovers.reap(tmp_path) == 1
+        deadline = time.monotonic() + 10
+        while ProcessRef.model_validate(recorded[0]).alive():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert [c for c in children if c != fake and ProcessRef.of(c).alive()]  # the ordinary child lives on
+        assert not (tmp_path / leftovers.RECORD_NAME).exists()
+        assert leftovers.reap(tmp_path) == 0  # no record: nothing to do
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL)  # its own session: the parent and both children
+        parent.wait(10)

@@ -51,11 +51,11 @@ def ray_descendants(pid: int | None = None) -> list[ProcessRef]:
     return refs
 
 
-def record(data_dir: Path) -> int:
-    """Add this process's current Ray descendants to the record; how many are recorded."""
+def record(data_dir: Path, root: int | None = None) -> int:
+    """Add the current Ray descendants of ``root`` (default: this process) to the record; how many are recorded."""
     path = data_dir / RECORD_NAME
     known = {(r.pid, r.start_time): r for r in _load(path)}
-    for ref in ray_descendants():
+    for ref in ray_descendants(root):
         known[(ref.pid, ref.start_time)] = ref
     data_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
