@@ -6,7 +6,9 @@
 1. single env: ``rock.make(id)`` step vs ``rock.make(id, backend="remote")`` step (p50/p95, ratio);
 2. batched: ``rock.make_vec(id, 256)`` local vs ``backend="remote"`` (env-steps/s);
 3. sandbox: ``sb.run("true")`` on a local SDK sandbox vs through the admin (p50/p95);
-4. load: N concurrent clients, each with its own remote env, stepping for a fixed time
+4. stream: ``sb.stream(cmd)`` through the admin over server-sent events vs a WebSocket
+   (``transport="ws"``): time to the end of a short command, and of a 5,000-line one;
+5. load: N concurrent clients, each with its own remote env, stepping for a fixed time
    (throughput, p50/p99 latency, errors), spread over a few client processes. The load
    clients speak minimal keep-alive HTTP/1.1 so that the generator is not the bottleneck.
 
@@ -136,6 +138,34 @@ def bench_sandbox(url: str, runtime: str, n: int) -> dict[str, Any]:
     }
 
 
+def time_streams(sb: Any, cmd: str, transport: str, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        start = time.perf_counter()
+        stream = sb.stream(cmd, transport=transport)
+        text = "".join(stream)
+        out.append(time.perf_counter() - start)
+        assert stream.exit_code == 0 and text, (stream.exit_code, text[:100])
+    return out
+
+
+def bench_stream(url: str, runtime: str, n: int) -> dict[str, Any]:
+    short, long = "echo hi", "seq 1 5000"
+    result: dict[str, Any] = {"runtime": runtime}
+    with rock.Sandbox(runtime=runtime, base_url=url) as sb:
+        for name, cmd, count in (("short", short, n), ("5000_lines", long, max(4, n // 10))):
+            times: dict[str, list[float]] = {"sse": [], "ws": []}
+            for transport in times:
+                time_streams(sb, cmd, transport, 3)
+            for _ in range(4):  # interleaved rounds
+                for transport in times:
+                    times[transport] += time_streams(sb, cmd, transport, max(1, count // 4))
+            for transport, values in times.items():
+                result[f"{name}_{transport}_p50_ms"] = pct(values, 50) * 1e3
+                result[f"{name}_{transport}_p95_ms"] = pct(values, 95) * 1e3
+    return result
+
+
 class _RawHttp:
     """A minimal keep-alive HTTP/1.1 JSON client (the load generator must not be the bottleneck)."""
 
@@ -257,10 +287,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vec-steps", type=int, default=30)
     parser.add_argument("--runtime", default="namespace", help="sandbox runtime for the round-trip test")
     parser.add_argument("--sandbox-runs", type=int, default=400)
+    parser.add_argument("--streams", type=int, default=100, help="short streamed commands per transport")
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--client-procs", type=int, default=4)
-    parser.add_argument("--skip", default="", help="comma list of parts to skip: single,vec,sandbox,load")
+    parser.add_argument("--skip", default="", help="comma list of parts to skip: single,vec,sandbox,stream,load")
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
     args = parser.parse_args(argv)
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -292,6 +323,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['remote_run_p95_ms']:.2f} ms (+{r['overhead_p50_ms']:.2f} ms)",
                 flush=True,
             )
+        if "stream" not in skip:
+            results["stream"] = r = bench_stream(admin.url, args.runtime, args.streams)
+            for name in ("short", "5000_lines"):
+                print(
+                    f"stream {name:<10} [{r['runtime']}]  sse p50 {r[f'{name}_sse_p50_ms']:.2f} ms p95 "
+                    f"{r[f'{name}_sse_p95_ms']:.2f} ms | ws p50 {r[f'{name}_ws_p50_ms']:.2f} ms p95 "
+                    f"{r[f'{name}_ws_p95_ms']:.2f} ms",
+                    flush=True,
+                )
         if "load" not in skip:
             results["load"] = r = bench_load(admin.url, args.env, args.clients, args.duration, args.client_procs)
             print(

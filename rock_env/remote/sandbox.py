@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
@@ -49,8 +49,18 @@ from rock_env.sandbox.models import (
     SnapshotInfo,
 )
 
+if TYPE_CHECKING:
+    from rock_env.remote.ws_stream import WsOutputStream
+
 logger = logging.getLogger(__name__)
 _CHUNK = 1 << 16
+#: How a command's output is streamed: server-sent events over the keep-alive HTTP connection, or a WebSocket.
+StreamTransport = Literal["sse", "ws"]
+
+
+def _check_transport(transport: str) -> None:
+    if transport not in ("sse", "ws"):
+        raise InvalidArgument(f"transport must be 'sse' or 'ws', got {transport!r}.")
 
 
 def _tar_of(local: Path, name: str) -> Path:
@@ -352,10 +362,23 @@ class RemoteSandbox:
         cwd: str | None = None,
         env: dict[str, str] | None = None,
         timeout: float | None = None,
-    ) -> RemoteOutputStream:
-        """Run a command and iterate over its output as it is written (server-sent events)."""
+        *,
+        transport: StreamTransport = "sse",
+    ) -> RemoteOutputStream | WsOutputStream:
+        """Run a command and iterate over its output as it is written.
+
+        ``transport="sse"`` (default) reads server-sent events on the keep-alive connection;
+        ``transport="ws"`` opens a WebSocket. Either way ``exit_code``/``timed_out`` are set
+        after the end, and closing the stream early kills the command.
+        """
         self._need()
-        return RemoteOutputStream(self, StreamRequest(cmd=cmd, cwd=cwd, env=env, timeout=timeout))
+        _check_transport(transport)
+        body = StreamRequest(cmd=cmd, cwd=cwd, env=env, timeout=timeout)
+        if transport == "ws":
+            from rock_env.remote.ws_stream import WsOutputStream
+
+            return WsOutputStream(self.base_url, f"{self._base}/stream/ws", self._client.token, body)
+        return RemoteOutputStream(self, body)
 
     # -- files ---------------------------------------------------------------------------
 
@@ -587,10 +610,21 @@ class AsyncRemoteSandbox:
         cwd: str | None = None,
         env: dict[str, str] | None = None,
         timeout: float | None = None,
+        *,
+        transport: StreamTransport = "sse",
     ) -> AsyncIterator[str]:
-        """Async-iterate over a command's output as it comes (server-sent events)."""
+        """Async-iterate over a command's output as it comes (server-sent events, or a WebSocket with ``"ws"``)."""
         self._need()
+        _check_transport(transport)
         body = StreamRequest(cmd=cmd, cwd=cwd, env=env, timeout=timeout)
+        if transport == "ws":
+            from rock_env.remote.ws_stream import aiter_ws_output
+
+            async for chunk in aiter_ws_output(
+                self._client.base_url, f"{self._base}/stream/ws", self._client.token, body
+            ):
+                yield chunk
+            return
         async with self._client._http.stream(
             "POST",
             f"{self._base}/stream",

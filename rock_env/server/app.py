@@ -69,6 +69,9 @@ class Gateway:
         self.service = service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -130,6 +133,20 @@ class Gateway:
                 return
         await self.app(scope, guarded_receive, send)
 
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Authenticate a WebSocket handshake like an HTTP request (a bad token gets the JSON 401 answer)."""
+        service = self.service
+        owner = ANONYMOUS
+        if service.auth_enabled:
+            try:
+                owner = service.authenticate(_token_from(scope))
+            except Unauthorized as exc:
+                service.count_error(exc)
+                await _deny_websocket(scope, receive, send, exc)
+                return
+        scope.setdefault("state", {})["owner"] = owner
+        await self.app(scope, receive, send)
+
     async def _fast(self, scope: Scope, receive: Receive, send: Send, owner: str, kind: str, obj: str, op: str) -> None:
         """Serve env reset/step and vector step without the framework's routing (the hot path).
 
@@ -181,6 +198,20 @@ class Gateway:
             }
         )
         await send({"type": "http.response.body", "body": content})
+
+
+async def _deny_websocket(scope: Scope, receive: Receive, send: Send, exc: RockEnvError) -> None:
+    """Refuse a WebSocket handshake with ``exc`` as a JSON HTTP answer (a bare close if the server cannot)."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    if "websocket.http.response" in scope.get("extensions", {}):
+        content = error_body(exc).model_dump_json().encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
+        await send({"type": "websocket.http.response.start", "status": exc.http_status, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": content})
+    else:
+        await send({"type": "websocket.close", "code": 1008, "reason": type(exc).__name__})
 
 
 def _fast_route(path: str) -> tuple[str, str, str] | None:
@@ -256,7 +287,7 @@ def install_error_handlers(app: FastAPI, service: Service) -> None:
 def create_app(settings: ServerSettings | None = None, role: Literal["admin", "worker"] = "admin") -> FastAPI:
     """Build the app; the service starts and stops with the app's lifespan."""
     from rock_env import __version__
-    from rock_env.server.routes import compat, envs, sandboxes, system
+    from rock_env.server.routes import compat, envs, sandboxes, stream_ws, system
 
     settings = settings or ServerSettings()
     service = Service(settings, role=role)
@@ -280,6 +311,7 @@ def create_app(settings: ServerSettings | None = None, role: Literal["admin", "w
     app.include_router(system.router)
     app.include_router(envs.router)
     app.include_router(sandboxes.router)
+    app.include_router(stream_ws.router)
     app.include_router(compat.router)
     app.include_router(system.metrics_router)
     app.add_middleware(Gateway, service=service)

@@ -12,6 +12,7 @@ import pytest
 import rock_env as rock
 from rock_env.errors import EnvInstanceNotFound, WorkerLost
 from rock_env.server.testing import ServerProcess
+from tests.remote.test_stream_ws import wait_gone
 from tests.server.conftest import serve
 
 pytestmark = pytest.mark.server
@@ -129,6 +130,12 @@ def test_remote_worker_hosts_envs_and_sandboxes(shared_cluster: tuple[ServerProc
         sb.write_file("x.txt", "data")
         assert sb.read_file("x.txt") == "data"
         assert "".join(sb.stream("echo a; echo b")) == "a\nb\n"
+        ws = sb.stream("echo c; echo d; exit 4", transport="ws")  # the admin relays the worker's events
+        assert "".join(ws) == "c\nd\n" and ws.exit_code == 4
+        left = sb.stream("echo e; sleep 63.217", transport="ws")
+        assert next(left) == "e\n"
+        left.close()  # the admin drops the relay, the worker kills the command
+        wait_gone("sleep 63.217")
         assert HTTP.get(admin.url + "/api/v1/workers").json()["workers"][0]["used_slots"] == 5
     vec.close()
     env.close()

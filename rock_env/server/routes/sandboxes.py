@@ -16,7 +16,7 @@ import shutil
 import tarfile
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -245,6 +245,49 @@ async def interrupt(sandbox: str, request: Request) -> Response:
     return model_response(Ok())
 
 
+async def local_output_events(svc: Service, sandbox: str, body: StreamRequest) -> AsyncGenerator[tuple[str, Any]]:
+    """Run ``body``'s command in a sandbox of this process; yield its events as they come.
+
+    The first item is ``("started", {})`` once the command runs (errors starting it are raised);
+    then ``("output", {"text": ...})`` items and one last ``("exit", {"exit_code", "timed_out"})``
+    or ``("error", ErrorBody dict)``. Closing the generator early kills the command.
+    """
+    out = await svc.blocking(_sdk(svc, sandbox).stream, body.cmd, cwd=body.cwd, env=body.env, timeout=body.timeout)
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=256)
+
+    def put(item: tuple[str, Any], timeout: float | None = None) -> None:
+        asyncio.run_coroutine_threadsafe(queue.put(item), loop).result(timeout=timeout)
+
+    def pump() -> None:
+        try:
+            for chunk in out:
+                put(("output", {"text": chunk}))
+            put(("exit", {"exit_code": out.exit_code, "timed_out": out.timed_out}))
+        except RockEnvError as exc:
+            put(("error", error_body(exc).model_dump()))
+        except Exception as exc:  # the client went away (loop closed) or the pipe broke
+            with contextlib.suppress(Exception):
+                put(("error", {"error": "SandboxError", "message": str(exc), "status": 500}), timeout=1)
+
+    task: asyncio.Future[None] | None = None
+    try:
+        yield "started", {}
+        task = asyncio.ensure_future(svc.blocking(pump))
+        while True:
+            item = await queue.get()
+            yield item
+            if item[0] != "output":
+                return
+    finally:
+        out.close()
+        while task is not None and not task.done():
+            try:
+                queue.get_nowait()
+            except asyncio.QueueEmpty:
+                await asyncio.sleep(0.01)
+
+
 @router.post(
     "/{sandbox}/stream",
     responses=ERROR_RESPONSES | {200: {"content": {"text/event-stream": {}}, "description": "server-sent events"}},
@@ -261,41 +304,15 @@ async def stream(sandbox: str, request: Request) -> Response:
     if forwarded is not None:
         return forwarded
     body = await parse_body(request, StreamRequest)
-    out = await svc.blocking(_sdk(svc, sandbox).stream, body.cmd, cwd=body.cwd, env=body.env, timeout=body.timeout)
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=256)
-
-    def pump() -> None:
-        try:
-            for chunk in out:
-                asyncio.run_coroutine_threadsafe(queue.put(("output", chunk)), loop).result()
-            asyncio.run_coroutine_threadsafe(
-                queue.put(("exit", {"exit_code": out.exit_code, "timed_out": out.timed_out})), loop
-            ).result()
-        except RockEnvError as exc:
-            asyncio.run_coroutine_threadsafe(queue.put(("error", error_body(exc).model_dump())), loop).result()
-        except Exception as exc:  # the client went away (loop closed) or the pipe broke
-            with contextlib.suppress(Exception):
-                asyncio.run_coroutine_threadsafe(
-                    queue.put(("error", {"error": "SandboxError", "message": str(exc), "status": 500})), loop
-                ).result(timeout=1)
+    source = local_output_events(svc, sandbox, body)
+    await anext(source)  # ("started", {}): a command that cannot start is an HTTP error, not an event
 
     async def events() -> AsyncIterator[bytes]:
-        task = asyncio.ensure_future(svc.blocking(pump))
         try:
-            while True:
-                kind, data = await queue.get()
-                payload = {"text": data} if kind == "output" else data
+            async for kind, payload in source:
                 yield f"event: {kind}\ndata: {json.dumps(payload)}\n\n".encode()
-                if kind != "output":
-                    break
         finally:
-            out.close()
-            while not task.done():
-                try:
-                    queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    await asyncio.sleep(0.01)
+            await source.aclose()
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
 
