@@ -160,3 +160,17 @@ def test_base_image_rootfs_built_without_a_registry(sandbox_state: Path) -> None
         assert result.output == "VERSION_CODENAME=bookworm\n42\ngit version\n"
         assert sb.run("ls /root /home 2>&1; wc -c < /etc/shadow").output.splitlines()[-1] == "0"
         assert "var" in sb.run("ls /").output.split()
+
+
+def test_secret_list_is_cached_until_a_secret_appears(tmp_path: Path) -> None:
+    from rock_env.sandbox.runtimes.namespace import _secret_stamp, _secrets_in
+
+    etc = tmp_path / "etc"
+    (etc / "ssh").mkdir(parents=True)
+    (etc / "hosts").write_text("127.0.0.1 localhost\n")
+    assert _secrets_in(str(etc), _secret_stamp(etc)) == ((), ())
+    (etc / "shadow").write_text("root:x:1::::::\n")
+    (etc / "ssh" / "ssh_host_ed25519_key").write_text("key")
+    (etc / "sudoers.d").mkdir()
+    files, dirs = _secrets_in(str(etc), _secret_stamp(etc))
+    assert set(files) == {"shadow", "ssh/ssh_host_ed25519_key"} and dirs == ("sudoers.d",)

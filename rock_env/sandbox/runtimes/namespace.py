@@ -35,7 +35,7 @@ import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from rock_env.errors import ImageNotFound, RuntimeUnavailable, SandboxClosed, SandboxError, SandboxStartError
@@ -103,6 +103,29 @@ def _extract_rootfs(tarball: Path) -> Path:
             raise ImageNotFound(f"cannot extract rootfs tarball {tarball}: {done.stderr.strip()[-500:]}")
         partial.rename(target)
     return target
+
+
+def _secret_stamp(etc: Path) -> tuple[int, ...]:
+    """Modification times of the directories that hold secrets: they change when a secret appears or goes."""
+    stamp = []
+    for sub in ("", "ssh", "security", "ssl"):
+        try:
+            stamp.append(os.stat(etc / sub).st_mtime_ns)
+        except OSError:
+            stamp.append(0)
+    return tuple(stamp)
+
+
+@lru_cache(maxsize=64)
+def _secrets_in(etc: str, stamp: tuple[int, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Secret files and directories under ``etc`` (relative paths), cached until ``stamp`` changes."""
+    files = []
+    for pattern in SECRET_FILES:
+        for found in sorted(glob.glob(os.path.join(etc, pattern))):
+            if os.path.isfile(found) and not os.path.islink(found):
+                files.append(os.path.relpath(found, etc))
+    dirs = [name for name in SECRET_DIRS if os.path.isdir(os.path.join(etc, name))]
+    return tuple(files), tuple(dirs)
 
 
 def resolve_rootfs(image: str | None) -> Path | None:
@@ -314,15 +337,17 @@ class NamespaceRuntime(HostDirRuntime):
                 args += ["--ro-bind", str(src), f"/{name}"]
         etc = base / "etc"
         if etc.is_dir():
-            empty = self.state_dir / "empty"
-            empty.touch()
-            for pattern in SECRET_FILES:
-                for found in sorted(glob.glob(str(etc / pattern))):
-                    if os.path.isfile(found) and not os.path.islink(found):
-                        args += ["--ro-bind", str(empty), "/etc/" + os.path.relpath(found, etc)]
-            for name in SECRET_DIRS:
-                if (etc / name).is_dir():
-                    args += ["--tmpfs", f"/etc/{name}"]
+            stamp = _secret_stamp(etc)
+            # timestamps are coarse (a clock tick): trust the cache only for directories unchanged for a second
+            fresh = time.time_ns() - max(stamp) < 1_000_000_000
+            files, dirs = (_secrets_in.__wrapped__ if fresh else _secrets_in)(str(etc), stamp)
+            if files:
+                empty = self.state_dir / "empty"
+                empty.touch()
+                for rel in files:
+                    args += ["--ro-bind", str(empty), f"/etc/{rel}"]
+            for rel in dirs:
+                args += ["--tmpfs", f"/etc/{rel}"]
         return args
 
     def _bwrap_argv(self, *, info_fd: int, block_fd: int) -> list[str]:
