@@ -504,7 +504,8 @@ class Sandbox:
             def opener() -> ProcessPipe:
                 return first.pop() if first else fresh()
 
-            session = BashSession(name, opener, output_limit=self.config.output_limit)
+            # the runtime's own shell answers its start check together with the first command
+            session = BashSession(name, opener, output_limit=self.config.output_limit, lazy_start=bool(first))
             self._sessions[name] = session
             return session.info()
 

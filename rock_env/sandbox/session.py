@@ -25,6 +25,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from typing import NoReturn
 
 from rock_env.errors import SandboxClosed
 from rock_env.sandbox.models import CommandResult, SessionInfo
@@ -90,9 +91,18 @@ class BashSession:
     on one session run one at a time.
     """
 
-    def __init__(self, name: str, opener: Callable[[], ProcessPipe], *, output_limit: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        opener: Callable[[], ProcessPipe],
+        *,
+        output_limit: int,
+        lazy_start: bool = False,
+    ) -> None:
         self.name = name
         self._opener = opener
+        self._lazy_start = lazy_start
+        self._handshake: bytes | None = None
         self.output_limit = output_limit
         self._lock = threading.Lock()
         self._seq = 0
@@ -109,12 +119,50 @@ class BashSession:
     def _start(self) -> None:
         self._token = secrets.token_hex(8)
         self._pipe = self._opener()
+        if self._lazy_start:
+            # the first start of a shell the runtime launched with the sandbox: send the set-up and its
+            # check now, and read the check's answer together with the first command's (one round trip less)
+            self._lazy_start = False
+            self._seq += 1
+            marker = self._marker()
+            self._pipe.write((_INIT + self._line("true", marker)).encode())
+            self._handshake = marker
+            return
         self._pipe.write(_INIT.encode())
         result = self._run_locked("true", timeout=30.0, restart_on_hang=False)
         if result.exit_code != 0:
-            output = result.output.strip()
-            self._pipe.kill()
-            raise SandboxClosed(f"bash session {self.name!r} did not start (exit {result.exit_code}): {output}")
+            self._failed_start(result.exit_code, result.output)
+
+    def _failed_start(self, code: int | None, output: str) -> NoReturn:
+        assert self._pipe is not None
+        self._pipe.kill()
+        raise SandboxClosed(f"bash session {self.name!r} did not start (exit {code}): {output.strip()}")
+
+    def _marker(self) -> bytes:
+        return f"__ROCK_END_{self._token}_{self._seq}__:".encode()
+
+    @staticmethod
+    def _line(command: str, marker: bytes) -> str:
+        return f"eval {ansi_c_quote(command)} </dev/null; printf '%s%d\\n' '{marker.decode()}' \"$?\"\n"
+
+    def _await_handshake(self, pipe: ProcessPipe, marker: bytes) -> bytearray:
+        """Read up to the start check's marker (sent by a lazy start); the bytes after it belong to the command."""
+        deadline = time.monotonic() + 30.0
+        data = bytearray()
+        while True:
+            index = data.find(marker)
+            if index >= 0:
+                end = data.find(b"\n", index + len(marker))
+                if end >= 0:
+                    code = int(data[index + len(marker) : end])
+                    if code != 0 or index:
+                        self._failed_start(code, data[:index].decode(errors="replace"))
+                    return data[end + 1 :]
+            remaining = deadline - time.monotonic()
+            chunk = pipe.read(remaining) if remaining > 0 else None
+            if chunk is None or not chunk:  # no answer in time, or EOF: the shell did not start
+                self._failed_start(pipe.poll(), data.decode(errors="replace"))
+            data += chunk
 
     def _restart(self) -> None:
         if self._pipe is not None:
@@ -180,8 +228,8 @@ class BashSession:
         assert self._pipe is not None
         pipe = self._pipe
         self._seq += 1
-        marker = f"__ROCK_END_{self._token}_{self._seq}__:".encode()
-        line = f"eval {ansi_c_quote(command)} </dev/null; printf '%s%d\\n' '{marker.decode()}' \"$?\"\n"
+        marker = self._marker()
+        line = self._line(command, marker)
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
         out = OutputBuffer(self.output_limit)
@@ -192,6 +240,11 @@ class BashSession:
             pipe.write(line.encode())
         except OSError:
             return self._ended(out, started, pipe)
+        handshake, self._handshake = self._handshake, None
+        carried = False
+        if handshake is not None:
+            pending = self._await_handshake(pipe, handshake)
+            carried = bool(pending)
         keep = len(marker) + 12
         while True:
             remaining = None if deadline is None else deadline - time.monotonic()
@@ -213,12 +266,15 @@ class BashSession:
                 pipe.signal_command(signal.SIGKILL)
                 deadline = time.monotonic() + KILL_GRACE
                 continue
-            chunk = pipe.read(remaining)
-            if chunk is None:
-                continue
-            if not chunk:
-                return self._ended(out, started, pipe, pending=pending, timed_out=timed_out)
-            pending += chunk
+            if carried:  # bytes read together with the start check's answer: look at them first
+                carried = False
+            else:
+                chunk = pipe.read(remaining)
+                if chunk is None:
+                    continue
+                if not chunk:
+                    return self._ended(out, started, pipe, pending=pending, timed_out=timed_out)
+                pending += chunk
             index = pending.find(marker)
             if index >= 0:
                 end = pending.find(b"\n", index + len(marker))

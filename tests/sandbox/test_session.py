@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from rock_env.errors import SandboxClosed
 from rock_env.sandbox.hostproc import HostProcessPipe, descendants
 from rock_env.sandbox.session import BASH_ARGV, BashSession, ansi_c_quote
 
@@ -129,3 +130,32 @@ def test_timeout_spares_background_jobs_of_earlier_commands(session: BashSession
     timer.join()
     assert not _gone(background)
     session.run("kill $(cat bg.pid)")
+
+
+def test_lazy_start_answers_the_check_with_the_first_command(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    opened: list[HostProcessPipe] = []
+
+    def opener() -> HostProcessPipe:
+        opened.append(HostProcessPipe(list(BASH_ARGV), cwd=str(tmp_path), env=env))
+        return opened[-1]
+
+    sess = BashSession("lazy", opener, output_limit=4096, lazy_start=True)
+    try:
+        first = sess.run("echo first; exit_code() { return 3; }; exit_code")
+        assert (first.output, first.exit_code) == ("first\n", 3)
+        assert sess.run("echo second").output == "second\n"
+        assert len(opened) == 1
+    finally:
+        sess.close()
+
+
+def test_lazy_start_of_a_shell_that_dies_is_a_clear_error(tmp_path: Path) -> None:
+    broken = BashSession(
+        "broken",
+        lambda: HostProcessPipe(["sh", "-c", "echo cannot start >&2; exit 5"], cwd=str(tmp_path), env=None),
+        output_limit=4096,
+        lazy_start=True,
+    )
+    with pytest.raises(SandboxClosed, match=r"did not start.*cannot start"):
+        broken.run("echo never")
