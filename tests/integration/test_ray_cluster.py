@@ -162,6 +162,8 @@ def check_actor_kill(admin: ServerProcess) -> None:
     sandbox.stop()
 
     fresh = wait_for(lambda: [w for w in alive(admin.url) if w["id"] != worker_id])
+    metrics = HTTP.get(admin.url + "/metrics").text
+    assert "rock_env_ray_workers_lost_total 1" in metrics and "rock_env_ray_actors_started_total 2" in metrics
     wait_for(lambda: not sandbox_dir.exists(), timeout=30)  # the node's new actor reaped what the sandbox left
     assert node_of(fresh[0]["id"]) == node_of(worker_id)  # the same node got a new actor
     again = rock.make(ENV_ID, backend="remote", base_url=admin.url)

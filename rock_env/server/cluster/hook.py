@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
-from rock_env.server.cluster.placement import PlacementLoop, WorkerGone
+from rock_env.server.cluster.placement import PlacementLoop, WorkerGone, WorkerStarted
 from rock_env.server.cluster.ray_backend import RayBackend
 from rock_env.server.cluster.settings import RayClusterSettings
 from rock_env.server.service import Service
@@ -59,7 +59,10 @@ async def run_placement(service: Service, loop: PlacementLoop, backend: Any, int
                 logger.exception("Ray placement pass failed")
                 events = []
             for event in events:
+                if isinstance(event, WorkerStarted):
+                    service.metrics.inc("ray_actors_started_total", "Ray worker actors started (one per node).")
                 if isinstance(event, WorkerGone):
+                    service.metrics.inc("ray_workers_lost_total", "Ray workers lost (node or actor died).")
                     sandboxes = sandbox_ids_on(service, event.worker_id)
                     mark_worker_lost(service, event.worker_id, event.reason)
                     successor = loop.actors.get(event.node_id)
