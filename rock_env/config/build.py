@@ -34,7 +34,7 @@ def runtime_kwargs(env_id: str, runtime: RuntimeConfig | Mapping[str, Any] | Non
     if rt.is_default():
         return {}
     from rock_env.registry import spec as env_spec
-    from rock_env.registry.make import accepted_kwargs
+    from rock_env.registry.factory import accepted_kwargs
 
     spec = env_spec(env_id)
     if not spec.needs_sandbox:

@@ -11,9 +11,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rock_env.registry.builtin import builtin_specs
+from rock_env.registry.factory import check_backend, make_from_spec
 from rock_env.registry.ids import ParsedId, format_id, parse_id
-from rock_env.registry.make import check_backend, make_from_spec
-from rock_env.registry.registry import Registry, spec_from_fields
+from rock_env.registry.resolver import Registry, spec_from_fields
 from rock_env.registry.spec import EnvSpec
 
 #: The process-wide default registry.

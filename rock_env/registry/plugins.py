@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from rock_env.errors import PluginError
 
 if TYPE_CHECKING:
-    from rock_env.registry.registry import Registry
+    from rock_env.registry.resolver import Registry
 
 logger = logging.getLogger(__name__)
 

@@ -133,7 +133,7 @@ class EnvSpec:
 
     def make(self, **kwargs: Any) -> Env:
         """Build the env from this spec (``rock.make`` with this spec)."""
-        from rock_env.registry.make import make_from_spec
+        from rock_env.registry.factory import make_from_spec
 
         return make_from_spec(self, **kwargs)
 

@@ -196,7 +196,7 @@ class Worker:
     def make_env(self, obj_id: str, req: EnvMakeRequest) -> EnvInfo:
         """Build ``req.env_id`` in this process and host it as ``obj_id``."""
         from rock_env.registry import registry
-        from rock_env.registry.make import make_from_spec
+        from rock_env.registry.factory import make_from_spec
 
         spec = registry.spec(req.env_id)
         kwargs = dict(req.kwargs)

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from rock_env.errors import InvalidArgument
-from rock_env.registry import spec as registry_spec
+from rock_env.registry import registry as default_registry
 from rock_env.registry.spec import EnvSpec
 from rock_env.vector.async_env import AsyncVectorEnv
 from rock_env.vector.autoreset import SubEnv
@@ -107,7 +107,7 @@ def make_vec(
     per_env = _per_env_kwargs(env_kwargs, len(entries))
     ids = [entry for entry in entries if isinstance(entry, str)]
     # unknown ids fail here, with suggestions, before any env or worker starts
-    specs = {unique: registry_spec(unique) for unique in dict.fromkeys(ids)}
+    specs = {unique: default_registry.spec(unique) for unique in dict.fromkeys(ids)}
     factories: list[Callable[[], SubEnv]] = []
     for entry, extra in zip(entries, per_env, strict=True):
         if isinstance(entry, str):

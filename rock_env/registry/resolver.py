@@ -9,6 +9,7 @@ Listing loads all three. Unknown ids raise :class:`EnvNotFound` with close match
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import logging
 import threading
@@ -98,7 +99,7 @@ class Registry:
             return False
         return True
 
-    def list(self, namespace: str | None = None, source: Source | None = None) -> list[EnvSpec]:
+    def list(self, namespace: str | None = None, source: Source | None = None) -> builtins.list[EnvSpec]:
         """All specs (ours first, then GEM's not shadowed by ours), sorted by id within a source."""
         with self._lock:
             self._ensure_builtins()
@@ -115,7 +116,7 @@ class Registry:
     def __iter__(self) -> Iterator[EnvSpec]:
         return iter(self.list())
 
-    def namespaces(self) -> list[str]:
+    def namespaces(self) -> builtins.list[str]:
         """The namespaces in use."""
         return sorted({s.namespace for s in self.list() if s.namespace})
 
@@ -142,7 +143,7 @@ class Registry:
                 "GEM's registry could not be loaded (%s: %s); GEM ids are unavailable.", type(exc).__name__, exc
             )
 
-    def all_ids(self) -> list[str]:
+    def all_ids(self) -> builtins.list[str]:
         """Every id known, for suggestions."""
         with self._lock:
             return sorted(set(self._own) | set(self._gem))
