@@ -90,7 +90,12 @@ def run_setup(name: str, root: Path, args: argparse.Namespace) -> dict[str, Any]
     overrides = {
         "embedded": (),
         "worker": ("server.embedded_worker=false",),
-        "ray": ("cluster=ray", "cluster.address=local", "ray_workers.poll_interval=0.2"),
+        "ray": (
+            "cluster=ray",
+            "cluster.address=local",
+            "ray_workers.poll_interval=0.2",
+            f"ray_workers.temp_dir={root / 'ray'}",  # Ray's session files go with the benchmark's temp dir
+        ),
     }[name]
     start = time.perf_counter()
     admin = ServerProcess.admin(data, *overrides).start(timeout=180)

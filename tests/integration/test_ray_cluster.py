@@ -100,11 +100,28 @@ def node_of(worker_id: str) -> str:
 
 def test_private_head_serves_and_its_leftovers_are_reaped_after_an_admin_crash(tmp_path: Path) -> None:
     """``cluster.address=local``: the admin runs its own Ray head; after SIGKILL the next admin reaps it."""
+    temp = tempfile.mkdtemp(prefix="rock-ray-", dir="/tmp")  # Ray's session dir; short for its socket paths
+    try:
+        run_private_head(tmp_path, temp)
+        assert os.listdir(temp), "Ray should have used the configured temp dir"
+    finally:
+        if temp.startswith("/tmp/rock-ray-") and os.path.isdir(temp):
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+def run_private_head(tmp_path: Path, temp: str) -> None:
     from rock_env.sandbox.state import ProcessRef
     from rock_env.server.cluster.leftovers import RECORD_NAME, ray_descendants
 
-    proc = ServerProcess.admin(tmp_path, "cluster=ray", "cluster.address=local", "ray_workers.poll_interval=0.3")
+    proc = ServerProcess.admin(
+        tmp_path,
+        "cluster=ray",
+        "cluster.address=local",
+        "ray_workers.poll_interval=0.3",
+        f"ray_workers.temp_dir={temp}",
+    )
     proc.start(timeout=120)
+    new_head: list[ProcessRef] = []
     try:
         worker = wait_for(lambda: alive(proc.url))[0]
         env = rock.make(ENV_ID, backend="remote", base_url=proc.url)
@@ -124,7 +141,7 @@ def test_private_head_serves_and_its_leftovers_are_reaped_after_an_admin_crash(t
         new_head = ray_descendants(proc.pid)
     finally:
         proc.stop()
-    wait_for(lambda: not [r for r in new_head if ProcessRef.alive(r)], timeout=30)
+    wait_for(lambda: not [r for r in new_head if r.alive()], timeout=30)
     assert not (tmp_path / RECORD_NAME).exists()
 
 

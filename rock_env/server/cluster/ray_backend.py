@@ -85,6 +85,8 @@ class RayBackend:
         kwargs: dict[str, Any] = {"namespace": self.settings.namespace, "log_to_driver": False}
         if self.settings.is_local_head:
             kwargs.update(address="local", include_dashboard=False)
+            if self.settings.temp_dir:
+                kwargs["_temp_dir"] = os.path.abspath(os.path.expanduser(self.settings.temp_dir))
         else:
             kwargs.update(address=address)
         if self.data_dir is not None:

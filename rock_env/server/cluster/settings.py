@@ -34,6 +34,9 @@ class RayClusterSettings(BaseModel):
     start_timeout: float = Field(default=120.0, gt=0)
     #: First wait before retrying a node whose actor failed to start (doubles up to 60 s).
     restart_backoff: float = Field(default=2.0, ge=0)
+    #: Ray's temp/session dir for ``address=local`` (``None``: Ray's default, /tmp/ray); keep it short,
+    #: Ray's socket paths under it must fit in 107 bytes.
+    temp_dir: str | None = Field(default=None, max_length=60)
     #: The admin URL the actors register with (``None``: the admin's bound address, or the
     #: admin node's Ray IP when it listens on all interfaces).
     admin_url: str | None = None
