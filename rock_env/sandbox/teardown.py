@@ -1,11 +1,11 @@
 """Asynchronous teardown: ``stop()`` makes a sandbox unusable and kills it, the rest finishes in the background.
 
-Killing a namespace sandbox is one signal, but waiting for the kernel to tear the namespace down,
-reaping bwrap, removing the cgroups (busy until every process has left) and deleting the state
-dir take milliseconds that the caller need not wait for. :func:`submit` runs such work on a small
+Killing a namespace sandbox is one signal (and its state dir is removed at once), but waiting for
+the kernel to tear the namespace down, reaping bwrap and removing the cgroups (busy until every
+process has left) take milliseconds that the caller need not wait for. :func:`submit` runs such work on a small
 thread pool; :func:`wait_all` waits for it (tests, benchmarks, and the interpreter's exit: the
 pool's threads are joined at shutdown, and work submitted after that runs inline). If the owner
-process is SIGKILLed meanwhile, what is left is found by ``rock-env sandbox gc`` from the state dir.
+process is SIGKILLed meanwhile, ``rock-env sandbox gc`` removes the empty cgroups left behind.
 """
 
 from __future__ import annotations

@@ -142,7 +142,11 @@ class HostDirRuntime(Runtime):
         return [(self.config.workdir, self.workspace), ("/tmp", self.tmp)]
 
     def host_path(self, path: str, *, must_exist: bool = False) -> Path:
-        """Map an absolute sandbox path to the host, refusing anything that resolves outside."""
+        """Map an absolute sandbox path to the host, refusing anything that resolves outside.
+
+        Only for runtimes whose writable layer is a host directory (``host_tmpfs``: the local
+        runtime's working directory); file operations use :meth:`files` instead.
+        """
         for root, host_root in self._roots():
             if path == root or path.startswith(root.rstrip("/") + "/"):
                 rel = path[len(root) :].lstrip("/")

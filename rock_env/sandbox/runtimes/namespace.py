@@ -45,7 +45,7 @@ from rock_env.sandbox.hostproc import HostProcessPipe, children, command_mark, d
 from rock_env.sandbox.models import SandboxConfig
 from rock_env.sandbox.runtimes.base import ProcessPipe
 from rock_env.sandbox.runtimes.hostdir import HostDirRuntime
-from rock_env.sandbox.state import ProcessRef, home_dir
+from rock_env.sandbox.state import ProcessRef, home_dir, is_sandbox_dir
 
 logger = logging.getLogger(__name__)
 
@@ -473,9 +473,10 @@ class NamespaceRuntime(HostDirRuntime):
     def stop(self) -> None:
         """Kill the namespace (its pid 1 takes every process with it); the host state goes in the background.
 
-        On return the sandbox is unusable and every process in it has been sent SIGKILL; reaping
-        bwrap, removing the cgroups and the state dir finish on the teardown pool (see
-        :mod:`rock_env.sandbox.teardown`; :meth:`wait_stopped` waits for it).
+        On return the sandbox is unusable, every process in it has been sent SIGKILL and its state
+        dir is gone; reaping bwrap and removing the cgroups (busy until the kernel has torn the
+        namespace down) finish on the teardown pool (see :mod:`rock_env.sandbox.teardown`;
+        :meth:`wait_stopped` waits for it).
         """
         with self._lock:
             if self._stopped:
@@ -485,6 +486,10 @@ class NamespaceRuntime(HostDirRuntime):
         if self._bwrap is not None and self._init_pid is not None:
             with contextlib.suppress(OSError):
                 os.kill(self._init_pid, signal.SIGKILL)
+        # the state dir goes now (callers check it; nothing in the sandbox uses it): only the waiting is deferred,
+        # and if this process dies meanwhile, gc removes the (empty) cgroups as orphans
+        if is_sandbox_dir(self.state_dir):
+            shutil.rmtree(self.state_dir, ignore_errors=True)
         self._done = threading.Event()
         teardown.submit(self._finish_stop)
 
