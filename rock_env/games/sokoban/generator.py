@@ -18,8 +18,9 @@ chosen level has a (GEM-defined) deadlock.
 
 This module follows the same semantics exactly (same draws, same visiting order, same
 tie-breaking, same limits) with flat integer grids, bit boards and an incremental
-displacement score instead of numpy arrays copied at every node. Only the placement still
-uses numpy, because its bounded-integer stream is numpy's own algorithm.
+displacement score instead of numpy arrays copied at every node. The placement takes raw
+64-bit outputs from numpy's PCG64 and maps them to cells like ``Generator.integers`` does
+(checked against numpy at import; numpy's own calls are used if that check fails).
 """
 
 from __future__ import annotations
@@ -206,17 +207,83 @@ def _clear_border(level: bytearray, rows: int, cols: int) -> None:
 _FAST_DRAWS = _draws_match_choice()
 
 
-def _place(level: bytearray, num_boxes: int, gen: np.random.Generator) -> tuple[int, list[int]]:
+class _NumpyDraws:
+    """``below(n)`` = ``numpy.random.default_rng(seed).integers(n)``, one call per draw."""
+
+    def __init__(self, seed: int) -> None:
+        self._gen = np.random.default_rng(seed)
+
+    def below(self, n: int) -> int:
+        return int(self._gen.integers(n))
+
+
+class _LemireDraws:
+    """The same stream as :class:`_NumpyDraws` without a numpy call per draw.
+
+    ``Generator.integers(n)`` (int64, n <= 2**32) takes a 32-bit word from the PCG64 bit
+    generator (the low half of a 64-bit output, the high half kept for the next word) and
+    maps it to ``[0, n)`` with Lemire's multiply-and-reject method. Here the 64-bit outputs
+    come in batches from ``PCG64.random_raw`` and the rest is plain integer arithmetic.
+    Checked against numpy at import (see ``_lemire_matches_numpy``).
+    """
+
+    def __init__(self, seed: int) -> None:
+        self._raw = np.random.PCG64(seed).random_raw
+        self._pool: list[int] = []
+        self._has_half = False
+        self._half = 0
+
+    def _next32(self) -> int:
+        if self._has_half:
+            self._has_half = False
+            return self._half
+        if not self._pool:
+            self._pool = self._raw(16).tolist()
+            self._pool.reverse()
+        x = self._pool.pop()
+        self._half = x >> 32
+        self._has_half = True
+        return x & 0xFFFFFFFF
+
+    def below(self, n: int) -> int:
+        if n == 1:
+            return 0
+        m = self._next32() * n
+        low = m & 0xFFFFFFFF
+        if low < n:
+            threshold = (0xFFFFFFFF - (n - 1)) % n
+            while low < threshold:
+                m = self._next32() * n
+                low = m & 0xFFFFFFFF
+        return m >> 32
+
+
+def _lemire_matches_numpy() -> bool:
+    """Whether :class:`_LemireDraws` reproduces ``Generator.integers`` with this numpy."""
+    rnd = random.Random(7)
+    for seed in range(40):
+        ours, ref = _LemireDraws(seed), _NumpyDraws(seed)
+        for _ in range(40):
+            n = rnd.randrange(1, 70)
+            if ours.below(n) != ref.below(n):
+                return False
+    return True
+
+
+_Draws = _LemireDraws if _lemire_matches_numpy() else _NumpyDraws
+
+
+def _place(level: bytearray, num_boxes: int, draws: _NumpyDraws | _LemireDraws) -> tuple[int, list[int]]:
     """Pick the player cell and the box (= target) cells like GEM; returns (player, boxes)."""
     free = [i for i, v in enumerate(level) if v]
     if len(free) <= num_boxes + 1:
         raise _TryFailed
-    player = free.pop(int(gen.integers(len(free))))
+    player = free.pop(draws.below(len(free)))
     boxes: list[int] = []
     # GEM's deadlock test for a new box always passes (the cell is a target by then), so every
     # draw places a box; ``free`` stays sorted, like ``np.where(room == 1)``.
     for _ in range(num_boxes):
-        boxes.append(free.pop(int(gen.integers(len(free)))))
+        boxes.append(free.pop(draws.below(len(free))))
     return player, sorted(boxes)
 
 
@@ -388,7 +455,7 @@ def _manhattan(rows: int, cols: int) -> tuple[tuple[int, ...], ...]:
 
 def _one_try(
     rnd: random.Random,
-    gen: np.random.Generator,
+    draws: _NumpyDraws | _LemireDraws,
     rows: int,
     cols: int,
     num_steps: int,
@@ -397,7 +464,7 @@ def _one_try(
     stats: dict[str, int] | None,
 ) -> Room:
     level = _topology(rnd, rows, cols, num_steps, p_change)
-    player, targets = _place(level, num_boxes, gen)
+    player, targets = _place(level, num_boxes, draws)
     fixed = bytearray(level)
     for t in targets:
         fixed[t] = TARGET
@@ -446,12 +513,12 @@ def generate_room(
     """
     rows, cols = int(dim[0]), int(dim[1])
     rnd = random.Random(seed)
-    gen = np.random.default_rng(seed)
+    draws = _Draws(seed)
     for attempt in range(tries):
         if stats is not None:
             stats["tries"] = attempt + 1
         try:
-            return _one_try(rnd, gen, rows, cols, num_steps, num_boxes, p_change_directions, stats)
+            return _one_try(rnd, draws, rows, cols, num_steps, num_boxes, p_change_directions, stats)
         except _TryFailed:
             continue
     raise RoomGenerationError(

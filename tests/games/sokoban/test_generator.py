@@ -9,7 +9,17 @@ import numpy as np
 import pytest
 
 from rock_env.games.sokoban import RoomGenerationError, generate_room
-from rock_env.games.sokoban.generator import BOX, PLAYER, TARGET, _place, _topology, reverse_search
+from rock_env.games.sokoban.generator import (
+    BOX,
+    PLAYER,
+    TARGET,
+    _Draws,
+    _LemireDraws,
+    _NumpyDraws,
+    _place,
+    _topology,
+    reverse_search,
+)
 
 
 def _start_position(dim: tuple[int, int], boxes: int, seed: int) -> tuple[bytearray, list[int], int] | None:
@@ -17,7 +27,7 @@ def _start_position(dim: tuple[int, int], boxes: int, seed: int) -> tuple[bytear
     level = _topology(random.Random(seed), dim[0], dim[1], int(1.7 * sum(dim)), 0.35)
     if sum(level) <= boxes + 1:
         return None
-    player, targets = _place(level, boxes, np.random.default_rng(seed))
+    player, targets = _place(level, boxes, _NumpyDraws(seed))
     fixed = bytearray(level)
     for t in targets:
         fixed[t] = TARGET
@@ -93,3 +103,13 @@ def test_generation_works_from_a_deep_call_stack() -> None:
         return generate_room((8, 8), 27, 4, 2) if n == 0 else deep(n - 1)
 
     assert deep(900) == expected
+
+
+def test_placement_draws_match_numpy_generator_integers() -> None:
+    assert _Draws is _LemireDraws  # the fast path is active with the installed numpy
+    rnd = random.Random(99)
+    for seed in [*range(300), 2**40 + 3, 123456789]:
+        ours, gen = _LemireDraws(seed), np.random.default_rng(seed)
+        for _ in range(rnd.randrange(1, 80)):
+            n = rnd.randrange(1, 100)
+            assert ours.below(n) == int(gen.integers(n)), (seed, n)
