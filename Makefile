@@ -19,7 +19,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install -q -e ".[server,dev]"
+	$(BIN)/python -m pip install -q -e ".[server,ray,dev]"
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 docker:
