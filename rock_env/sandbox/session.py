@@ -19,6 +19,7 @@ the result says so.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import signal
@@ -125,8 +126,9 @@ class BashSession:
             self._lazy_start = False
             self._seq += 1
             marker = self._marker()
-            self._pipe.write((_INIT + self._line("true", marker)).encode())
             self._handshake = marker
+            with contextlib.suppress(OSError):  # a shell that is gone already is reported by the check's read
+                self._pipe.write((_INIT + self._line("true", marker)).encode())
             return
         self._pipe.write(_INIT.encode())
         result = self._run_locked("true", timeout=30.0, restart_on_hang=False)
@@ -206,7 +208,7 @@ class BashSession:
             raise SandboxClosed(f"bash session {self.name!r} was closed; create a new one")
         with self._lock:
             restarted = self._restarted
-            if self._pipe is None or self._pipe.poll() is not None:
+            if self._handshake is None and (self._pipe is None or self._pipe.poll() is not None):
                 # the shell exited (e.g. the previous command was `exit`): start a fresh one
                 self._restart()
                 restarted = True
@@ -239,7 +241,8 @@ class BashSession:
         try:
             pipe.write(line.encode())
         except OSError:
-            return self._ended(out, started, pipe)
+            if self._handshake is None:
+                return self._ended(out, started, pipe)
         handshake, self._handshake = self._handshake, None
         carried = False
         if handshake is not None:
