@@ -1,6 +1,7 @@
 """Sandbox latency and density, ours vs the floors measured in the same run.
 
     .venv/bin/python benchmarks/sandbox_latency.py [--runs 30] [--rt-runs 2000] [--density 200]
+    .venv/bin/python benchmarks/sandbox_latency.py --compare-rev REV [--runs 40]   # old code vs this tree
 
 One function per runtime section (docker has its own script, ``sandbox_latency_docker.py``):
 
@@ -21,6 +22,7 @@ removing its host state runs in the background. The lifecycle section reports bo
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -258,6 +260,55 @@ def bench_density(count: int) -> None:
     )
 
 
+_AB_WORKER = """
+import json, sys, time
+from rock_env.sandbox import Sandbox
+def once():
+    sb = Sandbox(runtime="namespace"); sb.start(); assert sb.run("echo ready").output == "ready\\n"; sb.stop()
+once()
+for _ in sys.stdin:
+    t = time.perf_counter(); once(); print(json.dumps(time.perf_counter() - t), flush=True)
+"""
+
+
+def bench_compare_rev(rev: str, runs: int, state: str) -> None:
+    """Namespace lifecycle of the code at git revision ``rev`` vs this tree vs the floor, interleaved.
+
+    Each side runs in its own worker process (``PYTHONPATH`` pointing at an export of ``rock_env``
+    at that revision, or at this tree); the three alternate, so load hits them alike.
+    """
+    repo = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory(prefix="rock-env-bench-rev-") as old_tree:
+        archive = subprocess.run(["git", "-C", str(repo), "archive", rev, "rock_env"], check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", old_tree], input=archive.stdout, check=True)
+
+        def worker(path: str, sub: str) -> subprocess.Popen[str]:
+            env = {**os.environ, "PYTHONPATH": path, "ROCK_ENV_SANDBOX_STATE": os.path.join(state, sub)}
+            return subprocess.Popen(
+                [sys.executable, "-c", _AB_WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+            )
+
+        def ask(proc: subprocess.Popen[str]) -> float:
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            return float(json.loads(proc.stdout.readline()))
+
+        workers = {rev: worker(old_tree, "old"), "this tree": worker(str(repo), "new")}
+        times: dict[str, list[float]] = {"floor": [], rev: [], "this tree": []}
+        for i in range(runs):
+            times["floor"].append(timed(lambda: subprocess.run(FLOOR_BWRAP, check=True)))
+            for name in list(workers) if i % 2 else list(workers)[::-1]:
+                times[name].append(ask(workers[name]))
+        for proc in workers.values():
+            assert proc.stdin is not None
+            proc.stdin.close()
+            proc.wait()
+    base = statistics.median(times["floor"])
+    for name, values in times.items():
+        print(f"[compare ] {name:<10} {fmt(values)}   ratio p50/floor = {statistics.median(values) / base:.2f}x")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the sections and print one line per measurement."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -265,11 +316,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rt-runs", type=int, default=2000, help="session round trips per runtime")
     parser.add_argument("--density", type=int, default=200, help="idle namespace sandboxes (0 to skip)")
     parser.add_argument("--runtimes", default="local,namespace")
+    parser.add_argument(
+        "--compare-rev", metavar="REV", help="only: namespace lifecycle of git revision REV vs this tree vs the floor"
+    )
     args = parser.parse_args(argv)
     runtimes = [r for r in args.runtimes.split(",") if r]
     with tempfile.TemporaryDirectory(prefix="rock-env-bench-", dir="/dev/shm") as home:
         os.environ["ROCK_ENV_SANDBOX_STATE"] = home
         print(f"# sandbox_latency  python {sys.version.split()[0]}  cpus {os.cpu_count()}  load {os.getloadavg()}")
+        if args.compare_rev:
+            bench_compare_rev(args.compare_rev, args.runs, home)
+            return 0
         for runtime in runtimes:
             bench_lifecycle(runtime, args.runs)
         for runtime in runtimes:
