@@ -67,6 +67,7 @@ class SandboxConfig(BaseModel):
     ``memory`` and ``disk`` take bytes or strings like ``"512m"``/``"2g"``; a malformed value
     raises :class:`~rock_env.errors.ConfigError`. ``ttl`` is an absolute lifetime in seconds,
     ``idle_ttl`` the longest time without a command; both are enforced even if the owner dies.
+    ``disk`` limits the workspace (on the namespace runtime ``/workspace`` and ``/tmp`` each).
     ``pids`` and ``disk`` left at ``None`` get the runtime's safe defaults
     (:data:`DEFAULT_PIDS`, :data:`DEFAULT_DISK`) where the runtime can enforce them.
     """

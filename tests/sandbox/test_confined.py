@@ -32,7 +32,8 @@ def test_namespace_sandboxes_add_no_host_mounts(sandbox_state: Path) -> None:
         assert not [p for p in new if str(sandbox_state) in p or first.id in p or second.id in p]
         assert mounted_below(sandbox_state) == []
         assert first.read_file("a.txt") == "one" and second.read_file("a.txt") == "two"
-        assert first.run("df -k --output=size /workspace | tail -1").output.strip() == str(16 * 1024)
+        sizes = first.run("df -k --output=size /workspace /tmp | tail -2").output.split()
+        assert sizes == [str(16 * 1024)] * 2  # the disk limit applies to each
         assert first.run("stat -c %a /tmp").output == "1777\n"
 
 

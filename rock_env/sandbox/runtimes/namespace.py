@@ -7,15 +7,19 @@ and ``/tmp``: size-limited tmpfs mounts made by bwrap inside the sandbox's mount
 that the host's mount table does not grow with every sandbox (each new bwrap copies that table).
 The host reaches them through ``/proc/<keeper pid>/root`` with directory fds and confined,
 symlink-safe resolution (see :mod:`rock_env.sandbox.confined`). No network unless
-``network=True`` (then the host's). All capabilities are dropped; ``--die-with-parent`` are set.
+``network=True`` (then the host's). All capabilities are dropped; ``--new-session`` and
+``--die-with-parent`` are set. The disk limit applies to ``/workspace`` and ``/tmp`` each.
 
 Start-up is one bubblewrap process: its command is a small ``sh`` that runs the default
 session's bash in the foreground (on bwrap's stdio pipes), reports the bash's exit code
 with a marker, and then stays as the namespace's keeper (``sleep``), so the sandbox outlives
-its sessions. bwrap waits on ``--block-fd`` until its processes have been moved into the
-sandbox's cgroups, so nothing runs unlimited. Further sessions and one-shot commands enter
+its sessions. bwrap's init is moved into the sandbox's cgroups while bwrap sets up the mounts
+(a cgroup-v1 move waits for an RCU grace period, so the two overlap), and whatever it forked
+before the move landed is moved after; :meth:`NamespaceRuntime.start` returns only when every
+process is inside, before any command is sent, so nothing runs unlimited. Further sessions and one-shot commands enter
 the namespaces with ``nsenter`` (which forks into the pid namespace) and drop every
-capability with ``setpriv``. Stopping kills the namespace's pid 1, which kills everything inside.
+capability with ``setpriv``. Stopping kills the namespace's pid 1, which kills everything inside;
+reaping bwrap and removing the cgroups finish in the background (:mod:`rock_env.sandbox.teardown`).
 """
 
 from __future__ import annotations
@@ -385,8 +389,9 @@ class NamespaceRuntime(HostDirRuntime):
     def start(self) -> None:
         """Prepare the writable layer and cgroups, then start bwrap with the default session's bash.
 
-        bwrap blocks (``--block-fd``) until its processes are moved into the sandbox's cgroups,
-        so that no process runs unlimited; readiness is the first answer of the session's bash.
+        bwrap is unblocked (``--block-fd``) at once and its processes are moved into the sandbox's
+        cgroups while it builds the mounts (see :meth:`_move_into_cgroups`); nothing but our own
+        shells runs before this returns. Readiness is the first answer of the session's bash.
         """
         self._prepare()
         info_r, info_w = os.pipe()
