@@ -28,7 +28,7 @@ docker:
 image: venv docker
 	$(BIN)/rock-env image build-base
 
-demo: setup image
+demo: system venv
 	$(BIN)/python -m rock_env.demo
 
 test: setup image
