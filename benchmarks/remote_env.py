@@ -13,6 +13,11 @@
    clients speak minimal keep-alive HTTP/1.1 so that the generator is not the bottleneck.
 
 The admin runs as a separate process (``rock-env admin start``), like in production.
+
+``--compare-server`` instead runs the single-env and load parts against three admins side by
+side, in rotating rounds: ``before`` (``server.gc_freeze=false``), ``gc_freeze`` (the startup
+heap frozen out of the garbage collector; the default) and ``gc_freeze+one_write`` (also one
+write per response, ``ROCK_ENV_UVICORN_HTTP=coalescing``, :mod:`rock_env.server.http_protocol`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import asyncio
 import json
 import logging
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import tempfile
@@ -278,6 +284,69 @@ def bench_load(url: str, env_id: str, clients: int, duration: float, procs: int)
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def compare_server(args: argparse.Namespace) -> dict[str, Any]:
+    """Single-env step and N-client load against the server variants (see the module doc), alternating."""
+    protocols: dict[str, tuple[dict[str, str], list[str]]] = {
+        "before": ({}, ["server.gc_freeze=false"]),
+        "gc_freeze": ({}, []),  # the default
+        "gc_freeze+one_write": ({"ROCK_ENV_UVICORN_HTTP": "coalescing"}, []),
+    }
+    singles: dict[str, list[dict[str, Any]]] = {name: [] for name in protocols}
+    loads: dict[str, list[dict[str, Any]]] = {name: [] for name in protocols}
+    with tempfile.TemporaryDirectory() as tmp:
+        admins = {}
+        for name, (env, overrides) in protocols.items():
+            os.makedirs(f"{tmp}/{name}")
+            admins[name] = ServerProcess.admin(f"{tmp}/{name}", "server.env_idle_ttl=600", *overrides, env=env).start()
+        try:
+            names = list(admins)
+            for r in range(args.rounds):
+                order = names[r % len(names) :] + names[: r % len(names)]  # rotate: no variant always goes first
+                for name in order:
+                    admin = admins[name]
+                    singles[name].append(bench_single(admin.url, args.env, args.steps, 1))
+                    cpu = cpu_seconds(admin.pid)
+                    load = bench_load(admin.url, args.env, args.clients, args.duration, args.client_procs)
+                    load["server_cpu_us_per_step"] = (cpu_seconds(admin.pid) - cpu) / max(load["steps"], 1) * 1e6
+                    loads[name].append(load)
+                    print(
+                        f"round {r} {name:<19} single p50 {singles[name][-1]['remote_p50_us']:.0f} us | "
+                        f"{args.clients} clients {load['steps_per_s']:,.0f} steps/s p50 {load['p50_ms']:.1f} ms "
+                        f"p99 {load['p99_ms']:.1f} ms, server CPU {load['server_cpu_us_per_step']:.0f} us/step, "
+                        f"errors {load['errors']}",
+                        flush=True,
+                    )
+        finally:
+            for admin in admins.values():
+                admin.stop()
+    out: dict[str, Any] = {}
+    for name in protocols:
+        out[name] = {
+            "single_p50_us_median": statistics.median(x["remote_p50_us"] for x in singles[name]),
+            "load_steps_per_s_median": statistics.median(x["steps_per_s"] for x in loads[name]),
+            "load_p50_ms_median": statistics.median(x["p50_ms"] for x in loads[name]),
+            "load_p99_ms_median": statistics.median(x["p99_ms"] for x in loads[name]),
+            "server_cpu_us_per_step_median": statistics.median(x["server_cpu_us_per_step"] for x in loads[name]),
+            "errors": sum(x["errors"] for x in loads[name]),
+        }
+        o = out[name]
+        print(
+            f"{name:<19} median of {args.rounds} rounds: single p50 {o['single_p50_us_median']:.0f} us | "
+            f"{o['load_steps_per_s_median']:,.0f} steps/s, p50 {o['load_p50_ms_median']:.1f} ms, "
+            f"p99 {o['load_p99_ms_median']:.1f} ms, server CPU {o['server_cpu_us_per_step_median']:.0f} us/step, "
+            f"errors {o['errors']}",
+            flush=True,
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="game:Sokoban-v0-easy")
@@ -293,8 +362,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-procs", type=int, default=4)
     parser.add_argument("--skip", default="", help="comma list of parts to skip: single,vec,sandbox,stream,load")
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    parser.add_argument("--compare-server", action="store_true", help="server variants side by side (see above)")
     args = parser.parse_args(argv)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    if args.compare_server:
+        compared = compare_server(args)
+        if args.json:
+            print(json.dumps(compared, indent=2))
+        return 0
     skip = set(filter(None, args.skip.split(",")))
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp, ServerProcess.admin(tmp, "server.env_idle_ttl=600") as admin:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import threading
 import time
@@ -40,6 +41,28 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+#: Environment variable choosing uvicorn's HTTP protocol: ``auto`` (default), ``httptools``, ``h11``,
+#: or ``coalescing`` (:mod:`rock_env.server.http_protocol`: one write per response; opt-in).
+HTTP_PROTOCOL_ENV_VAR = "ROCK_ENV_UVICORN_HTTP"
+
+
+def http_protocol() -> Any:
+    """What ``uvicorn.Config(http=...)`` gets, from ``$ROCK_ENV_UVICORN_HTTP`` (default ``"auto"``).
+
+    ``coalescing`` sends each response in one write instead of two (half the TCP segments); in
+    ``benchmarks/remote_env.py --compare-server`` it was within noise of stock httptools under
+    200-client load, so it is opt-in. Without httptools installed it falls back to ``"auto"``.
+    """
+    choice = os.environ.get(HTTP_PROTOCOL_ENV_VAR, "").strip() or "auto"
+    if choice != "coalescing":
+        return choice
+    try:
+        from rock_env.server.http_protocol import CoalescingHttpToolsProtocol
+    except ImportError:
+        return "auto"
+    return CoalescingHttpToolsProtocol
+
+
 def uvicorn_config(app: Any, log_level: str = "warning", root_logging: bool = False) -> uvicorn.Config:
     """uvicorn settings we use everywhere (uvloop and httptools when installed).
 
@@ -47,6 +70,7 @@ def uvicorn_config(app: Any, log_level: str = "warning", root_logging: bool = Fa
     installing its own text handlers.
     """
     extra: dict[str, Any] = {"log_config": None} if root_logging else {}
+    extra["http"] = http_protocol()  # "auto" unless $ROCK_ENV_UVICORN_HTTP says otherwise
     return uvicorn.Config(
         app,
         log_level=log_level,

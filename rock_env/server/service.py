@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import hmac
 import logging
 import time
@@ -158,6 +159,8 @@ class Service:
             await self.blocking(rock_env.list_envs)
         except Exception:
             logger.exception("loading the env registry failed")
+        if self.settings.gc_freeze:
+            freeze_heap()
 
     def add_task(self, coro: Any, name: str) -> None:
         """Run a background coroutine until shutdown."""
@@ -555,6 +558,21 @@ class Service:
     def count_error(self, exc: RockEnvError) -> None:
         """Count an error by type."""
         self.metrics.inc("errors_total", "Errors returned, by type.", type=type(exc).__name__)
+
+
+def freeze_heap() -> None:
+    """Collect garbage once, then exclude every surviving object from later collections (``gc.freeze``).
+
+    A server's heap after startup is mostly modules, classes and the registry: long-lived and
+    never garbage. Freezing it keeps the full collections that steady-state allocation triggers
+    short (they scan only younger objects); without it they scanned ~170k objects each time.
+    """
+    started = time.perf_counter()
+    gc.collect()
+    gc.freeze()
+    logger.debug(
+        "froze %d objects out of the GC in %.0f ms", gc.get_freeze_count(), (time.perf_counter() - started) * 1e3
+    )
 
 
 def _describe(rec: ObjectRecord) -> str:

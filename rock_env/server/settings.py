@@ -68,6 +68,10 @@ class ServerSettings(BaseModel):
     log_level: str = "info"
     #: ``text`` or ``json`` (one JSON object per line, for log shippers).
     log_format: Literal["text", "json"] = "text"
+    #: After startup (registry loaded), collect garbage once and move every object alive then out
+    #: of the garbage collector's reach (``gc.freeze()``): full collections then scan only what
+    #: was made since, instead of ~170k import-time objects (100+ ms pauses under load).
+    gc_freeze: bool = True
 
     def all_tokens(self) -> list[TokenSpec]:
         """Configured tokens, plus ``token`` / ``$ROCK_ENV_TOKEN`` as the token named ``default``."""
