@@ -12,6 +12,7 @@ format); ``--raw`` sends lines exactly as typed.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -63,31 +64,42 @@ def main(argv: Sequence[str], stdin: TextIO | None = None, stdout: TextIO | None
         kwargs["base_url"] = args.base_url
     env = make(args.env_id, **kwargs)
     try:
-        obs, info = env.reset(seed=args.seed)
-        _show(out, obs, info)
-        episodes_left = args.episodes
-        episode_return = 0.0
-        for line in inp:
-            action = wrap_action(line, args.env_id, args.raw)
-            try:
-                obs, reward, terminated, truncated, info = env.step(action)
-            except InvalidAction as exc:
-                out.write(f"invalid action: {exc}\n")
-                out.flush()
-                continue
-            episode_return += float(reward)
-            _show(out, obs, info)
-            out.write(f"reward={float(reward)} terminated={bool(terminated)} truncated={bool(truncated)}\n")
-            if terminated or truncated:
-                out.write(f"episode finished: return={episode_return}\n")
-                episodes_left -= 1
-                if episodes_left == 0:
-                    break
-                episode_return = 0.0
-                obs, info = env.reset()
-                _show(out, obs, info)
-            out.flush()
+        _play(env, args, inp, out)
+        out.flush()
+    except BrokenPipeError:
+        # The reader went away (e.g. ``| head``): stop quietly, like other Unix tools.
+        if out is sys.stdout:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
     finally:
         env.close()
-        out.flush()
     return 0
+
+
+def _play(env: Any, args: argparse.Namespace, inp: TextIO, out: TextIO) -> None:
+    """The read-step-print loop."""
+    obs, info = env.reset(seed=args.seed)
+    _show(out, obs, info)
+    episodes_left = args.episodes
+    episode_return = 0.0
+    for line in inp:
+        action = wrap_action(line, args.env_id, args.raw)
+        try:
+            obs, reward, terminated, truncated, info = env.step(action)
+        except InvalidAction as exc:
+            out.write(f"invalid action: {exc}\n")
+            out.flush()
+            continue
+        episode_return += float(reward)
+        _show(out, obs, info)
+        out.write(f"reward={float(reward)} terminated={bool(terminated)} truncated={bool(truncated)}\n")
+        if terminated or truncated:
+            out.write(f"episode finished: return={episode_return}\n")
+            episodes_left -= 1
+            if episodes_left == 0:
+                break
+            episode_return = 0.0
+            obs, info = env.reset()
+            _show(out, obs, info)
+        out.flush()

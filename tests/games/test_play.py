@@ -63,3 +63,25 @@ def test_play_unknown_env_is_an_error() -> None:
     )
     assert proc.returncode != 0
     assert "Sokoban" in proc.stderr
+
+
+def test_play_exits_quietly_when_the_reader_goes_away() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rock_env.cli", "play", "game:Sokoban-v0-easy", "--seed", "0", "--episodes", "50"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdin is not None and proc.stderr is not None
+    proc.stdout.close()  # like `rock-env play ... | head -1` after head exits
+    proc.stdin.write("up\n" * 2000)
+    proc.stdin.close()
+    try:
+        code = proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert code == 0, err
+    assert "Traceback" not in err
