@@ -121,6 +121,20 @@ class SandboxConfig(BaseModel):
         """The workspace disk limit in bytes, or ``None`` (runtime default)."""
         return parse_size(self.disk, field="disk")
 
+    def tmpfs_size(self, mounts: int = 1) -> tuple[int, bool]:
+        """Size of each of ``mounts`` tmpfs mounts of the writable layer, and whether it was capped.
+
+        Each gets ``disk`` (default :data:`DEFAULT_DISK`), but together they get at most half the
+        memory limit: tmpfs pages count against the sandbox's memory and cannot be reclaimed, so a
+        writable layer as large as the limit would let a full disk OOM-kill every process (and any
+        new one). Capped, a full disk is ENOSPC and the other half stays for processes.
+        """
+        size = self.disk_bytes or DEFAULT_DISK
+        memory = self.memory_bytes
+        if memory is not None and size * mounts > memory // 2:
+            return max(memory // (2 * mounts), 1 << 20), True
+        return size, False
+
 
 class CommandResult(BaseModel):
     """The result of one command: merged stdout/stderr, exit code and how it ended.

@@ -88,3 +88,19 @@ def test_cpu_limit_is_applied(sandbox_state: Path) -> None:
         quota = (runtime.cgroups.paths["cpu"] / "cpu.cfs_quota_us").read_text().strip()
         assert quota == "50000"
         assert sb.run("echo $(( 6 * 7 ))").output == "42\n"
+
+
+def test_full_disk_under_a_memory_limit_is_enospc_not_oom(sandbox_state: Path) -> None:
+    # tmpfs pages count against the memory limit: the writable layer is capped at half of it
+    with Sandbox(runtime="namespace", memory="256m", disk="1g") as sb:
+        result = sb.run("head -c 2G /dev/zero > /tmp/big; echo rc=$?", timeout=60)
+        assert "No space left on device" in result.output and "rc=1" in result.output
+        assert sb.run("echo still alive").output == "still alive\n"
+
+
+def test_rm_rf_root_cannot_break_the_sandbox(sandbox_state: Path) -> None:
+    with Sandbox(runtime="namespace") as sb:
+        sb.run("rm -rf --no-preserve-root / 2>/dev/null", timeout=120)
+        after = sb.run("ls -d /bin /usr/bin && echo usable")
+        assert after.exit_code == 0 and after.output.endswith("usable\n")
+        assert sb.exec(["true"]).exit_code == 0

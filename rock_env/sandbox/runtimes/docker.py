@@ -622,19 +622,16 @@ class DockerRuntime(Runtime):
         any new one, leaving a sandbox nothing can run in. Capped, a full disk is ENOSPC and the
         other half of the memory stays for processes.
         """
-        size = self.config.disk_bytes or DEFAULT_DISK
-        memory = self.config.memory_bytes
-        if memory is not None and size > memory // 2:
-            if self.config.disk is not None:
-                logger.warning(
-                    "sandbox %s: disk=%s is more than half of memory=%s; the workdir and /tmp (a tmpfs, "
-                    "which counts against the memory limit) get %d bytes",
-                    self.sandbox_id,
-                    self.config.disk,
-                    self.config.memory,
-                    max(memory // 2, 1 << 20),
-                )
-            size = max(memory // 2, 1 << 20)
+        size, capped = self.config.tmpfs_size(mounts=1)
+        if capped and self.config.disk is not None:
+            logger.warning(
+                "sandbox %s: disk=%s is more than half of memory=%s; the workdir and /tmp (a tmpfs, "
+                "which counts against the memory limit) get %d bytes",
+                self.sandbox_id,
+                self.config.disk,
+                self.config.memory,
+                size,
+            )
         return size
 
     def _unmount_fs(self) -> None:

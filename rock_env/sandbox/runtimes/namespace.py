@@ -373,8 +373,22 @@ class NamespaceRuntime(HostDirRuntime):
         argv += self._root_args()
         argv += ["--proc", "/proc", "--dev", "/dev"]
         # the writable layer: tmpfs mounts in the sandbox's own mount namespace (none on the host)
-        disk = str(self._limits()[2])
+        size, capped = self.config.tmpfs_size(mounts=2)
+        if capped and self.config.disk is not None:
+            logger.warning(
+                "sandbox %s: 2 x disk=%s is more than half of memory=%s; %s and /tmp (tmpfs, which counts "
+                "against the memory limit) get %d bytes each",
+                self.sandbox_id,
+                self.config.disk,
+                self.config.memory,
+                self.config.workdir,
+                size,
+            )
+        disk = str(size)
         argv += ["--size", disk, "--tmpfs", self.config.workdir, "--perms", "1777", "--size", disk, "--tmpfs", "/tmp"]
+        # the root itself (a tmpfs holding the mount points and symlinks such as /bin -> usr/bin) is
+        # read-only, so `rm -rf /` inside cannot break the sandbox's own system directories
+        argv += ["--remount-ro", "/"]
         argv += ["--chdir", self.config.workdir]
         argv += ["--info-fd", str(info_fd), "--block-fd", str(block_fd)]
         # sh runs the default session's bash in the foreground, reports its exit code with a marker,
