@@ -83,6 +83,8 @@ class Env(_GemEnv, gymnasium.Env[str, str]):  # type: ignore[misc]
         """Seed ``np_random`` and ``rng`` from ``seed``."""
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise InvalidArgument(f"seed must be an int or None, got {type(seed).__name__}: pass e.g. seed=42.")
+        if seed < 0:
+            raise InvalidArgument(f"seed must be a non-negative int, got {seed}: pass e.g. seed=42.")
         self._np_random, self._np_random_seed = gymnasium.utils.seeding.np_random(int(seed))
         self.rng.seed(int(seed))
 
