@@ -78,7 +78,7 @@ def coalescing_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Back
 def test_one_segment_per_response(server: BackgroundServer, coalescing_server: BackgroundServer) -> None:
     ours, stock = segments_per_response(coalescing_server.url), segments_per_response(server.url)
     assert stock >= 1.8  # uvicorn's httptools protocol (the default): head and body leave separately
-    assert ours <= 1.2, f"{ours:.2f} segments per response"
+    assert ours <= 1.5, f"{ours:.2f} segments per response"  # (a pure ACK of a slow answer adds one)
 
 
 def test_pipelined_requests_are_answered_in_order(coalescing_server: BackgroundServer) -> None:
