@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import hydra.utils
@@ -18,15 +17,6 @@ from tests.rollout.helpers import LINE_ID, LineEnv, register_line_env
 @pytest.fixture(scope="module", autouse=True)
 def line_env() -> str:
     return register_line_env()
-
-
-@pytest.fixture
-def sandbox_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    root = tmp_path / "sandbox-state"
-    monkeypatch.setenv("ROCK_ENV_SANDBOX_STATE", str(root))
-    yield root
-    left = sorted(p.name for p in root.iterdir()) if root.exists() else []
-    assert not left, f"sandbox state left behind: {left}"
 
 
 def test_instantiate_an_env_config() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +17,6 @@ from tests.rollout.helpers import LINE_ID, register_line_env
 from tests.tools.bash_solutions import SOLUTIONS
 
 pytestmark = [pytest.mark.bwrap, pytest.mark.slow]
-
-
-@pytest.fixture
-def sandbox_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    root = tmp_path / "sandbox-state"
-    monkeypatch.setenv("ROCK_ENV_SANDBOX_STATE", str(root))
-    yield root
-    left = sorted(p.name for p in root.iterdir()) if root.exists() else []
-    assert not left, f"sandbox state left behind: {left}"
 
 
 def call(call_id: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,6 @@ from rock_env.errors import (
 )
 from rock_env.sandbox import AsyncSandbox, Sandbox, SandboxConfig, mounts
 from rock_env.sandbox.gc import collect, reap_dir
-from rock_env.sandbox.image import DEFAULT_IMAGE_NAME, build_base_image
 from rock_env.sandbox.runtimes.docker import (
     DROPPED_CAPS,
     LABEL_OWNER,
@@ -46,22 +45,8 @@ from rock_env.sandbox.state import SandboxRecord
 
 pytestmark = pytest.mark.docker
 
-REPO = Path(__file__).resolve().parents[2]
 #: the ``make_sandbox`` fixture: ``make_sandbox(**config_fields)`` -> a started docker sandbox
 MakeSandbox = Callable[..., Sandbox]
-
-
-@pytest.fixture(scope="session")
-def docker_image() -> str:
-    """The rock-env base image in Docker (daemon started and image built once if needed)."""
-    if not DockerRuntime.available():
-        subprocess.run(
-            ["bash", "--norc", "--noprofile", str(REPO / "scripts" / "ensure-docker.sh")], check=False, timeout=120
-        )
-    assert docker_api().ping(), "the Docker daemon must answer (run scripts/ensure-docker.sh as root)"
-    built = build_base_image(DEFAULT_IMAGE_NAME)
-    assert built.docker_image_id
-    return built.name
 
 
 @pytest.fixture(scope="module", autouse=True)
