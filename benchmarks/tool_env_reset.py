@@ -24,7 +24,8 @@ import argparse
 import statistics
 import subprocess
 import time
-from collections.abc import Callable
+
+from _stats import fmt, timed
 
 from rock_env.sandbox import Sandbox, SandboxConfig
 from rock_env.tools.bash_env import BashEnv
@@ -34,24 +35,6 @@ from rock_env.tools.sandbox_env import SandboxEnv, sandbox_config
 TASKS = ["files/find-large", "text/top-ips", "git/resolve-conflict", "proc/pid-file", "perm/world-writable"]
 FLOOR_BWRAP = ["bwrap", "--unshare-all", "--ro-bind", "/", "/", "true"]
 IMAGE = "rock-env/base:bookworm"
-
-
-def pct(values: list[float], q: float) -> float:
-    """The q-quantile (0..1) of ``values``."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def fmt(values: list[float]) -> str:
-    """p50/p95 in ms."""
-    return f"p50 {statistics.median(values) * 1e3:8.2f} ms  p95 {pct(values, 0.95) * 1e3:8.2f} ms"
-
-
-def timed(fn: Callable[[], object]) -> float:
-    """Seconds ``fn()`` takes."""
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def fresh_episode(runtime: str, task_id: str) -> tuple[float, Sandbox]:
