@@ -194,6 +194,7 @@ class EnvInfo(BaseModel):
     requirements: list[str] = Field(default_factory=list)
     sandbox_id: str | None = None
     tools: list[JsonDict] | None = Field(default=None, description="the env's OpenAI tool schemas, if it has tools")
+    tool_call_hook: bool = Field(default=False, description="the env turns tool calls into actions itself")
     action_space: TextSpaceInfo | None = Field(default=None, description="None: not a text space")
     observation_space: TextSpaceInfo | None = Field(default=None, description="None: not a text space")
 
@@ -247,6 +248,19 @@ class SampleActionRequest(WireModel):
 
 class SampleActionResponse(BaseModel):
     """One action drawn from the env's own RNG."""
+
+    action: str
+
+
+class ToolCallRequest(WireModel):
+    """``POST /api/v1/envs/{id}/tool_call_to_action``: the env's own text action for a model's tool call."""
+
+    name: str = Field(max_length=1024)
+    arguments: Any = None
+
+
+class ToolCallResponse(BaseModel):
+    """The action ``env.tool_call_to_action(name, arguments)`` returned."""
 
     action: str
 
@@ -659,6 +673,8 @@ __all__ = [
     "SpawnRequest",
     "StreamRequest",
     "TextSpaceInfo",
+    "ToolCallRequest",
+    "ToolCallResponse",
     "VecInfo",
     "VecMakeRequest",
     "VecRenderResponse",

@@ -6,9 +6,10 @@ the same transcript, because the worker builds the env from the same spec.
 
 What trainers and policies read from an env is there too: ``sample_random_action()`` runs
 on the server (the hosted env's own RNG draws it, so a seeded random policy plays the same
-actions as locally), ``tools`` are the hosted env's OpenAI tool schemas, ``spec`` is the
-local registry's spec of the id, ``action_space``/``observation_space`` are copies of the
-hosted env's text spaces, ``render()`` asks the hosted env, and ``with`` closes it.
+actions as locally), ``tools`` are the hosted env's OpenAI tool schemas (and
+``tool_call_to_action`` its own hook, when it has one), ``spec`` is the local registry's
+spec of the id, ``action_space``/``observation_space`` are copies of the hosted env's text
+spaces, ``render()`` asks the hosted env, and ``with`` closes it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from rock_env.protocol import (
     SampleActionRequest,
     SampleActionResponse,
     TextSpaceInfo,
+    ToolCallRequest,
+    ToolCallResponse,
     require_json,
 )
 from rock_env.remote.client import ApiClient
@@ -103,6 +106,8 @@ class RemoteEnv(Env):
         self.remote_id = self.info.id
         self._base = f"/api/v1/envs/{self.remote_id}"
         self.tools: list[dict[str, Any]] | None = self.info.tools
+        if self.info.tool_call_hook:  # only then, like a local env that has (or lacks) the method
+            self.tool_call_to_action = self._tool_call_to_action
         act = self.info.action_space
         self.action_space = (
             RemoteTextSpace(act.max_length, min_length=act.min_length, charset=act.charset)
@@ -150,6 +155,13 @@ class RemoteEnv(Env):
         if isinstance(space, RemoteTextSpace):
             space.pending_seed = None
         return answer.action
+
+    def _tool_call_to_action(self, name: str, arguments: Any) -> str:
+        """The hosted env's ``tool_call_to_action(name, arguments)`` (exposed only when it has one)."""
+        self._check_usable("tool_call_to_action")
+        require_json(arguments, "the tool call's arguments")
+        body = ToolCallRequest(name=name, arguments=arguments)
+        return self._client.post_fast(f"{self._base}/tool_call_to_action", body, ToolCallResponse).action
 
     def render(self) -> str | None:
         """``render()`` of the hosted env (for rock_env envs: the last observation)."""

@@ -38,6 +38,8 @@ from rock_env.protocol import (
     SampleActionResponse,
     SandboxPlacement,
     TextSpaceInfo,
+    ToolCallRequest,
+    ToolCallResponse,
     VecInfo,
     VecMakeRequest,
     VecRenderResponse,
@@ -220,6 +222,7 @@ class Worker:
             idle_ttl=req.idle_ttl,
             requirements=list(spec.requirements),
             tools=tool_schemas_of(env),
+            tool_call_hook=callable(getattr(env, "tool_call_to_action", None)),
             action_space=text_space_info(getattr(env, "action_space", None)),
             observation_space=text_space_info(getattr(env, "observation_space", None)),
         )
@@ -268,6 +271,22 @@ class Worker:
             except Exception as exc:
                 raise _wrap_env_error(exc, f"sample_random_action of env {obj_id!r}") from exc
         return SampleActionResponse(action=action)
+
+    def env_tool_call_to_action(self, obj_id: str, req: ToolCallRequest) -> ToolCallResponse:
+        """``env.tool_call_to_action(name, arguments)`` (the env's text action for a tool call)."""
+        slot = self._env(obj_id)
+        convert = getattr(slot.obj, "tool_call_to_action", None)
+        if not callable(convert):
+            raise InvalidArgument(
+                f"env {obj_id!r} ({slot.info.env_id}) has no tool_call_to_action(); send the tool call as "
+                "the action text instead."
+            )
+        with slot.lock:
+            try:
+                action = convert(req.name, req.arguments)
+            except Exception as exc:
+                raise _wrap_env_error(exc, f"tool_call_to_action of env {obj_id!r}") from exc
+        return ToolCallResponse(action=action if isinstance(action, str) else str(action))
 
     def env_render(self, obj_id: str) -> RenderResponse:
         """``render()`` of the env (non-text renders are sent as their text form)."""

@@ -91,9 +91,21 @@ def test_tools_spec_spaces_unwrapped_render(server: BackgroundServer) -> None:
     assert gone.status_code == 404 and gone.json()["error"] == "EnvInstanceNotFound"
 
 
+def test_tool_call_hook_runs_on_the_hosted_env(server: BackgroundServer) -> None:
+    with rock.make(LINE_ID, backend="remote", base_url=server.url) as remote:
+        local = rock.make(LINE_ID)
+        for name, arguments in [("move", {"direction": "left"}), ("move", "garbage"), ("jump", {})]:
+            assert remote.tool_call_to_action(name, arguments) == local.tool_call_to_action(name, arguments)
+
+
 def test_game_has_no_tools(server: BackgroundServer) -> None:
     with rock.make(SOKOBAN, backend="remote", base_url=server.url) as remote:
         assert remote.tools is None
+        assert not hasattr(remote, "tool_call_to_action")  # like the local Sokoban env
+        gone = httpx.post(
+            f"{server.url}/api/v1/envs/{remote.remote_id}/tool_call_to_action", json={"name": "x"}, timeout=60
+        )
+        assert gone.status_code == 422 and "no tool_call_to_action" in gone.json()["message"]
         from rock_env.policies.openai_chat import tool_schemas
 
         assert tool_schemas(remote) == []

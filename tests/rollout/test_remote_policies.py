@@ -21,7 +21,7 @@ from rock_env.server.app import create_app
 from rock_env.server.runner import BackgroundServer
 from rock_env.server.settings import ServerSettings
 from tests.policies.fake_openai import FakeOpenAI
-from tests.rollout.helpers import LineEnv, files_of
+from tests.rollout.helpers import LINE_ID, LineEnv, files_of, register_line_env
 
 pytestmark = pytest.mark.server
 
@@ -74,6 +74,28 @@ def bash_model(request: dict[str, Any]) -> dict[str, Any]:
     function = {"name": name, "arguments": json.dumps(arguments)}
     call = {"id": f"call_{name}", "type": "function", "function": function}
     return {"role": "assistant", "content": None, "tool_calls": [call]}
+
+
+def test_openai_policy_tool_calls_through_the_remote_envs_hook(admin: str, tmp_path: Path) -> None:
+    register_line_env()
+    common = [f"env.id={LINE_ID}", "policy=openai", "episodes=2", "seed=3", "num_envs=2"]
+
+    def model(request: dict[str, Any]) -> dict[str, Any]:
+        board = request["messages"][-1]["content"].strip().splitlines()[-1]
+        direction = "right" if "T" in board and "P" in board and board.index("T") > board.index("P") else "left"
+        function = {"name": "move", "arguments": json.dumps({"direction": direction})}
+        return {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "m", "type": "function", "function": function}],
+        }
+
+    for name, extra in (("local", []), ("remote", ["backend=remote", f"backend.base_url={admin}"])):
+        with FakeOpenAI(model) as fake:
+            rollout(tmp_path / name, *common, f"policy.base_url={fake.url}", *extra)
+    assert dict(files_of(tmp_path / "remote")) == dict(files_of(tmp_path / "local"))
+    steps = [r for r in read_jsonl(tmp_path / "remote" / "trajectories.jsonl") if r["type"] == "step"]
+    assert steps and {s["action"] for s in steps} <= {"\\boxed{left}", "\\boxed{right}"}  # the env's own hook
 
 
 @pytest.mark.bwrap

@@ -25,6 +25,8 @@ from rock_env.protocol import (
     RenderResponse,
     SampleActionRequest,
     SampleActionResponse,
+    ToolCallRequest,
+    ToolCallResponse,
     VecInfo,
     VecMakeRequest,
     VecRenderResponse,
@@ -219,6 +221,28 @@ async def sample_action(env: str, request: Request) -> Response:
     if worker.is_blocking_env(env):
         return model_response(await svc.blocking(worker.env_sample_action, env, body))
     return model_response(worker.env_sample_action(env, body))
+
+
+@router.post(
+    "/envs/{env}/tool_call_to_action",
+    response_model=ToolCallResponse,
+    responses=ERROR_RESPONSES,
+    summary="Turn a tool call into an action",
+    openapi_extra=body_schema(ToolCallRequest),
+)
+async def tool_call_to_action(env: str, request: Request) -> Response:
+    """``env.tool_call_to_action(name, arguments)`` on the hosted env (envs that define it)."""
+    body = await parse_body(request, ToolCallRequest)
+    svc = service_of(request)
+    rec = svc.lookup(env, ("env",), owner_of(request))
+    if not svc.is_local(rec):
+        path = f"/api/v1/envs/{env}/tool_call_to_action"
+        return raw_json(await forward(svc, rec, "POST", path, body.model_dump_json().encode()))
+    worker = svc.worker
+    assert worker is not None
+    if worker.is_blocking_env(env):
+        return model_response(await svc.blocking(worker.env_tool_call_to_action, env, body))
+    return model_response(worker.env_tool_call_to_action(env, body))
 
 
 @router.get("/envs/{env}/render", response_model=RenderResponse, responses=ERROR_RESPONSES, summary="Render an env")
