@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -18,6 +18,8 @@ from rock_env.errors import ConfigError
 
 #: Default ``_target_`` of env configs (``hydra.utils.instantiate(cfg.env)`` calls it).
 ENV_TARGET = "rock_env.config.make_env"
+
+_Node = TypeVar("_Node", bound=BaseModel)
 
 
 class _Strict(BaseModel):
@@ -229,28 +231,41 @@ def to_plain(cfg: Any) -> Any:
     return cfg
 
 
-def validate_rollout_config(cfg: Any) -> RolloutConfig:
-    """Validate a composed rollout config (OmegaConf node or dict); drops the ``hydra`` key."""
-    if isinstance(cfg, RolloutConfig):
+def _validate_node(
+    model: type[_Node], cfg: Any, *, not_a_mapping: str, what: str, prefix: tuple[str, ...], drop: str | None = None
+) -> _Node:
+    """Validate ``cfg`` (an instance of ``model``, an OmegaConf node or a dict) as ``model``.
+
+    ``not_a_mapping`` starts the error when ``cfg`` is no mapping; ``drop`` is a key removed
+    before validation; ``what`` and ``prefix`` name the node in the error of a bad key.
+    """
+    if isinstance(cfg, model):
         return cfg
     data = to_plain(cfg)
     if not isinstance(data, dict):
-        raise ConfigError(f"a rollout config must be a mapping, got {type(data).__name__}.")
-    data = {k: v for k, v in data.items() if k != "hydra"}
+        raise ConfigError(f"{not_a_mapping}, got {type(data).__name__}.")
+    if drop is not None:
+        data = {k: v for k, v in data.items() if k != drop}
     try:
-        return RolloutConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
-        raise config_error_from_validation(exc) from None
+        raise config_error_from_validation(exc, what, prefix) from None
+
+
+def validate_rollout_config(cfg: Any) -> RolloutConfig:
+    """Validate a composed rollout config (OmegaConf node or dict); drops the ``hydra`` key."""
+    return _validate_node(
+        RolloutConfig,
+        cfg,
+        not_a_mapping="a rollout config must be a mapping",
+        what="rollout config",
+        prefix=(),
+        drop="hydra",
+    )
 
 
 def validate_env_config(cfg: Any) -> EnvConfig:
     """Validate an env config node (``cfg.env``)."""
-    if isinstance(cfg, EnvConfig):
-        return cfg
-    data = to_plain(cfg)
-    if not isinstance(data, dict):
-        raise ConfigError(f"an env config must be a mapping with an 'id', got {type(data).__name__}.")
-    try:
-        return EnvConfig.model_validate(data)
-    except ValidationError as exc:
-        raise config_error_from_validation(exc, "env config", ("env",)) from None
+    return _validate_node(
+        EnvConfig, cfg, not_a_mapping="an env config must be a mapping with an 'id'", what="env config", prefix=("env",)
+    )
