@@ -432,6 +432,23 @@ def build_base_image(
     entry = base / key
     client = _docker_client() if docker else None
 
+    def finish(mirror_used: str | None, image_id: str | None, *, cached: bool) -> BuiltImage:
+        """Link the name to the rootfs (if kept) and describe the build."""
+        if rootfs:
+            _link_name(base, name, key)
+        return BuiltImage(
+            key=key,
+            name=name,
+            suite=spec.suite,
+            packages=spec.packages,
+            mirror=mirror_used,
+            docker_image_id=image_id,
+            rootfs_dir=entry / "rootfs" if rootfs else None,
+            rootfs_tar=entry / "rootfs.tar" if rootfs else None,
+            cached=cached,
+            seconds=time.monotonic() - started,
+        )
+
     with _locked(base / f"{key}.lock"):
         manifest_path = entry / "manifest.json"
         manifest: dict[str, Any] = {}
@@ -447,20 +464,7 @@ def build_base_image(
         need_docker = client is not None and image_id is None
         need_rootfs = rootfs and not have_rootfs
         if not need_docker and not need_rootfs:
-            if rootfs:
-                _link_name(base, name, key)
-            return BuiltImage(
-                key=key,
-                name=name,
-                suite=spec.suite,
-                packages=spec.packages,
-                mirror=manifest.get("mirror"),
-                docker_image_id=image_id,
-                rootfs_dir=entry / "rootfs" if rootfs else None,
-                rootfs_tar=entry / "rootfs.tar" if rootfs else None,
-                cached=True,
-                seconds=time.monotonic() - started,
-            )
+            return finish(manifest.get("mirror"), image_id, cached=True)
 
         used_mirror: str | None = manifest.get("mirror")
         if need_docker and have_rootfs and not need_rootfs:
@@ -504,20 +508,7 @@ def build_base_image(
                 if work.exists():
                     _unmount_below(work)
                     shutil.rmtree(work, ignore_errors=True)
-        if rootfs:
-            _link_name(base, name, key)
-        return BuiltImage(
-            key=key,
-            name=name,
-            suite=spec.suite,
-            packages=spec.packages,
-            mirror=used_mirror,
-            docker_image_id=image_id,
-            rootfs_dir=entry / "rootfs" if rootfs else None,
-            rootfs_tar=entry / "rootfs.tar" if rootfs else None,
-            cached=False,
-            seconds=time.monotonic() - started,
-        )
+        return finish(used_mirror, image_id, cached=False)
 
 
 def base_rootfs(name: str = DEFAULT_IMAGE_NAME, *, root: Path | None = None) -> Path:
