@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import os
-import queue
 import stat
 import tarfile
 import threading
@@ -29,13 +27,12 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from rock_env.errors import PathOutsideSandbox, SandboxError, SandboxFileNotFound
-from rock_env.sandbox.files import CHUNK, check_member
+from rock_env.sandbox.files import CHUNK, check_member, threaded_tar
 from rock_env.sandbox.models import FileInfo
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 #: symlinks followed while resolving one path (the kernel's limit)
 MAX_LINKS = 40
-_END = object()
 
 
 def _parts(path: str) -> list[str]:
@@ -367,19 +364,6 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: int) ->
             os.close(fd)
 
 
-class _QueueWriter(io.RawIOBase):
-    def __init__(self, out: queue.Queue[object]) -> None:
-        self._out = out
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
-        if data:
-            self._out.put(bytes(data))
-        return len(data)
-
-
 def _add_member(tar: tarfile.TarFile, parent: int, name: str, arcname: str, cancelled: threading.Event) -> None:
     """Add one entry (and for a directory its tree) to ``tar``, opening nothing through a link."""
     if cancelled.is_set():
@@ -418,36 +402,6 @@ def _add_member(tar: tarfile.TarFile, parent: int, name: str, arcname: str, canc
 
 def _tar_chunks(parent: int, name: str, arcname: str) -> Iterator[bytes]:
     """The tar stream of ``name`` in the directory ``parent`` (closed at the end), made in a thread."""
-    chunks: queue.Queue[object] = queue.Queue(maxsize=16)
-    errors: list[BaseException] = []
-    cancelled = threading.Event()
-
-    def produce() -> None:
-        try:
-            writer = io.BufferedWriter(_QueueWriter(chunks), buffer_size=CHUNK)  # type: ignore[type-var]
-            with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                _add_member(tar, parent, name, arcname, cancelled)
-            writer.flush()
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            os.close(parent)
-            chunks.put(_END)
-
-    thread = threading.Thread(target=produce, name="rock-env-tar", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = chunks.get()
-            if item is _END:
-                break
-            assert isinstance(item, bytes)
-            yield item
-    finally:
-        cancelled.set()
-        while thread.is_alive():  # unblock the producer if the consumer stopped early
-            with contextlib.suppress(queue.Empty):
-                chunks.get(timeout=0.1)
-        thread.join()
-    if errors:
-        raise errors[0]
+    return threaded_tar(
+        lambda tar, cancelled: _add_member(tar, parent, name, arcname, cancelled), cleanup=lambda: os.close(parent)
+    )

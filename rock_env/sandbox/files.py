@@ -15,7 +15,7 @@ import posixpath
 import queue
 import tarfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -77,8 +77,16 @@ class _QueueWriter(io.RawIOBase):
         return len(data)
 
 
-def tar_stream(path: Path, arcname: str) -> Iterator[bytes]:
-    """Yield a tar of ``path`` (file or directory, symlinks kept as links) in chunks."""
+def threaded_tar(
+    add_members: Callable[[tarfile.TarFile, threading.Event], None], cleanup: Callable[[], None] | None = None
+) -> Iterator[bytes]:
+    """Yield, in chunks, the tar that ``add_members(tar, cancelled)`` writes in a producer thread.
+
+    The producer writes through a bounded queue, so the stream is never buffered whole;
+    ``cancelled`` is set when the consumer stops early (``add_members`` should then return).
+    ``cleanup`` runs in the producer thread once it is done, before the end of the stream.
+    The first error of the producer is raised after the last chunk.
+    """
     chunks: queue.Queue[object] = queue.Queue(maxsize=16)
     errors: list[BaseException] = []
     cancelled = threading.Event()
@@ -87,20 +95,13 @@ def tar_stream(path: Path, arcname: str) -> Iterator[bytes]:
         try:
             writer = io.BufferedWriter(_QueueWriter(chunks), buffer_size=CHUNK)  # type: ignore[type-var]
             with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                tar.add(path, arcname=arcname, recursive=False)
-                if path.is_dir() and not path.is_symlink():
-                    for root, dirs, files in os.walk(path):
-                        if cancelled.is_set():
-                            return
-                        dirs.sort()
-                        rel = os.path.relpath(root, path)
-                        for name in dirs + sorted(files):
-                            member = posixpath.normpath(posixpath.join(arcname, rel, name))
-                            tar.add(os.path.join(root, name), arcname=member, recursive=False)
+                add_members(tar, cancelled)
             writer.flush()
         except BaseException as exc:
             errors.append(exc)
         finally:
+            if cleanup is not None:
+                cleanup()
             chunks.put(_END)
 
     thread = threading.Thread(target=produce, name="rock-env-tar", daemon=True)
@@ -120,6 +121,24 @@ def tar_stream(path: Path, arcname: str) -> Iterator[bytes]:
         thread.join()
     if errors:
         raise errors[0]
+
+
+def tar_stream(path: Path, arcname: str) -> Iterator[bytes]:
+    """Yield a tar of ``path`` (file or directory, symlinks kept as links) in chunks."""
+
+    def add_members(tar: tarfile.TarFile, cancelled: threading.Event) -> None:
+        tar.add(path, arcname=arcname, recursive=False)
+        if path.is_dir() and not path.is_symlink():
+            for root, dirs, files in os.walk(path):
+                if cancelled.is_set():
+                    return
+                dirs.sort()
+                rel = os.path.relpath(root, path)
+                for name in dirs + sorted(files):
+                    member = posixpath.normpath(posixpath.join(arcname, rel, name))
+                    tar.add(os.path.join(root, name), arcname=member, recursive=False)
+
+    return threaded_tar(add_members)
 
 
 class IterReader(io.RawIOBase):
