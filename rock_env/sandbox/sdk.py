@@ -120,14 +120,7 @@ def collect_output(
         out.add(chunk)
     code = pipe.wait(timeout=5)
     pipe.close()
-    return CommandResult(
-        output=out.text(),
-        exit_code=None if timed_out else code,
-        duration=time.monotonic() - started,
-        truncated=out.truncated,
-        timed_out=timed_out,
-        output_bytes=out.total,
-    )
+    return out.result(None if timed_out else code, started, timed_out=timed_out)
 
 
 class BackgroundProcess:
@@ -184,14 +177,7 @@ class BackgroundProcess:
         """Wait and return a :class:`CommandResult` (``timed_out`` if still running after ``timeout``)."""
         code = self.wait(timeout)
         with self._lock:
-            return CommandResult(
-                output=self._out.text(),
-                exit_code=code,
-                duration=time.monotonic() - self._started,
-                truncated=self._out.truncated,
-                timed_out=code is None,
-                output_bytes=self._out.total,
-            )
+            return self._out.result(code, self._started, timed_out=code is None)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` (default SIGKILL) to the process, its group and its descendants."""

@@ -84,6 +84,27 @@ class OutputBuffer:
             text += truncation_note(self.total, self.limit)
         return text
 
+    def result(
+        self,
+        exit_code: int | None,
+        started: float,
+        *,
+        timed_out: bool = False,
+        interrupted: bool = False,
+        session_restarted: bool = False,
+    ) -> CommandResult:
+        """The :class:`CommandResult` of this output, for a command started at ``started`` (``time.monotonic()``)."""
+        return CommandResult(
+            output=self.text(),
+            exit_code=exit_code,
+            duration=time.monotonic() - started,
+            truncated=self.truncated,
+            timed_out=timed_out,
+            interrupted=interrupted,
+            session_restarted=session_restarted,
+            output_bytes=self.total,
+        )
+
 
 class BashSession:
     """One persistent bash process inside a sandbox, driven over a :class:`ProcessPipe`.
@@ -256,15 +277,7 @@ class BashSession:
                     out.add(pending)
                     if restart_on_hang:
                         self._restart()
-                    return CommandResult(
-                        output=out.text(),
-                        exit_code=None,
-                        duration=time.monotonic() - started,
-                        truncated=out.truncated,
-                        timed_out=True,
-                        session_restarted=restart_on_hang,
-                        output_bytes=out.total,
-                    )
+                    return out.result(None, started, timed_out=True, session_restarted=restart_on_hang)
                 timed_out = True
                 pipe.signal_command(signal.SIGKILL)
                 deadline = time.monotonic() + KILL_GRACE
@@ -285,14 +298,11 @@ class BashSession:
                     continue  # the exit code is still on its way
                 out.add(pending[:index])
                 code = int(pending[index + len(marker) : end])
-                return CommandResult(
-                    output=out.text(),
-                    exit_code=None if timed_out else code,
-                    duration=time.monotonic() - started,
-                    truncated=out.truncated,
+                return out.result(
+                    None if timed_out else code,
+                    started,
                     timed_out=timed_out,
                     interrupted=self._interrupted and not timed_out,
-                    output_bytes=out.total,
                 )
             if len(pending) > keep:
                 out.add(memoryview(pending)[: len(pending) - keep])
@@ -311,11 +321,4 @@ class BashSession:
         if pending:
             out.add(pending)
         code = pipe.wait(timeout=5)
-        return CommandResult(
-            output=out.text(),
-            exit_code=None if timed_out else code,
-            duration=time.monotonic() - started,
-            truncated=out.truncated,
-            timed_out=timed_out,
-            output_bytes=out.total,
-        )
+        return out.result(None if timed_out else code, started, timed_out=timed_out)
