@@ -20,6 +20,7 @@ from rock_env.core import StepResult, text_space
 from rock_env.errors import InvalidArgument, SandboxError
 from rock_env.tools.bash_tasks import BashTask, load_tasks, score_verifier_output, verifier_script
 from rock_env.tools.parsing import ToolCall, format_help, parse_action
+from rock_env.tools.picking import pick_task
 from rock_env.tools.sandbox_env import SandboxEnv
 from rock_env.tools.schemas import bash_tool, submit_tool, tool_names, validate_call
 
@@ -109,16 +110,7 @@ class BashEnv(SandboxEnv):
         return [t.id for t in self.tasks]
 
     def _pick(self, options: dict[str, Any]) -> BashTask:
-        task_id = options.get("task_id")
-        if task_id is not None:
-            if task_id not in self._by_id:
-                import difflib
-
-                close = difflib.get_close_matches(str(task_id), self._by_id, n=3)
-                hint = f" Did you mean {', '.join(close)}?" if close else ""
-                raise InvalidArgument(f"unknown bash task id {task_id!r}.{hint} See env.task_ids().")
-            return self._by_id[task_id]
-        return self.tasks[self.rng.randrange(len(self.tasks))]
+        return pick_task(options, self.tasks, self._by_id, self.rng, "bash task id")
 
     @staticmethod
     def _setup_of(task: BashTask) -> Callable[[Sandbox], None]:

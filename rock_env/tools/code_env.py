@@ -27,6 +27,7 @@ from rock_env.core import StepResult, text_space
 from rock_env.errors import InvalidArgument
 from rock_env.tools.grading import VIOLATIONS, GradeLimits, GradeReport, grade_in_sandbox
 from rock_env.tools.parsing import extract_code, parse_action
+from rock_env.tools.picking import pick_task
 from rock_env.tools.problems import CodeProblem, load_problems
 from rock_env.tools.sandbox_env import SandboxEnv
 from rock_env.tools.schemas import submit_tool, tool_names
@@ -112,16 +113,7 @@ class PythonCodeEnv(SandboxEnv):
         return [p.task_id for p in self.problems]
 
     def _pick(self, options: dict[str, Any]) -> CodeProblem:
-        task_id = options.get("task_id")
-        if task_id is not None:
-            if task_id not in self._by_id:
-                import difflib
-
-                close = difflib.get_close_matches(str(task_id), self._by_id, n=3)
-                hint = f" Did you mean {', '.join(close)}?" if close else ""
-                raise InvalidArgument(f"unknown problem id {task_id!r}.{hint} See env.task_ids().")
-            return self._by_id[task_id]
-        return self.problems[self.rng.randrange(len(self.problems))]
+        return pick_task(options, self.problems, self._by_id, self.rng, "problem id")
 
     def _reset(self, seed: int | None, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         problem = self._pick(options)
