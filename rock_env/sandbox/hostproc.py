@@ -13,6 +13,7 @@ import select
 import signal
 import subprocess
 import time
+from abc import abstractmethod
 
 from rock_env.sandbox.runtimes.base import ProcessPipe
 from rock_env.sandbox.state import process_start_time
@@ -107,7 +108,38 @@ def signal_tree(root: int, sig: int, *, include_root: bool, since: tuple[int, in
             os.kill(root, sig)
 
 
-class HostProcessPipe(ProcessPipe):
+class HostTreePipe(ProcessPipe):
+    """A :class:`ProcessPipe` whose commands run below a host process found by :meth:`_tree_root`.
+
+    A session's command is signalled through that process's descendants (walked in ``/proc``),
+    never the process itself; after :meth:`mark_command_start`, :meth:`signal_command` spares
+    the background jobs of earlier commands.
+    """
+
+    _command_start: tuple[int, int] | None = None
+
+    @abstractmethod
+    def _tree_root(self) -> int | None:
+        """Host pid of the process that runs the commands (e.g. the bash), or ``None`` if it is not there."""
+
+    def signal_descendants(self, sig: int) -> None:
+        """Signal everything the root process started, not the root itself."""
+        root = self._tree_root()
+        if root is not None:
+            signal_tree(root, sig, include_root=False)
+
+    def mark_command_start(self) -> None:
+        """Remember when the session's current command started."""
+        self._command_start = command_mark()
+
+    def signal_command(self, sig: int) -> None:
+        """Signal what the root process started since the current command began (not older jobs)."""
+        root = self._tree_root()
+        if root is not None:
+            signal_tree(root, sig, include_root=False, since=self._command_start)
+
+
+class HostProcessPipe(HostTreePipe):
     """A :class:`ProcessPipe` over a host ``subprocess.Popen`` started in a new session.
 
     ``wrapper_depth`` is the number of wrapper processes that fork before the real process
@@ -140,9 +172,9 @@ class HostProcessPipe(ProcessPipe):
         self._poller = select.poll()
         self._poller.register(self._fd, select.POLLIN | select.POLLHUP | select.POLLERR)
         self._eof = False
-        self._command_start: tuple[int, int] | None = None
 
-    def _inner_pid(self) -> int | None:
+    def _tree_root(self) -> int | None:
+        """The real process below ``wrapper_depth`` wrappers."""
         pid = self._proc.pid
         for _ in range(self._wrapper_depth):
             kids = children(pid)
@@ -198,25 +230,9 @@ class HostProcessPipe(ProcessPipe):
         with contextlib.suppress(OSError):
             os.killpg(self._proc.pid, sig)
 
-    def signal_descendants(self, sig: int) -> None:
-        """Signal everything the real process started, not the process itself."""
-        inner = self._inner_pid()
-        if inner is not None:
-            signal_tree(inner, sig, include_root=False)
-
-    def mark_command_start(self) -> None:
-        """Remember when the session's current command started."""
-        self._command_start = command_mark()
-
-    def signal_command(self, sig: int) -> None:
-        """Signal what the real process started since the current command began (not older jobs)."""
-        inner = self._inner_pid()
-        if inner is not None:
-            signal_tree(inner, sig, include_root=False, since=self._command_start)
-
     def kill(self) -> None:
         """SIGKILL the whole tree and reap the process."""
-        inner = self._inner_pid()
+        inner = self._tree_root()
         if inner is not None:
             signal_tree(inner, signal.SIGKILL, include_root=True)
         self.signal_group(signal.SIGKILL)

@@ -45,7 +45,7 @@ from pathlib import Path
 from rock_env.errors import ImageNotFound, RuntimeUnavailable, SandboxClosed, SandboxError, SandboxStartError
 from rock_env.sandbox import teardown
 from rock_env.sandbox.confined import open_root
-from rock_env.sandbox.hostproc import HostProcessPipe, children, command_mark, descendants, signal_tree
+from rock_env.sandbox.hostproc import HostProcessPipe, HostTreePipe, children, descendants, signal_tree
 from rock_env.sandbox.models import SandboxConfig
 from rock_env.sandbox.runtimes.base import ProcessPipe
 from rock_env.sandbox.runtimes.hostdir import HostDirRuntime
@@ -174,7 +174,7 @@ def _prefix_suffix(data: bytes, marker: bytes) -> int:
     return 0
 
 
-class MainShellPipe(ProcessPipe):
+class MainShellPipe(HostTreePipe):
     """The pipe to the bash that bwrap starts with the sandbox (the default session).
 
     bwrap's own stdio is this pipe, so the end of the bash is not an EOF: the keeper shell
@@ -194,7 +194,6 @@ class MainShellPipe(ProcessPipe):
         self._code: int | None = None
         self._eof = False
         self._bash: int | None = None
-        self._command_start: tuple[int, int] | None = None
         self.pid = proc.pid
 
     def _bash_pid(self) -> int | None:
@@ -205,6 +204,10 @@ class MainShellPipe(ProcessPipe):
                 pid = kids[0] if kids else None
             self._bash = pid
         return self._bash
+
+    def _tree_root(self) -> int | None:
+        """The bash (signals for its commands go to its descendants)."""
+        return self._bash_pid()
 
     def write(self, data: bytes) -> None:
         """Write to the bash's stdin."""
@@ -271,22 +274,6 @@ class MainShellPipe(ProcessPipe):
         pid = self._bash_pid()
         if pid is not None:
             signal_tree(pid, sig, include_root=True)
-
-    def signal_descendants(self, sig: int) -> None:
-        """Signal what the bash started, not the bash."""
-        pid = self._bash_pid()
-        if pid is not None:
-            signal_tree(pid, sig, include_root=False)
-
-    def mark_command_start(self) -> None:
-        """Remember when the session's current command started."""
-        self._command_start = command_mark()
-
-    def signal_command(self, sig: int) -> None:
-        """Signal what the bash started since the current command began (not older background jobs)."""
-        pid = self._bash_pid()
-        if pid is not None:
-            signal_tree(pid, sig, include_root=False, since=self._command_start)
 
     def kill(self) -> None:
         """Kill the bash (the sandbox keeps running)."""
