@@ -95,6 +95,8 @@ class Service:
         self._tokens = settings.all_tokens()
         self.records: dict[str, ObjectRecord] = {}
         self.workers: dict[str, WorkerEntry] = {}
+        #: Workers lost for good (e.g. a dead Ray actor's): their heartbeats and registrations are refused.
+        self.retired_workers: set[str] = set()
         self._pending: set[str] = set()
         self._dirty: dict[str, float] = {}
         self._limiter: anyio.CapacityLimiter | None = None
@@ -348,6 +350,8 @@ class Service:
     def register_worker(self, req: WorkerRegisterRequest) -> WorkerHeartbeatResponse:
         """A remote worker joins (or re-joins) this admin."""
         now = time.time()
+        if req.worker_id in self.retired_workers:
+            raise WorkerLost(f"worker {req.worker_id!r} was retired by this admin; start a worker with a new id.")
         old = self.workers.get(req.worker_id)
         if old is not None and old.embedded:
             raise Unauthorized(f"worker id {req.worker_id!r} is the admin's embedded worker; pick another id.")
@@ -370,7 +374,7 @@ class Service:
     def heartbeat(self, worker_id: str, req: WorkerHeartbeatRequest) -> WorkerHeartbeatResponse:
         """A worker reports it is alive and what it hosts."""
         entry = self.workers.get(worker_id)
-        if entry is None or entry.embedded:
+        if entry is None or entry.embedded or worker_id in self.retired_workers:
             return WorkerHeartbeatResponse(known=False)
         entry.last_heartbeat = time.time()
         if entry.status != "alive":
@@ -406,11 +410,17 @@ class Service:
             logger.info("asking worker %s to close %d orphan(s)", entry.id, len(close))
         return close
 
-    def mark_worker_lost(self, worker_id: str, reason: str) -> int:
-        """Mark a remote worker lost now, and its live objects with it; how many objects that was."""
+    def mark_worker_lost(self, worker_id: str, reason: str, *, retire: bool = False) -> int:
+        """Mark a remote worker lost now, and its live objects with it; how many objects that was.
+
+        With ``retire`` the loss is final: a late heartbeat or registration from that worker id
+        (e.g. from a Ray actor that is still being killed) cannot bring it back.
+        """
         entry = self.workers.get(worker_id)
         if entry is None or entry.embedded:
             return 0
+        if retire:
+            self.retired_workers.add(worker_id)
         if entry.status == "alive":
             entry.status = "lost"
             if self.store is not None:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from rock_env.errors import ConfigError, WorkerLost
-from rock_env.protocol import WorkerCapacity, WorkerRegisterRequest
+from rock_env.protocol import WorkerCapacity, WorkerHeartbeatRequest, WorkerRegisterRequest
 from rock_env.server.cluster import RayClusterSettings, cluster_settings
 from rock_env.server.cluster.hook import mark_worker_lost
 from rock_env.server.cluster.placement import NodeView, PlacementLoop, WorkerGone, WorkerStarted
@@ -175,6 +175,13 @@ def test_mark_worker_lost_makes_its_objects_raise_worker_lost_naming_them(tmp_pa
     with pytest.raises(WorkerLost, match=r"env-1.*Sokoban.*is lost: its Ray actor died"):
         service.lookup(rec.id, ("env",), "anonymous")
     assert mark_worker_lost(service, "unknown", "x") == 0
+    # the loss is final: a late heartbeat or re-registration of the dead actor's worker cannot revive it
+    assert service.heartbeat("ray-aaaaaaaa-1", WorkerHeartbeatRequest(objects=[], used_slots=0)).known is False
+    assert service.workers["ray-aaaaaaaa-1"].status == "lost"
+    with pytest.raises(WorkerLost, match="retired"):
+        service.register_worker(
+            WorkerRegisterRequest(worker_id="ray-aaaaaaaa-1", url="http://127.0.0.1:9", capacity=capacity)
+        )
     peer = service.workers["ray-aaaaaaaa-1"].peer
     assert peer is not None
     asyncio.run(peer.aclose())

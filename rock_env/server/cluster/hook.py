@@ -15,17 +15,8 @@ logger = logging.getLogger(__name__)
 
 
 def mark_worker_lost(service: Service, worker_id: str, reason: str) -> int:
-    """Mark a remote worker lost now and its objects with it; how many objects were live."""
-    entry = service.workers.get(worker_id)
-    if entry is None or entry.embedded:
-        return 0
-    if entry.status == "alive":
-        entry.status = "lost"
-        if service.store is not None:
-            service.store.set_worker_status(worker_id, "lost")
-    ids = [r.id for r in service.records.values() if r.worker_id == worker_id and r.status == "live"]
-    service._mark_lost(ids, f"worker {worker_id!r} is lost: {reason}")
-    return len(ids)
+    """Mark a Ray worker lost for good (its actor is gone) and its objects with it; how many were live."""
+    return service.mark_worker_lost(worker_id, reason, retire=True)
 
 
 def sandbox_ids_on(service: Service, worker_id: str) -> list[str]:
