@@ -48,6 +48,8 @@ def test_gymnasium_make_builds_our_env_with_the_same_transcript() -> None:
 
 
 def test_gymnasium_module_prefix_imports_rock_env() -> None:
-    code = "import gymnasium; e = gymnasium.make('rock_env:rock_env/Sokoban-easy-v0'); print(type(e.unwrapped).__name__)"
+    code = (
+        "import gymnasium; e = gymnasium.make('rock_env:rock_env/Sokoban-easy-v0'); print(type(e.unwrapped).__name__)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "SokobanEnv"

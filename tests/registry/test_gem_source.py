@@ -62,6 +62,8 @@ def test_import_rock_env_does_not_import_all_of_gem() -> None:
 
 
 def test_import_gem_after_rock_env_gives_full_gem() -> None:
-    code = "import rock_env, gem; e = gem.make('game:Mastermind-v0-easy'); print(type(e).__name__, callable(gem.make_vec))"
+    code = (
+        "import rock_env, gem; e = gem.make('game:Mastermind-v0-easy'); print(type(e).__name__, callable(gem.make_vec))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["MastermindEnv", "True"]

@@ -81,7 +81,7 @@ def test_unknown_id_suggests_close_matches_across_sources(guess_id: str) -> None
 
 
 def test_unknown_namespace() -> None:
-    with pytest.raises(NamespaceNotFound, match="known namespaces: .*game"):
+    with pytest.raises(NamespaceNotFound, match=r"known namespaces: .*game"):
         rock.make("nonamespace:Thing-v0")
 
 

@@ -28,7 +28,7 @@ demo_callable = "demo_plugin.more:register_all"
 broken = "demo_plugin.broken"
 """
 
-ENVS = '''
+ENVS = """
 import rock_env
 from rock_env.core import Env, text_space
 
@@ -47,14 +47,14 @@ class CountEnv(Env):
         return str(self.n), float(done), done, False, {}
 
 rock_env.register("demo:Count-v0", "demo_plugin.envs:CountEnv", kwargs={"target": 2})
-'''
+"""
 
-MORE = '''
+MORE = """
 import rock_env
 
 def register_all():
     rock_env.register("demo:Count-v1", "demo_plugin.envs:CountEnv", kwargs={"target": 5})
-'''
+"""
 
 BROKEN = "raise RuntimeError('this plugin is broken on purpose')\n"
 
@@ -91,7 +91,18 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (pkg / "broken.py").write_text(BROKEN)
     site = tmp_path_factory.mktemp("plugin_site")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(site), str(src)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(src),
+        ],
         check=True,
         capture_output=True,
     )
