@@ -95,7 +95,8 @@ def main() -> None:
         print(f"\n[{runtime}]")
         print(f"  ours, after an episode      {fmt(s['after'])}")
         for task_id in TASKS:
-            print(f"    {task_id:26s}{fmt(s['after:' + task_id])}")
+            if s.get("after:" + task_id):  # with --reps below the task count, some tasks get no sample
+                print(f"    {task_id:26s}{fmt(s['after:' + task_id])}")
         print(f"  ours, clean                 {fmt(s['clean'])}")
         print(f"  fresh sandbox per episode   {fmt(s['fresh'])}   (n={len(s['fresh'])})")
         if s["floor"]:
