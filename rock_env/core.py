@@ -85,8 +85,26 @@ class Env(_GemEnv, gymnasium.Env[str, str]):  # type: ignore[misc]
             raise InvalidArgument(f"seed must be an int or None, got {type(seed).__name__}: pass e.g. seed=42.")
         if seed < 0:
             raise InvalidArgument(f"seed must be a non-negative int, got {seed}: pass e.g. seed=42.")
-        self._np_random, self._np_random_seed = gymnasium.utils.seeding.np_random(int(seed))
+        # the numpy Generator is built on first use (most text envs only need ``rng``): it costs
+        # more than a small game's whole reset; ``_np_random`` below builds it from this seed
+        self._np_random_pending = int(seed)
+        self._np_random_seed = int(seed)
+        self.__dict__.pop("_np_random_value", None)
         self.rng.seed(int(seed))
+
+    @property
+    def _np_random(self) -> np.random.Generator | None:
+        """Gymnasium's generator slot, filled lazily from the last seed (see :meth:`_seed`)."""
+        value = self.__dict__.get("_np_random_value")
+        if value is None and self.__dict__.get("_np_random_pending") is not None:
+            value, _ = gymnasium.utils.seeding.np_random(self.__dict__.pop("_np_random_pending"))
+            self.__dict__["_np_random_value"] = value
+        return value
+
+    @_np_random.setter
+    def _np_random(self, value: np.random.Generator | None) -> None:
+        self.__dict__.pop("_np_random_pending", None)
+        self.__dict__["_np_random_value"] = value
 
     # -- public protocol -----------------------------------------------------------------
 

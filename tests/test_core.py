@@ -97,3 +97,12 @@ def test_text_space_covers_extra_characters() -> None:
     space = rock.text_space(max_length=10, extra_chars="√")
     assert space.contains("√ab")
     assert not space.contains("x" * 11)
+
+
+def test_numpy_generator_is_built_lazily_but_seeded_like_gymnasium() -> None:
+    env = GuessEnv()
+    env.reset(seed=5)
+    assert env.np_random_seed == 5
+    assert env._np_random is not None  # gymnasium's checker reads the slot directly
+    reference, _ = gymnasium.utils.seeding.np_random(5)
+    assert env.np_random.integers(0, 1000, 5).tolist() == reference.integers(0, 1000, 5).tolist()
