@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -51,8 +53,37 @@ from rock_env.server.routes._common import (
     service_of,
 )
 from rock_env.server.service import Service, new_id
+from rock_env.server.worker import Worker
+
+T = TypeVar("T")
 
 router = APIRouter(prefix="/api/v1", tags=["envs"])
+
+
+async def call_local_env(svc: Service, env: str, method: Callable[..., T], *args: Any) -> T:
+    """``method(worker, env, *args)`` on this process's worker; in a thread when the env blocks (sandbox envs)."""
+    worker = svc.worker
+    assert worker is not None
+    if worker.is_blocking_env(env):
+        return await svc.blocking(method, worker, env, *args)
+    return method(worker, env, *args)
+
+
+async def hosted_env_call(
+    request: Request,
+    env: str,
+    http_method: str,
+    suffix: str,
+    method: Callable[..., Any],
+    *args: Any,
+    payload: bytes | None = None,
+) -> Response:
+    """One call on a hosted env: forwarded to the worker that hosts it, or run here."""
+    svc = service_of(request)
+    rec = svc.lookup(env, ("env",), owner_of(request))
+    if not svc.is_local(rec):
+        return raw_json(await forward(svc, rec, http_method, f"/api/v1/envs/{env}/{suffix}", payload))
+    return model_response(await call_local_env(svc, env, method, *args))
 
 
 def _forced_id(svc: Service, request: Request, kind: str) -> str:
@@ -100,13 +131,7 @@ async def reset_env_op(svc: Service, owner: str, env: str, body: EnvResetRequest
     rec = svc.lookup(env, ("env",), owner)
     started = time.perf_counter()
     if svc.is_local(rec):
-        worker = svc.worker
-        assert worker is not None
-        if worker.is_blocking_env(env):
-            result = await svc.blocking(worker.env_reset, env, body)
-        else:
-            result = worker.env_reset(env, body)
-        content = result.model_dump_json().encode()
+        content = (await call_local_env(svc, env, Worker.env_reset, body)).model_dump_json().encode()
     else:
         content = await forward(svc, rec, "POST", f"/api/v1/envs/{env}/reset", body.model_dump_json().encode())
     svc.observe("env_reset", time.perf_counter() - started)
@@ -118,13 +143,7 @@ async def step_env_op(svc: Service, owner: str, env: str, action: str) -> bytes:
     rec = svc.lookup(env, ("env",), owner)
     started = time.perf_counter()
     if svc.is_local(rec):
-        worker = svc.worker
-        assert worker is not None
-        if worker.is_blocking_env(env):
-            result = await svc.blocking(worker.env_step, env, action)
-        else:
-            result = worker.env_step(env, action)
-        content = result.model_dump_json().encode()
+        content = (await call_local_env(svc, env, Worker.env_step, action)).model_dump_json().encode()
     else:
         payload = EnvStepRequest(action=action).model_dump_json().encode()
         content = await forward(svc, rec, "POST", f"/api/v1/envs/{env}/step", payload)
@@ -211,16 +230,8 @@ async def step_env(env: str, request: Request) -> Response:
 async def sample_action(env: str, request: Request) -> Response:
     """``env.sample_random_action()`` on the hosted env: drawn from its own RNG, as a local env would."""
     body = await parse_body(request, SampleActionRequest)
-    svc = service_of(request)
-    rec = svc.lookup(env, ("env",), owner_of(request))
-    if not svc.is_local(rec):
-        path = f"/api/v1/envs/{env}/sample_action"
-        return raw_json(await forward(svc, rec, "POST", path, body.model_dump_json().encode()))
-    worker = svc.worker
-    assert worker is not None
-    if worker.is_blocking_env(env):
-        return model_response(await svc.blocking(worker.env_sample_action, env, body))
-    return model_response(worker.env_sample_action(env, body))
+    payload = body.model_dump_json().encode()
+    return await hosted_env_call(request, env, "POST", "sample_action", Worker.env_sample_action, body, payload=payload)
 
 
 @router.post(
@@ -233,30 +244,16 @@ async def sample_action(env: str, request: Request) -> Response:
 async def tool_call_to_action(env: str, request: Request) -> Response:
     """``env.tool_call_to_action(name, arguments)`` on the hosted env (envs that define it)."""
     body = await parse_body(request, ToolCallRequest)
-    svc = service_of(request)
-    rec = svc.lookup(env, ("env",), owner_of(request))
-    if not svc.is_local(rec):
-        path = f"/api/v1/envs/{env}/tool_call_to_action"
-        return raw_json(await forward(svc, rec, "POST", path, body.model_dump_json().encode()))
-    worker = svc.worker
-    assert worker is not None
-    if worker.is_blocking_env(env):
-        return model_response(await svc.blocking(worker.env_tool_call_to_action, env, body))
-    return model_response(worker.env_tool_call_to_action(env, body))
+    payload = body.model_dump_json().encode()
+    return await hosted_env_call(
+        request, env, "POST", "tool_call_to_action", Worker.env_tool_call_to_action, body, payload=payload
+    )
 
 
 @router.get("/envs/{env}/render", response_model=RenderResponse, responses=ERROR_RESPONSES, summary="Render an env")
 async def render_env(env: str, request: Request) -> Response:
     """``env.render()`` on the hosted env (text, or null)."""
-    svc = service_of(request)
-    rec = svc.lookup(env, ("env",), owner_of(request))
-    if not svc.is_local(rec):
-        return raw_json(await forward(svc, rec, "GET", f"/api/v1/envs/{env}/render", None))
-    worker = svc.worker
-    assert worker is not None
-    if worker.is_blocking_env(env):
-        return model_response(await svc.blocking(worker.env_render, env))
-    return model_response(worker.env_render(env))
+    return await hosted_env_call(request, env, "GET", "render", Worker.env_render)
 
 
 @router.delete("/envs/{env}", response_model=Ok, responses=ERROR_RESPONSES, summary="Close an env")
