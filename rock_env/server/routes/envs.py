@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -69,21 +69,28 @@ async def call_local_env(svc: Service, env: str, method: Callable[..., T], *args
     return method(worker, env, *args)
 
 
-async def hosted_env_call(
+async def hosted_call(
     request: Request,
-    env: str,
+    kind: Literal["env", "vec"],
+    obj_id: str,
     http_method: str,
     suffix: str,
     method: Callable[..., Any],
     *args: Any,
     payload: bytes | None = None,
 ) -> Response:
-    """One call on a hosted env: forwarded to the worker that hosts it, or run here."""
+    """One call on a hosted env or vector env: forwarded to the worker that hosts it, or run here.
+
+    Here, ``method(worker, obj_id, *args)`` runs inline for envs that do not block and in a
+    thread otherwise; vector env calls (many sub-envs at once) always run in a thread.
+    """
     svc = service_of(request)
-    rec = svc.lookup(env, ("env",), owner_of(request))
+    rec = svc.lookup(obj_id, (kind,), owner_of(request))
     if not svc.is_local(rec):
-        return raw_json(await forward(svc, rec, http_method, f"/api/v1/envs/{env}/{suffix}", payload))
-    return model_response(await call_local_env(svc, env, method, *args))
+        return raw_json(await forward(svc, rec, http_method, f"/api/v1/{kind}s/{obj_id}/{suffix}", payload))
+    if kind == "vec":
+        return model_response(await svc.blocking(method, svc.worker, obj_id, *args))
+    return model_response(await call_local_env(svc, obj_id, method, *args))
 
 
 def _forced_id(svc: Service, request: Request, kind: str) -> str:
@@ -231,7 +238,9 @@ async def sample_action(env: str, request: Request) -> Response:
     """``env.sample_random_action()`` on the hosted env: drawn from its own RNG, as a local env would."""
     body = await parse_body(request, SampleActionRequest)
     payload = body.model_dump_json().encode()
-    return await hosted_env_call(request, env, "POST", "sample_action", Worker.env_sample_action, body, payload=payload)
+    return await hosted_call(
+        request, "env", env, "POST", "sample_action", Worker.env_sample_action, body, payload=payload
+    )
 
 
 @router.post(
@@ -245,15 +254,15 @@ async def tool_call_to_action(env: str, request: Request) -> Response:
     """``env.tool_call_to_action(name, arguments)`` on the hosted env (envs that define it)."""
     body = await parse_body(request, ToolCallRequest)
     payload = body.model_dump_json().encode()
-    return await hosted_env_call(
-        request, env, "POST", "tool_call_to_action", Worker.env_tool_call_to_action, body, payload=payload
+    return await hosted_call(
+        request, "env", env, "POST", "tool_call_to_action", Worker.env_tool_call_to_action, body, payload=payload
     )
 
 
 @router.get("/envs/{env}/render", response_model=RenderResponse, responses=ERROR_RESPONSES, summary="Render an env")
 async def render_env(env: str, request: Request) -> Response:
     """``env.render()`` on the hosted env (text, or null)."""
-    return await hosted_env_call(request, env, "GET", "render", Worker.env_render)
+    return await hosted_call(request, "env", env, "GET", "render", Worker.env_render)
 
 
 @router.delete("/envs/{env}", response_model=Ok, responses=ERROR_RESPONSES, summary="Close an env")
@@ -382,13 +391,8 @@ async def get_vec(vec: str, request: Request) -> Response:
 )
 async def reset_vec(vec: str, body: VecResetRequest, request: Request) -> Response:
     """Reset all sub-envs."""
-    svc = service_of(request)
-    rec = svc.lookup(vec, ("vec",), owner_of(request))
-    if svc.is_local(rec):
-        assert svc.worker is not None
-        result = await svc.blocking(svc.worker.vec_reset, vec, body)
-        return model_response(result)
-    return raw_json(await forward(svc, rec, "POST", f"/api/v1/vecs/{vec}/reset", body.model_dump_json().encode()))
+    payload = body.model_dump_json().encode()
+    return await hosted_call(request, "vec", vec, "POST", "reset", Worker.vec_reset, body, payload=payload)
 
 
 @router.post(
@@ -434,12 +438,7 @@ async def step_vec_op(svc: Service, owner: str, vec: str, actions: list[str]) ->
 )
 async def sample_vec_actions(vec: str, request: Request) -> Response:
     """One ``sample_random_action()`` per sub-env, each from that sub-env's own RNG."""
-    svc = service_of(request)
-    rec = svc.lookup(vec, ("vec",), owner_of(request))
-    if not svc.is_local(rec):
-        return raw_json(await forward(svc, rec, "POST", f"/api/v1/vecs/{vec}/sample_actions", b"{}"))
-    assert svc.worker is not None
-    return model_response(await svc.blocking(svc.worker.vec_sample_actions, vec))
+    return await hosted_call(request, "vec", vec, "POST", "sample_actions", Worker.vec_sample_actions, payload=b"{}")
 
 
 @router.get(
@@ -451,12 +450,7 @@ async def sample_vec_actions(vec: str, request: Request) -> Response:
 )
 async def render_vec(vec: str, request: Request) -> Response:
     """Each sub-env's ``render()``."""
-    svc = service_of(request)
-    rec = svc.lookup(vec, ("vec",), owner_of(request))
-    if not svc.is_local(rec):
-        return raw_json(await forward(svc, rec, "GET", f"/api/v1/vecs/{vec}/render", None))
-    assert svc.worker is not None
-    return model_response(await svc.blocking(svc.worker.vec_render, vec))
+    return await hosted_call(request, "vec", vec, "GET", "render", Worker.vec_render)
 
 
 @router.delete("/vecs/{vec}", response_model=Ok, responses=ERROR_RESPONSES, summary="Close a vector env", tags=["vecs"])
