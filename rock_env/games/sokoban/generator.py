@@ -25,7 +25,6 @@ displacement score instead of numpy arrays copied at every node. The placement t
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import random
@@ -36,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rock_env.errors import RockEnvError
+from rock_env.games.sokoban import pcg64
 
 logger = logging.getLogger(__name__)
 
@@ -130,28 +130,35 @@ def _below(getrandbits: Callable[[int], int], n: int) -> int:
 
 
 @functools.lru_cache(maxsize=64)
-def _mask_offsets(cols: int) -> tuple[tuple[int, ...], ...]:
-    """Flat offsets of the ones of every mask on a grid with ``cols`` columns."""
-    return tuple(tuple(i * cols + j for i, j in mask) for mask in _MASKS)
+def _mask_bits(cols: int) -> tuple[int, ...]:
+    """Every mask as a bit board (bit ``i * cols + j`` for its one at row i, column j)."""
+    return tuple(sum(1 << (i * cols + j) for i, j in mask) for mask in _MASKS)
 
 
-def _topology(rnd: random.Random, rows: int, cols: int, num_steps: int, p_change: float) -> bytearray:
-    """Carve the floor with GEM's random walk; returns 1 for floor, 0 for wall per cell."""
+@functools.lru_cache(maxsize=64)
+def _inner(rows: int, cols: int) -> tuple[int, tuple[int, ...]]:
+    """``(bit board, sorted flat cells)`` of the cells inside the wall border."""
+    cells = tuple(r * cols + c for r in range(1, rows - 1) for c in range(1, cols - 1))
+    return sum(1 << i for i in cells), cells
+
+
+def _topology(rnd: random.Random, rows: int, cols: int, num_steps: int, p_change: float) -> int:
+    """Carve the floor with GEM's random walk; returns the floor cells as a bit board."""
     # ``Random.choice`` draws exactly like GEM's ``Random.sample(seq, 1)[0]`` for these sizes;
     # the inlined rejection sampling below draws like ``choice`` (checked at import).
     if not _FAST_DRAWS:
         return _topology_reference(rnd, rows, cols, num_steps, p_change)
     getrandbits = rnd.getrandbits
     uniform = rnd.random
-    masks = _mask_offsets(cols)
-    r = getrandbits(3)
-    while r >= 4:
-        r = getrandbits(3)
-    dr, dc = _WALK_DIRECTIONS[r]
+    masks = _mask_bits(cols)
+    k = getrandbits(3)
+    while k >= 4:
+        k = getrandbits(3)
+    dr, dc = _WALK_DIRECTIONS[k]
     r = 1 + _below(getrandbits, rows - 1)  # randint(1, rows - 1)
     c = 1 + _below(getrandbits, cols - 1)
     hi_r, hi_c = rows - 2, cols - 2
-    level = bytearray(rows * cols)
+    floor = 0
     for _ in range(num_steps):
         if uniform() < p_change:
             k = getrandbits(3)
@@ -171,19 +178,16 @@ def _topology(rnd: random.Random, rows: int, cols: int, num_steps: int, p_change
         k = getrandbits(3)
         while k >= 5:
             k = getrandbits(3)
-        base = (r - 1) * cols + c - 1
-        for off in masks[k]:
-            level[base + off] = 1
-    _clear_border(level, rows, cols)
-    return level
+        floor |= masks[k] << ((r - 1) * cols + c - 1)
+    return floor & _inner(rows, cols)[0]
 
 
-def _topology_reference(rnd: random.Random, rows: int, cols: int, num_steps: int, p_change: float) -> bytearray:
+def _topology_reference(rnd: random.Random, rows: int, cols: int, num_steps: int, p_change: float) -> int:
     """The same walk with the public ``Random`` API (used if ``_below`` does not match)."""
     direction = rnd.choice(_WALK_DIRECTIONS)
     r = rnd.randint(1, rows - 1)
     c = rnd.randint(1, cols - 1)
-    level = bytearray(rows * cols)
+    floor = 0
     for _ in range(num_steps):
         if rnd.random() < p_change:
             direction = rnd.choice(_WALK_DIRECTIONS)
@@ -191,17 +195,13 @@ def _topology_reference(rnd: random.Random, rows: int, cols: int, num_steps: int
         c = max(min(c + direction[1], cols - 2), 1)
         base = (r - 1) * cols + (c - 1)
         for i, j in rnd.choice(_MASKS):
-            level[base + i * cols + j] = 1
-    _clear_border(level, rows, cols)
-    return level
+            floor |= 1 << (base + i * cols + j)
+    return floor & _inner(rows, cols)[0]
 
 
-def _clear_border(level: bytearray, rows: int, cols: int) -> None:
-    """Turn the outermost rows and columns into walls."""
-    level[0:cols] = bytes(cols)
-    level[(rows - 1) * cols :] = bytes(cols)
-    level[0::cols] = bytes(rows)
-    level[cols - 1 :: cols] = bytes(rows)
+def _floor_cells(floor: int, rows: int, cols: int) -> list[int]:
+    """The cells of a floor bit board, in increasing order."""
+    return [i for i in _inner(rows, cols)[1] if floor >> i & 1]
 
 
 _FAST_DRAWS = _draws_match_choice()
@@ -217,74 +217,52 @@ class _NumpyDraws:
         return int(self._gen.integers(n))
 
 
-class _LemireDraws:
-    """The same stream as :class:`_NumpyDraws` without a numpy call per draw.
+def _pure_python_draws_ok() -> bool:
+    """Whether :mod:`pcg64` draws like this numpy (else numpy's own, slower, calls are used)."""
+    try:
+        ok = pcg64.matches_numpy()
+    except Exception:  # e.g. a numpy whose API moved
+        ok = False
+    if not ok:
+        logger.warning("the pure-Python PCG64 replica differs from this numpy; using numpy's generator")
+    return ok
 
-    ``Generator.integers(n)`` (int64, n <= 2**32) takes a 32-bit word from the PCG64 bit
-    generator (the low half of a 64-bit output, the high half kept for the next word) and
-    maps it to ``[0, n)`` with Lemire's multiply-and-reject method. Here the 64-bit outputs
-    come in batches from ``PCG64.random_raw`` and the rest is plain integer arithmetic.
-    Checked against numpy at import (see ``_lemire_matches_numpy``).
+
+_Draws: type[_NumpyDraws] | type[pcg64.Integers] = pcg64.Integers if _pure_python_draws_ok() else _NumpyDraws
+
+
+def _place(free: list[int], num_boxes: int, draws: _NumpyDraws | pcg64.Integers) -> tuple[int, list[int]]:
+    """Pick the player cell and the box (= target) cells from the sorted ``free`` cells like GEM.
+
+    Returns ``(player, sorted boxes)``; ``free`` is consumed.
     """
-
-    def __init__(self, seed: int) -> None:
-        self._raw = np.random.PCG64(seed).random_raw
-        self._pool: list[int] = []
-        self._has_half = False
-        self._half = 0
-
-    def _next32(self) -> int:
-        if self._has_half:
-            self._has_half = False
-            return self._half
-        if not self._pool:
-            self._pool = self._raw(16).tolist()
-            self._pool.reverse()
-        x = self._pool.pop()
-        self._half = x >> 32
-        self._has_half = True
-        return x & 0xFFFFFFFF
-
-    def below(self, n: int) -> int:
-        if n == 1:
-            return 0
-        m = self._next32() * n
-        low = m & 0xFFFFFFFF
-        if low < n:
-            threshold = (0xFFFFFFFF - (n - 1)) % n
-            while low < threshold:
-                m = self._next32() * n
-                low = m & 0xFFFFFFFF
-        return m >> 32
-
-
-def _lemire_matches_numpy() -> bool:
-    """Whether :class:`_LemireDraws` reproduces ``Generator.integers`` with this numpy."""
-    rnd = random.Random(7)
-    for seed in range(40):
-        ours, ref = _LemireDraws(seed), _NumpyDraws(seed)
-        for _ in range(40):
-            n = rnd.randrange(1, 70)
-            if ours.below(n) != ref.below(n):
-                return False
-    return True
-
-
-_Draws = _LemireDraws if _lemire_matches_numpy() else _NumpyDraws
-
-
-def _place(level: bytearray, num_boxes: int, draws: _NumpyDraws | _LemireDraws) -> tuple[int, list[int]]:
-    """Pick the player cell and the box (= target) cells like GEM; returns (player, boxes)."""
-    free = [i for i, v in enumerate(level) if v]
     if len(free) <= num_boxes + 1:
         raise _TryFailed
-    player = free.pop(draws.below(len(free)))
-    boxes: list[int] = []
+    below = draws.below
+    player = free.pop(below(len(free)))
     # GEM's deadlock test for a new box always passes (the cell is a target by then), so every
     # draw places a box; ``free`` stays sorted, like ``np.where(room == 1)``.
-    for _ in range(num_boxes):
-        boxes.append(free.pop(draws.below(len(free))))
-    return player, sorted(boxes)
+    boxes = [free.pop(below(len(free))) for _ in range(num_boxes)]
+    boxes.sort()
+    return player, boxes
+
+
+def _frozen_at_start(floor: int, boxes: list[int], player: int, cols: int) -> bool:
+    """:func:`_is_frozen` for the start position (floor bit board, boxes on their targets)."""
+    if len(boxes) < 2:
+        return False
+    box_bits = 0
+    for b in boxes:
+        box_bits |= 1 << b
+    behind_ok = floor & ~box_bits  # a free cell, or the player's own
+    ahead_ok = behind_ok & ~(1 << player)  # a free cell
+    for b in boxes:
+        for d in (-cols, cols, -1, 1):
+            if ahead_ok >> (b + d) & 1 and behind_ok >> (b - d) & 1:
+                break
+        else:
+            return True
+    return False
 
 
 def _is_simple_deadlock(fixed: bytearray, rows: int, cols: int, cell: int) -> bool:
@@ -351,23 +329,22 @@ def reverse_search(
     box cells, and which boxes were pulled at least once), the same depth limit and cap.
     """
     ncells = len(fixed)
-    # ``occ`` (wall or box) and ``isbox`` are mutated on pulls and restored on the way back;
-    # ``boxes``/``moved`` bit boards name the state in ``seen`` (box cells -> player cells seen).
-    occ = bytearray(1 if v == WALL else 0 for v in fixed)
+    # ``isbox`` is mutated on pulls and restored on the way back; ``boxes``/``moved`` bit
+    # boards name the state in ``seen`` (box cells and pulled boxes -> player cells seen).
     isbox = bytearray(ncells)
     tmask = 0
     is_target = bytearray(ncells)
     for t in targets:
         tmask |= 1 << t
         is_target[t] = 1
-        occ[t] = 1
         isbox[t] = 1
+    moves = _moves(fixed, cols)
+    bits = _BITS[:ncells]
     table = _manhattan(ncells // cols, cols)
     dist = [table[t] for t in targets]
     owner = [0] * ncells
     for k, t in enumerate(targets):
         owner[t] = k
-    deltas = (-cols, cols, -1, 1)
     shift = ncells
     seen: dict[int, bytearray] = {}
 
@@ -388,14 +365,12 @@ def reverse_search(
         if rem <= 0:
             return
         rem -= 1
-        for d in deltas:
-            n = p + d
-            if occ[n]:
+        for n, b in moves[p]:
+            if isbox[n]:
                 continue
-            b = p - d
             if isbox[b]:
-                bb = 1 << b
-                pb = 1 << p
+                bb = bits[b]
+                pb = bits[p]
                 nboxes = (boxes ^ bb) | pb
                 nmoved = (moved & ~bb) | pb
                 key = nboxes | (nmoved << shift)
@@ -410,31 +385,59 @@ def reverse_search(
                 owner[p] = k
                 dk = dist[k]
                 ndisp = disp + dk[p] - dk[b]
-                occ[b] = isbox[b] = 0
-                occ[p] = isbox[p] = 1
+                isbox[b] = 0
+                isbox[p] = 1
                 visit(n, nboxes, nmoved, v2, (pulls + 1) * ndisp if not nboxes & tmask else 0, pulls + 1, ndisp, rem)
-                occ[p] = isbox[p] = 0
-                occ[b] = isbox[b] = 1
+                isbox[p] = 0
+                isbox[b] = 1
                 owner[b] = k
             elif not vis[n]:
                 vis[n] = 1
                 visit(n, boxes, moved, vis, sc, pulls, disp, rem)
 
     if ttl - 1 > 0 and max_states > 0:
-        _ensure_recursion_headroom(ttl + 50)
         root = bytearray(ncells)
         root[player] = 1
         seen[tmask] = root
-        with contextlib.suppress(_SearchCapReached):
+        try:
             visit(player, tmask, 0, root, 0, 0, 0, ttl - 2)
+        except _SearchCapReached:
+            pass
+        except RecursionError:
+            # Called from deep in the stack: make room for ``ttl`` more frames and start over
+            # (the search is deterministic and keeps all its state here).
+            if not _ensure_recursion_headroom(ttl + 50):
+                raise
+            return reverse_search(fixed, cols, targets, player, max_states=max_states, ttl=ttl)
     return best_score, best_player, best_boxes, count
 
 
-def _ensure_recursion_headroom(frames: int) -> None:
+#: ``_BITS[i] == 1 << i`` for every cell of the largest supported room.
+_BITS: tuple[int, ...] = tuple(1 << i for i in range(4096))
+
+
+@functools.lru_cache(maxsize=64)
+def _neighbour_pairs(rows: int, cols: int) -> tuple[tuple[tuple[int, int], ...], ...]:
+    """Per inner cell: ``(next, behind)`` for up, down, left, right (empty for border cells)."""
+    out: list[tuple[tuple[int, int], ...]] = [()] * (rows * cols)
+    for r in range(1, rows - 1):
+        for c in range(1, cols - 1):
+            p = r * cols + c
+            out[p] = tuple((p + d, p - d) for d in (-cols, cols, -1, 1))
+    return tuple(out)
+
+
+def _moves(fixed: bytearray, cols: int) -> list[tuple[tuple[int, int], ...]]:
+    """Per floor cell: the ``(next, behind)`` pairs of :func:`_neighbour_pairs` whose next cell is not a wall."""
+    pairs = _neighbour_pairs(len(fixed) // cols, cols)
+    return [tuple(nb for nb in pairs[p] if fixed[nb[0]]) if fixed[p] else () for p in range(len(fixed))]
+
+
+def _ensure_recursion_headroom(frames: int) -> bool:
     """Raise the interpreter's recursion limit if fewer than ``frames`` calls are left.
 
     The search recurses up to ``ttl`` levels deep, like GEM's; called from an already deep
-    stack it would otherwise hit ``RecursionError``.
+    stack it would otherwise hit ``RecursionError``. Returns whether the limit was raised.
     """
     depth = 0
     frame = sys._getframe()
@@ -444,6 +447,8 @@ def _ensure_recursion_headroom(frames: int) -> None:
     if sys.getrecursionlimit() < depth + frames:
         logger.debug("raising the recursion limit to %d for the reverse search", depth + frames)
         sys.setrecursionlimit(depth + frames)
+        return True
+    return False
 
 
 @functools.lru_cache(maxsize=32)
@@ -455,7 +460,7 @@ def _manhattan(rows: int, cols: int) -> tuple[tuple[int, ...], ...]:
 
 def _one_try(
     rnd: random.Random,
-    draws: _NumpyDraws | _LemireDraws,
+    draws: _NumpyDraws | pcg64.Integers,
     rows: int,
     cols: int,
     num_steps: int,
@@ -463,18 +468,16 @@ def _one_try(
     p_change: float,
     stats: dict[str, int] | None,
 ) -> Room:
-    level = _topology(rnd, rows, cols, num_steps, p_change)
-    player, targets = _place(level, num_boxes, draws)
-    fixed = bytearray(level)
+    floor = _topology(rnd, rows, cols, num_steps, p_change)
+    player, targets = _place(_floor_cells(floor, rows, cols), num_boxes, draws)
+    # Boxes start on their targets, so only a frozen cluster can be a deadlock here.
+    if _frozen_at_start(floor, targets, player, cols):
+        raise _TryFailed
+    fixed = bytearray(rows * cols)
+    for i in _floor_cells(floor, rows, cols):
+        fixed[i] = FLOOR
     for t in targets:
         fixed[t] = TARGET
-    start = list(level)
-    for t in targets:
-        start[t] = BOX
-    start[player] = PLAYER
-    # Boxes start on their targets, so only a frozen cluster can be a deadlock here.
-    if _is_frozen(start, rows, cols, targets, player):
-        raise _TryFailed
     score, p, boxes, explored = reverse_search(fixed, cols, targets, player)
     if stats is not None:
         stats["explored_states"] = stats.get("explored_states", 0) + explored
@@ -513,7 +516,8 @@ def generate_room(
     """
     rows, cols = int(dim[0]), int(dim[1])
     rnd = random.Random(seed)
-    draws = _Draws(seed)
+    # (numpy itself for seeds beyond what the replica supports)
+    draws = _Draws(seed) if seed.bit_length() <= pcg64.MAX_SEED_BITS else _NumpyDraws(seed)
     for attempt in range(tries):
         if stats is not None:
             stats["tries"] = attempt + 1

@@ -8,13 +8,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rock_env.games.sokoban import RoomGenerationError, generate_room
+from rock_env.games.sokoban import RoomGenerationError, generate_room, pcg64
 from rock_env.games.sokoban.generator import (
     BOX,
+    FLOOR,
     PLAYER,
     TARGET,
     _Draws,
-    _LemireDraws,
+    _floor_cells,
+    _frozen_at_start,
+    _is_frozen,
     _NumpyDraws,
     _place,
     _topology,
@@ -24,11 +27,14 @@ from rock_env.games.sokoban.generator import (
 
 def _start_position(dim: tuple[int, int], boxes: int, seed: int) -> tuple[bytearray, list[int], int] | None:
     """A topology and placement drawn like GEM's first try (None if placement fails)."""
-    level = _topology(random.Random(seed), dim[0], dim[1], int(1.7 * sum(dim)), 0.35)
-    if sum(level) <= boxes + 1:
+    floor = _topology(random.Random(seed), dim[0], dim[1], int(1.7 * sum(dim)), 0.35)
+    free = _floor_cells(floor, dim[0], dim[1])
+    if len(free) <= boxes + 1:
         return None
-    player, targets = _place(level, boxes, _NumpyDraws(seed))
-    fixed = bytearray(level)
+    fixed = bytearray(dim[0] * dim[1])
+    for i in free:
+        fixed[i] = FLOOR
+    player, targets = _place(free, boxes, _NumpyDraws(seed))
     for t in targets:
         fixed[t] = TARGET
     return fixed, targets, player
@@ -106,10 +112,38 @@ def test_generation_works_from_a_deep_call_stack() -> None:
 
 
 def test_placement_draws_match_numpy_generator_integers() -> None:
-    assert _Draws is _LemireDraws  # the fast path is active with the installed numpy
+    assert _Draws is pcg64.Integers  # the fast path is active with the installed numpy
     rnd = random.Random(99)
     for seed in [*range(300), 2**40 + 3, 123456789]:
-        ours, gen = _LemireDraws(seed), np.random.default_rng(seed)
+        ours, gen = pcg64.Integers(seed), np.random.default_rng(seed)
         for _ in range(rnd.randrange(1, 80)):
             n = rnd.randrange(1, 100)
             assert ours.below(n) == int(gen.integers(n)), (seed, n)
+
+
+def test_start_frozen_check_agrees_with_the_general_one() -> None:
+    checked = frozen = 0
+    for seed in range(400):
+        dim, boxes = ((6, 6), 2) if seed % 2 else ((8, 8), 4)
+        rnd, draws = random.Random(seed), _NumpyDraws(seed)
+        for _ in range(5):
+            floor = _topology(rnd, dim[0], dim[1], int(1.7 * sum(dim)), 0.35)
+            free = _floor_cells(floor, dim[0], dim[1])
+            if len(free) <= boxes + 1:
+                continue
+            level = [1 if floor >> i & 1 else 0 for i in range(dim[0] * dim[1])]
+            player, targets = _place(free, boxes, draws)
+            state = list(level)
+            for t in targets:
+                state[t] = BOX
+            state[player] = PLAYER
+            expected = _is_frozen(state, dim[0], dim[1], targets, player)
+            assert _frozen_at_start(floor, targets, player, dim[1]) == expected, (seed, dim)
+            checked += 1
+            frozen += expected
+    assert checked > 1000 and 0 < frozen < checked  # both outcomes are exercised
+
+
+def test_floor_cells_are_the_inner_set_bits_in_order() -> None:
+    floor = (1 << 7) | (1 << 14) | (1 << 28) | (1 << 0) | (1 << 35)  # 0 and 35 are border cells
+    assert _floor_cells(floor, 6, 6) == [7, 14, 28]
