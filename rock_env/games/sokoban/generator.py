@@ -17,10 +17,11 @@ has too few free cells, when a box starts frozen, when the best score is zero or
 chosen level has a (GEM-defined) deadlock.
 
 This module follows the same semantics exactly (same draws, same visiting order, same
-tie-breaking, same limits) with flat integer grids, bit boards and an incremental
-displacement score instead of numpy arrays copied at every node. The placement takes raw
-64-bit outputs from numpy's PCG64 and maps them to cells like ``Generator.integers`` does
-(checked against numpy at import; numpy's own calls are used if that check fails).
+tie-breaking, same limits) with flat integer grids, bit boards, an incremental
+displacement score and an explicit stack instead of numpy arrays copied at every node of a
+recursion. The placement draws from a plain-Python replica of numpy's seeding and PCG64
+(:mod:`rock_env.games.sokoban.pcg64`, checked against numpy at import; numpy's own
+generator is used if that check fails).
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ from __future__ import annotations
 import functools
 import logging
 import random
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -101,10 +102,6 @@ class Room:
 
 class _TryFailed(Exception):
     """Internal: this try is discarded (GEM's RuntimeError inside ``generate_room``)."""
-
-
-class _SearchCapReached(Exception):
-    """Internal: the reverse search explored its maximum number of states."""
 
 
 def _draws_match_choice() -> bool:
@@ -327,10 +324,14 @@ def reverse_search(
     Returns ``(score, player, boxes_bitboard, explored_states)`` of the first best state in
     GEM's depth-first order (up, down, left, right), with the same state identity (player,
     box cells, and which boxes were pulled at least once), the same depth limit and cap.
+
+    GEM recurses; this is the same depth-first walk with an explicit stack (deep Python
+    recursion makes CPython map and unmap a 16 KiB frame chunk every time the depth crosses
+    a chunk boundary, thousands of times per hard level). ``isbox`` and ``owner`` are mutated
+    on pulls and restored on the way back; ``boxes``/``moved`` bit boards name the state in
+    ``seen`` (box cells and pulled boxes -> player cells seen in that state).
     """
     ncells = len(fixed)
-    # ``isbox`` is mutated on pulls and restored on the way back; ``boxes``/``moved`` bit
-    # boards name the state in ``seen`` (box cells and pulled boxes -> player cells seen).
     isbox = bytearray(ncells)
     tmask = 0
     is_target = bytearray(ncells)
@@ -338,6 +339,10 @@ def reverse_search(
         tmask |= 1 << t
         is_target[t] = 1
         isbox[t] = 1
+    if ttl - 1 <= 0 or max_states <= 0:
+        return 0, player, tmask, 0
+    if max_states <= 1 or ttl - 2 <= 0:
+        return 0, player, tmask, 1
     moves = _moves(fixed, cols)
     bits = _BITS[:ncells]
     table = _manhattan(ncells // cols, cols)
@@ -346,26 +351,21 @@ def reverse_search(
     for k, t in enumerate(targets):
         owner[t] = k
     shift = ncells
-    seen: dict[int, bytearray] = {}
-
+    root = bytearray(ncells)
+    root[player] = 1
+    seen: dict[int, bytearray] = {tmask: root}
     best_score = 0
     best_player = player
     best_boxes = tmask
-    count = 0
-
-    def visit(p: int, boxes: int, moved: int, vis: bytearray, sc: int, pulls: int, disp: int, rem: int) -> None:
-        nonlocal best_score, best_player, best_boxes, count
-        if sc > best_score and not is_target[p]:
-            best_score = sc
-            best_player = p
-            best_boxes = boxes
-        count += 1
-        if count >= max_states:
-            raise _SearchCapReached
-        if rem <= 0:
-            return
-        rem -= 1
-        for n, b in moves[p]:
+    count = 1
+    stack: list[tuple[Any, ...]] = []
+    push = stack.append
+    pop = stack.pop
+    p, boxes, moved, vis, sc, pulls, disp = player, tmask, 0, root, 0, 0, 0
+    rem = ttl - 3  # the depth budget of the current node's children
+    it = iter(moves[p])
+    while True:
+        for n, b in it:
             if isbox[n]:
                 continue
             if isbox[b]:
@@ -382,34 +382,53 @@ def reverse_search(
                     continue
                 v2[n] = 1
                 k = owner[b]
-                owner[p] = k
                 dk = dist[k]
                 ndisp = disp + dk[p] - dk[b]
+                nsc = (pulls + 1) * ndisp if not nboxes & tmask else 0
+                if nsc > best_score and not is_target[n]:
+                    best_score = nsc
+                    best_player = n
+                    best_boxes = nboxes
+                count += 1
+                if count >= max_states:
+                    return best_score, best_player, best_boxes, count
+                if rem <= 0:  # the new node has no depth left: it is visited, not expanded
+                    continue
+                owner[p] = k
                 isbox[b] = 0
                 isbox[p] = 1
-                visit(n, nboxes, nmoved, v2, (pulls + 1) * ndisp if not nboxes & tmask else 0, pulls + 1, ndisp, rem)
+                push((p, boxes, moved, vis, sc, pulls, disp, rem, it, b, k))
+                p, boxes, moved, vis, sc, pulls, disp = n, nboxes, nmoved, v2, nsc, pulls + 1, ndisp
+                rem -= 1
+                it = iter(moves[n])
+                break
+            if not vis[n]:
+                vis[n] = 1
+                if sc > best_score and not is_target[n]:
+                    best_score = sc
+                    best_player = n
+                    best_boxes = boxes
+                count += 1
+                if count >= max_states:
+                    return best_score, best_player, best_boxes, count
+                if rem <= 0:
+                    continue
+                push((p, rem, it))
+                p = n
+                rem -= 1
+                it = iter(moves[n])
+                break
+        else:
+            if not stack:
+                return best_score, best_player, best_boxes, count
+            frame = pop()
+            if len(frame) == 3:
+                p, rem, it = frame
+            else:
+                p, boxes, moved, vis, sc, pulls, disp, rem, it, b, k = frame
                 isbox[p] = 0
                 isbox[b] = 1
                 owner[b] = k
-            elif not vis[n]:
-                vis[n] = 1
-                visit(n, boxes, moved, vis, sc, pulls, disp, rem)
-
-    if ttl - 1 > 0 and max_states > 0:
-        root = bytearray(ncells)
-        root[player] = 1
-        seen[tmask] = root
-        try:
-            visit(player, tmask, 0, root, 0, 0, 0, ttl - 2)
-        except _SearchCapReached:
-            pass
-        except RecursionError:
-            # Called from deep in the stack: make room for ``ttl`` more frames and start over
-            # (the search is deterministic and keeps all its state here).
-            if not _ensure_recursion_headroom(ttl + 50):
-                raise
-            return reverse_search(fixed, cols, targets, player, max_states=max_states, ttl=ttl)
-    return best_score, best_player, best_boxes, count
 
 
 #: ``_BITS[i] == 1 << i`` for every cell of the largest supported room.
@@ -431,24 +450,6 @@ def _moves(fixed: bytearray, cols: int) -> list[tuple[tuple[int, int], ...]]:
     """Per floor cell: the ``(next, behind)`` pairs of :func:`_neighbour_pairs` whose next cell is not a wall."""
     pairs = _neighbour_pairs(len(fixed) // cols, cols)
     return [tuple(nb for nb in pairs[p] if fixed[nb[0]]) if fixed[p] else () for p in range(len(fixed))]
-
-
-def _ensure_recursion_headroom(frames: int) -> bool:
-    """Raise the interpreter's recursion limit if fewer than ``frames`` calls are left.
-
-    The search recurses up to ``ttl`` levels deep, like GEM's; called from an already deep
-    stack it would otherwise hit ``RecursionError``. Returns whether the limit was raised.
-    """
-    depth = 0
-    frame = sys._getframe()
-    while frame is not None:
-        depth += 1
-        frame = frame.f_back  # type: ignore[assignment]
-    if sys.getrecursionlimit() < depth + frames:
-        logger.debug("raising the recursion limit to %d for the reverse search", depth + frames)
-        sys.setrecursionlimit(depth + frames)
-        return True
-    return False
 
 
 @functools.lru_cache(maxsize=32)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 from typing import Any
 
 import numpy as np
@@ -102,13 +103,15 @@ def test_generation_error_when_no_room_fits() -> None:
 
 
 def test_generation_works_from_a_deep_call_stack() -> None:
-    """The reverse search recurses up to 300 levels; it makes room for itself if needed."""
+    """GEM's search recurses up to 300 levels; ours must not need (or change) the recursion limit."""
     expected = generate_room((8, 8), 27, 4, 2)
+    limit = sys.getrecursionlimit()
 
     def deep(n: int) -> object:
         return generate_room((8, 8), 27, 4, 2) if n == 0 else deep(n - 1)
 
-    assert deep(900) == expected
+    assert deep(limit - 60) == expected
+    assert sys.getrecursionlimit() == limit
 
 
 def test_placement_draws_match_numpy_generator_integers() -> None:
