@@ -23,6 +23,7 @@ changing the episode.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from typing import Any
@@ -249,24 +250,7 @@ class SokobanEnv(Env):
     # -- text ----------------------------------------------------------------------------
 
     def _instructions(self) -> str:
-        example = self.sample_random_action()
-        direction = example.split("{")[1].split("}")[0]
-        return (
-            "You are solving the Sokoban puzzle. You are the player and you need to push all boxes to targets.\n"
-            "When you are right next to a box, you can push it by moving in the same direction.\n"
-            "You cannot push a box through a wall or another box, and you cannot pull a box.\n"
-            f"you have to complete the puzzle within {self.max_turns} turns.\n"
-            "On the board, objects are represented as:\n"
-            "- The player (you) appears as 'P'\n"
-            "- Walls are represented with '#'\n"
-            "- Boxes are marked as 'X'\n"
-            "- Empty goals are shown with 'O'\n"
-            "- Boxes on goals are visualized with '√'\n"
-            "- Empty floor is shown as '_'\n\n"
-            "To submit your move, type the command in \\boxed{}.\n"
-            f"For example: {example} to move {direction}.\n"
-            "Use logic and deduction to push all boxes onto the target positions!"
-        )
+        return _instructions(self.max_turns, self.sample_random_action())
 
     def render_board(self) -> str:
         """The board, one row per line, cells separated by spaces (GEM's ``_render_board``)."""
@@ -296,11 +280,37 @@ class SokobanEnv(Env):
 
 def _board_chars(state: tuple[int, ...] | list[int], cols: int) -> list[str]:
     """The rendered board as a list: cell ``i`` is item ``2 * i``, each followed by ' ' or newline."""
-    chars: list[str] = []
-    for i, code in enumerate(state):
-        chars.append(_SYMBOLS[code])
-        chars.append("\n" if (i + 1) % cols == 0 else " ")
+    chars = list(_separators(len(state), cols))
+    chars[0::2] = [_SYMBOLS[code] for code in state]
     return chars
+
+
+@functools.lru_cache(maxsize=64)
+def _separators(cells: int, cols: int) -> tuple[str, ...]:
+    """A board's items with the separators in place and the cells still empty."""
+    return tuple(s for i in range(cells) for s in ("", "\n" if (i + 1) % cols == 0 else " "))
+
+
+@functools.lru_cache(maxsize=256)
+def _instructions(max_turns: int, example: str) -> str:
+    """GEM's instructions text for a turn limit and an example action such as ``\\boxed{up}``."""
+    direction = example.split("{")[1].split("}")[0]
+    return (
+        "You are solving the Sokoban puzzle. You are the player and you need to push all boxes to targets.\n"
+        "When you are right next to a box, you can push it by moving in the same direction.\n"
+        "You cannot push a box through a wall or another box, and you cannot pull a box.\n"
+        f"you have to complete the puzzle within {max_turns} turns.\n"
+        "On the board, objects are represented as:\n"
+        "- The player (you) appears as 'P'\n"
+        "- Walls are represented with '#'\n"
+        "- Boxes are marked as 'X'\n"
+        "- Empty goals are shown with 'O'\n"
+        "- Boxes on goals are visualized with '√'\n"
+        "- Empty floor is shown as '_'\n\n"
+        "To submit your move, type the command in \\boxed{}.\n"
+        f"For example: {example} to move {direction}.\n"
+        "Use logic and deduction to push all boxes onto the target positions!"
+    )
 
 
 def _check_dims(dim_room: Any) -> tuple[int, int]:

@@ -100,10 +100,6 @@ class Room:
         return np.array(self.fixed, dtype=int).reshape(shape), np.array(self.state, dtype=int).reshape(shape)
 
 
-class _TryFailed(Exception):
-    """Internal: this try is discarded (GEM's RuntimeError inside ``generate_room``)."""
-
-
 def _draws_match_choice() -> bool:
     """Whether ``_below`` draws exactly like ``Random.choice``/``Random.randint`` on this Python."""
     for seed in (0, 1, 12345):
@@ -231,10 +227,8 @@ _Draws: type[_NumpyDraws] | type[pcg64.Integers] = pcg64.Integers if _pure_pytho
 def _place(free: list[int], num_boxes: int, draws: _NumpyDraws | pcg64.Integers) -> tuple[int, list[int]]:
     """Pick the player cell and the box (= target) cells from the sorted ``free`` cells like GEM.
 
-    Returns ``(player, sorted boxes)``; ``free`` is consumed.
+    Returns ``(player, sorted boxes)``; ``free`` (more than ``num_boxes + 1`` cells) is consumed.
     """
-    if len(free) <= num_boxes + 1:
-        raise _TryFailed
     below = draws.below
     player = free.pop(below(len(free)))
     # GEM's deadlock test for a new box always passes (the cell is a target by then), so every
@@ -468,22 +462,26 @@ def _one_try(
     num_boxes: int,
     p_change: float,
     stats: dict[str, int] | None,
-) -> Room:
+) -> Room | None:
+    """One of GEM's tries: the room, or None when GEM would discard it and try again."""
     floor = _topology(rnd, rows, cols, num_steps, p_change)
-    player, targets = _place(_floor_cells(floor, rows, cols), num_boxes, draws)
+    free = _floor_cells(floor, rows, cols)
+    if len(free) <= num_boxes + 1:
+        return None
+    fixed = bytearray(rows * cols)
+    for i in free:
+        fixed[i] = FLOOR
+    player, targets = _place(free, num_boxes, draws)
     # Boxes start on their targets, so only a frozen cluster can be a deadlock here.
     if _frozen_at_start(floor, targets, player, cols):
-        raise _TryFailed
-    fixed = bytearray(rows * cols)
-    for i in _floor_cells(floor, rows, cols):
-        fixed[i] = FLOOR
+        return None
     for t in targets:
         fixed[t] = TARGET
     score, p, boxes, explored = reverse_search(fixed, cols, targets, player)
     if stats is not None:
         stats["explored_states"] = stats.get("explored_states", 0) + explored
     if score <= 0:
-        raise _TryFailed
+        return None
     state = list(fixed)
     box_cells = [i for i in range(rows * cols) if (boxes >> i) & 1]
     for i in box_cells:
@@ -491,9 +489,9 @@ def _one_try(
     state[p] = PLAYER
     for i in box_cells:
         if _is_simple_deadlock(fixed, rows, cols, i):
-            raise _TryFailed
+            return None
     if _is_frozen(state, rows, cols, box_cells, p):
-        raise _TryFailed
+        return None
     return Room(rows=rows, cols=cols, fixed=tuple(fixed), state=tuple(state), player=p)
 
 
@@ -522,10 +520,9 @@ def generate_room(
     for attempt in range(tries):
         if stats is not None:
             stats["tries"] = attempt + 1
-        try:
-            return _one_try(rnd, draws, rows, cols, num_steps, num_boxes, p_change_directions, stats)
-        except _TryFailed:
-            continue
+        room = _one_try(rnd, draws, rows, cols, num_steps, num_boxes, p_change_directions, stats)
+        if room is not None:
+            return room
     raise RoomGenerationError(
         f"could not generate a {rows}x{cols} Sokoban room with {num_boxes} boxes in {tries} tries "
         f"(seed {seed}); use a larger room or fewer boxes."
