@@ -338,7 +338,7 @@ def reverse_search(
     if max_states <= 1 or ttl - 2 <= 0:
         return 0, player, tmask, 1
     moves = _moves(fixed, cols)
-    bits = _BITS[:ncells]
+    bits = _bits(ncells)
     table = _manhattan(ncells // cols, cols)
     dist = [table[t] for t in targets]
     owner = [0] * ncells
@@ -425,8 +425,10 @@ def reverse_search(
                 owner[b] = k
 
 
-#: ``_BITS[i] == 1 << i`` for every cell of the largest supported room.
-_BITS: tuple[int, ...] = tuple(1 << i for i in range(4096))
+@functools.lru_cache(maxsize=64)
+def _bits(cells: int) -> tuple[int, ...]:
+    """``_bits(n)[i] == 1 << i`` for every cell of an ``n``-cell room."""
+    return tuple(1 << i for i in range(cells))
 
 
 @functools.lru_cache(maxsize=64)
