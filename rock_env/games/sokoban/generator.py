@@ -362,7 +362,7 @@ def reverse_search(
         for n, b in it:
             if isbox[n]:
                 continue
-            if isbox[b]:
+            if isbox[b]:  # a pull: the box at b follows the player from p to n
                 bb = bits[b]
                 pb = bits[p]
                 nboxes = (boxes ^ bb) | pb
@@ -379,39 +379,33 @@ def reverse_search(
                 dk = dist[k]
                 ndisp = disp + dk[p] - dk[b]
                 nsc = (pulls + 1) * ndisp if not nboxes & tmask else 0
-                if nsc > best_score and not is_target[n]:
-                    best_score = nsc
-                    best_player = n
-                    best_boxes = nboxes
-                count += 1
-                if count >= max_states:
-                    return best_score, best_player, best_boxes, count
-                if rem <= 0:  # the new node has no depth left: it is visited, not expanded
-                    continue
+            elif not vis[n]:  # a walk in the same box configuration
+                vis[n] = 1
+                nboxes, nsc, v2 = boxes, sc, None
+            else:
+                continue
+            # Visit n: GEM scores every state on entry, counts it, and expands it if depth is left.
+            if nsc > best_score and not is_target[n]:
+                best_score = nsc
+                best_player = n
+                best_boxes = nboxes
+            count += 1
+            if count >= max_states:
+                return best_score, best_player, best_boxes, count
+            if rem <= 0:
+                continue
+            if v2 is None:
+                push((p, rem, it))
+                p = n
+            else:
                 owner[p] = k
                 isbox[b] = 0
                 isbox[p] = 1
                 push((p, boxes, moved, vis, sc, pulls, disp, rem, it, b, k))
                 p, boxes, moved, vis, sc, pulls, disp = n, nboxes, nmoved, v2, nsc, pulls + 1, ndisp
-                rem -= 1
-                it = iter(moves[n])
-                break
-            if not vis[n]:
-                vis[n] = 1
-                if sc > best_score and not is_target[n]:
-                    best_score = sc
-                    best_player = n
-                    best_boxes = boxes
-                count += 1
-                if count >= max_states:
-                    return best_score, best_player, best_boxes, count
-                if rem <= 0:
-                    continue
-                push((p, rem, it))
-                p = n
-                rem -= 1
-                it = iter(moves[n])
-                break
+            rem -= 1
+            it = iter(moves[n])
+            break
         else:
             if not stack:
                 return best_score, best_player, best_boxes, count
