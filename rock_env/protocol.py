@@ -220,9 +220,9 @@ class EnvResetResponse(BaseModel):
 
 
 class EnvStepRequest(WireModel):
-    """``POST /api/v1/envs/{id}/step``."""
+    """``POST /api/v1/envs/{id}/step`` (``null`` is passed to the env: GEM's envs answer a format error)."""
 
-    action: str = Field(max_length=1 << 20)
+    action: str | None = Field(max_length=1 << 20)
 
 
 class EnvStepResponse(BaseModel):
@@ -357,9 +357,9 @@ class VecResetResponse(BaseModel):
 
 
 class VecStepRequest(WireModel):
-    """``POST /api/v1/vecs/{id}/step``: one action per sub-env."""
+    """``POST /api/v1/vecs/{id}/step``: one action per sub-env (``null`` passes through, as for one env)."""
 
-    actions: list[str] = Field(max_length=65536)
+    actions: list[str | None] = Field(max_length=65536)
 
 
 class VecStepResponse(BaseModel):

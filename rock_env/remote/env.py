@@ -133,7 +133,7 @@ class RemoteEnv(Env):
         return answer.observation, answer.info
 
     def _step(self, action: str) -> StepResult:
-        if not isinstance(action, str):
+        if action is not None and not isinstance(action, str):  # None goes through, like to a local env
             raise InvalidAction(f"a remote env takes text actions, got {type(action).__name__}: pass str(action).")
         body = EnvStepRequest(action=action)
         answer = self._client.post_fast(f"{self._base}/step", body, EnvStepResponse)

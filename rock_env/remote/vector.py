@@ -16,7 +16,7 @@ import numpy as np
 from gymnasium.vector.utils import batch_space
 
 from rock_env.core import text_space
-from rock_env.errors import EnvClosed, EnvInstanceNotFound, InvalidAction, ResetNeeded, ServerUnavailable, WorkerLost
+from rock_env.errors import EnvClosed, EnvInstanceNotFound, ResetNeeded, ServerUnavailable, WorkerLost
 from rock_env.protocol import (
     Ok,
     VecInfo,
@@ -32,6 +32,7 @@ from rock_env.protocol import (
     unpack_tree,
 )
 from rock_env.remote.client import ApiClient
+from rock_env.vector.base import check_action_batch
 
 logger = logging.getLogger(__name__)
 
@@ -111,14 +112,7 @@ class RemoteVecEnv(gymnasium.vector.VectorEnv[tuple[str, ...], Sequence[str], np
     ) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Step every sub-env with its action, in one request."""
         self._check_open("step")
-        if isinstance(actions, (str, bytes, dict)) or not isinstance(actions, Sequence | np.ndarray):
-            raise InvalidAction(
-                f"actions must be a list of {self.num_envs} strings (one per sub-env), got {type(actions).__name__}."
-            )
-        batch = list(actions)
-        bad = [i for i, a in enumerate(batch) if not isinstance(a, str)]
-        if bad:
-            raise InvalidAction(f"actions must be strings; not a string at index {bad[:10]}.")
+        batch = check_action_batch(actions, self.num_envs)
         answer = self._client.post_fast(f"{self._base}/step", VecStepRequest(actions=batch), VecStepResponse)
         return (
             tuple(answer.observations),

@@ -244,7 +244,7 @@ class Worker:
                 raise _wrap_env_error(exc, f"reset of env {obj_id!r}") from exc
         return EnvResetResponse.model_construct(observation=jsonable(obs), info=jsonable(info))
 
-    def env_step(self, obj_id: str, action: str) -> EnvStepResponse:
+    def env_step(self, obj_id: str, action: str | None) -> EnvStepResponse:
         """Step the env with ``action``."""
         slot = self._env(obj_id)
         with slot.lock:
@@ -356,7 +356,7 @@ class Worker:
                 raise _wrap_env_error(exc, f"reset of vector env {obj_id!r}") from exc
         return VecResetResponse.model_construct(observations=jsonable(list(obs)), infos=pack_tree(infos))
 
-    def vec_step(self, obj_id: str, actions: list[str]) -> VecStepResponse:
+    def vec_step(self, obj_id: str, actions: list[str | None]) -> VecStepResponse:
         """Step every sub-env with its action."""
         slot = self._vec(obj_id)
         if len(actions) != slot.info.num_envs:

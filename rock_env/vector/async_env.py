@@ -370,7 +370,7 @@ class AsyncVectorEnv(VectorEnv):
             out.update(zip(chosen, results, strict=True))
         return [out[i] for i in indices]
 
-    def _step_envs(self, actions: list[str], needs_reset: list[bool]) -> list[SubStep]:
+    def _step_envs(self, actions: list[str | None], needs_reset: list[bool]) -> list[SubStep]:
         messages: dict[_Worker, tuple[str, Any]] = {}
         for worker in self._pool.workers:
             lo, hi = worker.indices[0], worker.indices[-1] + 1

@@ -115,7 +115,7 @@ def close_sub_env(env: SubEnv) -> None:
         close()
 
 
-def step_sub_env(env: SubEnv, action: str, mode: AutoresetMode, needs_reset: bool) -> SubStep:
+def step_sub_env(env: SubEnv, action: str | None, mode: AutoresetMode, needs_reset: bool) -> SubStep:
     """Step (or autoreset) one sub-env under ``mode``.
 
     ``needs_reset`` says that the sub-env's previous step ended its episode (the caller tracks it).
@@ -123,7 +123,8 @@ def step_sub_env(env: SubEnv, action: str, mode: AutoresetMode, needs_reset: boo
     if needs_reset and mode is AutoresetMode.NEXT_STEP:
         obs, info = reset_sub_env(env, None, None)
         return SubStep(obs, 0.0, False, False, info)
-    obs, reward, terminated, truncated, info = env.step(action)
+    # None is passed through as GEM does (its envs answer it with a format error)
+    obs, reward, terminated, truncated, info = env.step(action)  # type: ignore[arg-type]
     terminated, truncated = bool(terminated), bool(truncated)
     if mode is AutoresetMode.SAME_STEP and (terminated or truncated):
         new_obs, new_info = reset_sub_env(env, None, None)

@@ -13,7 +13,8 @@ Conventions (Gymnasium 1.x, for text envs):
   masks (see :mod:`rock_env.vector.infos`).
 * Autoreset modes: see :mod:`rock_env.vector.autoreset`.
 
-Errors: a malformed batch of actions (wrong count, a non-string) raises
+Errors: a malformed batch of actions (wrong count, an action that is neither a string nor
+``None``) raises
 :class:`~rock_env.errors.InvalidAction` before any sub-env is touched, and so does stepping an
 ended sub-env with ``autoreset_mode="disabled"`` (:class:`~rock_env.errors.ResetNeeded`); the
 vector env stays usable. An exception raised *inside* a sub-env (or a worker's death, or
@@ -89,6 +90,26 @@ def _check_space(space: object, fallback: gymnasium.Space[Any]) -> gymnasium.Spa
     return space if isinstance(space, gymnasium.Space) else fallback
 
 
+def check_action_batch(actions: object, num_envs: int) -> list[str | None]:
+    """A batch of ``num_envs`` actions as a list, or :class:`InvalidAction` naming what is wrong.
+
+    Each action is a string or ``None`` (passed to the sub-env: GEM's envs treat it as a format error).
+    """
+    if isinstance(actions, (str, bytes, dict)) or not isinstance(actions, Sequence | np.ndarray):
+        raise InvalidAction(
+            f"actions must be a list of {num_envs} strings (one per sub-env), got {type(actions).__name__}."
+        )
+    batch = list(actions)
+    if len(batch) != num_envs:
+        raise InvalidAction(f"got {len(batch)} actions for {num_envs} sub-envs: pass exactly one string per sub-env.")
+    bad = [i for i, action in enumerate(batch) if action is not None and not isinstance(action, str)]
+    if bad:
+        listed = ", ".join(f"{i} ({type(batch[i]).__name__})" for i in bad[:_MAX_LISTED])
+        more = f" and {len(bad) - _MAX_LISTED} more" if len(bad) > _MAX_LISTED else ""
+        raise InvalidAction(f"actions must be strings (or None); not a string at index {listed}{more}.")
+    return [None if action is None else str(action) for action in batch]
+
+
 class VectorEnv(gymnasium.vector.VectorEnv[tuple[str, ...], Sequence[str], np.ndarray]):
     """Base class of :class:`SyncVectorEnv` and :class:`AsyncVectorEnv`.
 
@@ -158,22 +179,8 @@ class VectorEnv(gymnasium.vector.VectorEnv[tuple[str, ...], Sequence[str], np.nd
             raise InvalidArgument("options['reset_mask'] has no True entry: mark at least one sub-env to reset.")
         return array
 
-    def _check_actions(self, actions: object) -> list[str]:
-        if isinstance(actions, (str, bytes, dict)) or not isinstance(actions, Sequence | np.ndarray):
-            raise InvalidAction(
-                f"actions must be a list of {self.num_envs} strings (one per sub-env), got {type(actions).__name__}."
-            )
-        batch = list(actions)
-        if len(batch) != self.num_envs:
-            raise InvalidAction(
-                f"got {len(batch)} actions for {self.num_envs} sub-envs: pass exactly one string per sub-env."
-            )
-        bad = [i for i, action in enumerate(batch) if not isinstance(action, str)]
-        if bad:
-            listed = ", ".join(f"{i} ({type(batch[i]).__name__})" for i in bad[:_MAX_LISTED])
-            more = f" and {len(bad) - _MAX_LISTED} more" if len(bad) > _MAX_LISTED else ""
-            raise InvalidAction(f"actions must be strings; not a string at index {listed}{more}.")
-        return [str(action) for action in batch]
+    def _check_actions(self, actions: object) -> list[str | None]:
+        return check_action_batch(actions, self.num_envs)
 
     def _check_open(self, what: str) -> None:
         if self.closed:
@@ -278,7 +285,7 @@ class VectorEnv(gymnasium.vector.VectorEnv[tuple[str, ...], Sequence[str], np.nd
         """Reset the sub-envs ``indices`` with ``seeds``; return their ``(obs, info)``."""
         raise NotImplementedError
 
-    def _step_envs(self, actions: list[str], needs_reset: list[bool]) -> list[SubStep]:
+    def _step_envs(self, actions: list[str | None], needs_reset: list[bool]) -> list[SubStep]:
         """Step every sub-env (``needs_reset[i]``: sub-env ``i``'s episode ended on the last step)."""
         raise NotImplementedError
 

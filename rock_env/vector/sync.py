@@ -90,7 +90,7 @@ class SyncVectorEnv(VectorEnv):
                 out.append(reset_sub_env(self.envs[index], seed, options))
         return out
 
-    def _step_envs(self, actions: list[str], needs_reset: list[bool]) -> list[SubStep]:
+    def _step_envs(self, actions: list[str | None], needs_reset: list[bool]) -> list[SubStep]:
         out = []
         mode = self.autoreset_mode
         for index, env in enumerate(self.envs):

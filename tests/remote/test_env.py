@@ -10,7 +10,7 @@ import pytest
 
 import rock_env as rock
 from rock_env.core import Env
-from rock_env.errors import EnvInstanceNotFound, InvalidEnvKwargs, ResetNeeded, ServerUnavailable
+from rock_env.errors import EnvInstanceNotFound, InvalidAction, InvalidEnvKwargs, ResetNeeded, ServerUnavailable
 from rock_env.remote import RemoteEnv, RemoteVecEnv
 from rock_env.server.runner import BackgroundServer
 
@@ -170,3 +170,27 @@ def test_kwargs_that_are_not_json_are_a_clear_error(server: BackgroundServer) ->
         rock.make(SOKOBAN, backend="remote", base_url=server.url, level_fn=lambda: 1)
     with pytest.raises(InvalidArgument, match="JSON-serialisable"):
         rock.make_vec(SOKOBAN, 2, backend="remote", base_url=server.url, level_fn=lambda: 1)
+
+
+def test_none_and_bad_actions_behave_like_local(server: BackgroundServer) -> None:
+    """``None`` is GEM's format error on both sides; a non-string is InvalidAction on both sides."""
+    remote = rock.make(SOKOBAN, backend="remote", base_url=server.url)
+    local = rock.make(SOKOBAN)
+    try:
+        for env in (remote, local):
+            env.reset(seed=4)
+        assert remote.step(None) == local.step(None)  # type: ignore[arg-type]
+        for env in (remote, local):
+            env.reset(seed=4)
+            with pytest.raises(InvalidAction):
+                env.step(12)  # type: ignore[arg-type]
+    finally:
+        remote.close()
+        local.close()
+    with rock.make_vec(SOKOBAN, 2, backend="remote", base_url=server.url) as rvec, rock.make_vec(SOKOBAN, 2) as lvec:
+        rvec.reset(seed=1)
+        lvec.reset(seed=1)
+        r_step, l_step = rvec.step([None, "\\boxed{up}"]), lvec.step([None, "\\boxed{up}"])  # type: ignore[list-item]
+        assert r_step[0] == l_step[0] and r_step[1].tolist() == l_step[1].tolist() == [-0.1, 0.0]
+        with pytest.raises(InvalidAction, match=r"index 1 \(int\)"):
+            rvec.step(["\\boxed{up}", 3])  # type: ignore[list-item]

@@ -135,7 +135,7 @@ def test_reset_mask_is_validated(mode: str) -> None:
         ("ab", "list of 2 strings"),
         ({0: "a", 1: "b"}, "list of 2 strings"),
         (None, "list of 2 strings"),
-        (["a", None], r"index 1 \(NoneType\)"),
+        (["a", 2.5], r"index 1 \(float\)"),
         ([1, b"x"], r"index 0 \(int\), 1 \(bytes\)"),
     ],
 )
@@ -287,3 +287,14 @@ def test_the_lowest_failing_index_is_reported_in_both_modes(mode: str) -> None:
         envs.step(["a", "crash", "a", "crash"])
     assert caught.value.env_index == 1
     assert envs.closed
+
+
+def test_none_actions_reach_the_sub_env_like_in_gem(mode: str) -> None:
+    """GEM's vector envs hand ``None`` to the env, whose answer is a format error (-0.1, episode over)."""
+    import rock_env as rock
+
+    with rock.make_vec("game:Sokoban-v0-easy", 2, mode=mode) as envs:
+        envs.reset(seed=3)
+        _, rewards, terminations, _, _ = envs.step([None, "\\boxed{up}"])  # type: ignore[list-item]
+        assert rewards.tolist()[0] == -0.1 and terminations.tolist() == [True, False]
+        assert not envs.closed

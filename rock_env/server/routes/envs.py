@@ -145,7 +145,7 @@ async def reset_env_op(svc: Service, owner: str, env: str, body: EnvResetRequest
     return content
 
 
-async def step_env_op(svc: Service, owner: str, env: str, action: str) -> bytes:
+async def step_env_op(svc: Service, owner: str, env: str, action: str | None) -> bytes:
     """Step one env; the JSON of an EnvStepResponse."""
     rec = svc.lookup(env, ("env",), owner)
     started = time.perf_counter()
@@ -409,7 +409,7 @@ async def step_vec(vec: str, request: Request) -> Response:
     return raw_json(await step_vec_op(service_of(request), owner_of(request), vec, body.actions))
 
 
-async def step_vec_op(svc: Service, owner: str, vec: str, actions: list[str]) -> bytes:
+async def step_vec_op(svc: Service, owner: str, vec: str, actions: list[str | None]) -> bytes:
     """Step a vector env; the JSON of a VecStepResponse."""
     rec = svc.lookup(vec, ("vec",), owner)
     started = time.perf_counter()
