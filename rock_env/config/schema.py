@@ -124,10 +124,36 @@ class LocalClusterConfig(_Strict):
 
 
 class RayClusterConfig(_Strict):
-    """Placeholder: rollouts on Ray are not implemented yet (group ``cluster/ray``)."""
+    """Episodes run in Ray actors (group ``cluster/ray``; the admin reads ``name`` and ``address`` only)."""
 
     name: Literal["ray"] = "ray"
-    address: str = "auto"
+    address: str = Field(
+        default="auto",
+        min_length=1,
+        description="auto: the running cluster ($RAY_ADDRESS); local: a private head on 127.0.0.1 for the run; "
+        "else HOST:PORT of the GCS",
+    )
+    workers: int | None = Field(
+        default=None, ge=1, description="episode actors (null: as many as the cluster's CPUs allow, at most episodes)"
+    )
+    cpus_per_worker: float | None = Field(default=None, gt=0, description="CPUs each actor reserves (null: 1)")
+    max_retries: int | None = Field(
+        default=None, ge=0, description="reruns of an episode whose actor or node died (null: 2)"
+    )
+
+    @property
+    def cpus(self) -> float:
+        """CPUs each actor reserves."""
+        return 1.0 if self.cpus_per_worker is None else self.cpus_per_worker
+
+    @property
+    def retries(self) -> int:
+        """Reruns of an episode after its actor died."""
+        return 2 if self.max_retries is None else self.max_retries
+
+
+#: Keys of ``cluster/ray`` that only rollouts use (the admin ignores them).
+ROLLOUT_ONLY_CLUSTER_KEYS: frozenset[str] = frozenset({"workers", "cpus_per_worker", "max_retries"})
 
 
 ClusterConfig = Annotated[LocalClusterConfig | RayClusterConfig, Field(discriminator="name")]

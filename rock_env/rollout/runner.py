@@ -9,6 +9,9 @@ one after the other in slot order, which keeps them reproducible.
 Episode ``i`` is reset with ``episode_seeds(seed, n)[i]`` (from ``numpy.random.SeedSequence``):
 the same config and seed give the same episodes, and ``trajectories.jsonl``/``episodes.jsonl``
 come out byte for byte the same, threaded or not.
+
+With ``cluster=ray`` the episodes run in Ray actors instead (:mod:`rock_env.rollout.ray_runner`);
+both runners play an episode with the same :class:`_Slot` logic (:func:`play_episode`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from rock_env.config.build import make_single_env
-from rock_env.config.schema import RemoteBackendConfig, RolloutConfig, validate_rollout_config
+from rock_env.config.schema import RayClusterConfig, RemoteBackendConfig, RolloutConfig, validate_rollout_config
 from rock_env.errors import ConfigError
 from rock_env.policies import Policy, make_policy
 from rock_env.rollout.records import JsonlWriter, to_jsonable
@@ -91,6 +94,8 @@ class RolloutResult:
     wall_time: float = 0.0
     status: str = "ok"
     error: str | None = None
+    #: Ray actors that played the episodes (``None``: ``cluster=local``).
+    workers: int | None = None
 
     def summary(self, cfg: RolloutConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
         """The ``summary.json`` content."""
@@ -114,6 +119,8 @@ class RolloutResult:
             "wall_time_s": round(self.wall_time, 6),
             "steps_per_s": self.total_steps / self.wall_time if self.wall_time > 0 else math.nan,
             "num_envs": cfg.num_envs,
+            "cluster": cfg.cluster.name,
+            "workers": self.workers,
             "overrides": list(overrides),
             "config": cfg.model_dump(mode="json", by_alias=True),
         }
@@ -187,12 +194,30 @@ class _Slot:
         return result
 
 
+def play_episode(
+    env: Any, policy: Policy, episode: int, seed: int, max_steps: int | None, save_steps: bool
+) -> tuple[list[dict[str, Any]], EpisodeResult]:
+    """Play episode ``episode`` (reset with ``seed``) to its end; its JSONL records and result.
+
+    The same :class:`_Slot` logic as the lockstep runner, one episode at a time (a Ray actor's unit of work).
+    """
+    slot = _Slot(env, policy)
+    slot.start(episode, seed)
+    while True:
+        done = slot.step(slot.act(), max_steps, save_steps)
+        if done is not None:
+            return slot.records, done
+
+
 def check_supported(config: RolloutConfig) -> None:
-    """Raise :class:`ConfigError` for settings that validate but cannot run yet (``cluster=ray``)."""
-    if config.cluster.name != "local":
+    """Raise :class:`ConfigError` for settings that validate but cannot run together.
+
+    ``cluster=ray`` plays one env per actor: ``num_envs`` > 1 there is an error (use ``cluster.workers``).
+    """
+    if isinstance(config.cluster, RayClusterConfig) and config.num_envs > 1:
         raise ConfigError(
-            f"cluster={config.cluster.name} is not implemented for rollouts yet; use cluster=local "
-            "(with backend=remote to run the envs on an admin server)."
+            f"num_envs={config.num_envs} does not apply to cluster=ray (each Ray actor plays one env); "
+            f"set cluster.workers={config.num_envs} instead and leave num_envs=1."
         )
 
 
@@ -288,6 +313,10 @@ def run_rollout(
     check_supported(config)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if isinstance(config.cluster, RayClusterConfig):
+        from rock_env.rollout.ray_runner import run_on_ray
+
+        return run_on_ray(config, out, overrides=overrides, on_episode=on_episode)
     seeds = episode_seeds(config.seed, config.episodes)
     result = RolloutResult(output_dir=out)
     slots: list[_Slot] = []
@@ -355,13 +384,14 @@ def run_rollout(
         if pool is not None:
             pool.shutdown(wait=True)
         for slot in slots:
-            _close_quietly(slot.policy.close, "policy")
-            _close_quietly(slot.env.close, "env")
+            close_quietly(slot.policy.close, "policy")
+            close_quietly(slot.env.close, "env")
         write_summary(out, result.summary(config, overrides))
     return result
 
 
-def _close_quietly(close: Callable[[], Any], what: str) -> None:
+def close_quietly(close: Callable[[], Any], what: str) -> None:
+    """Call ``close``; log (do not raise) what it raises, so a rollout's own error is not hidden."""
     try:
         close()
     except Exception:  # closing must not hide the rollout's own error

@@ -7,6 +7,7 @@ reset seed and the actions, so slot order and threads cannot change them.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from typing import Any
 
 from rock_env.core import Env, StepResult, text_space
 from rock_env.errors import ServerUnavailable
-from rock_env.policies import Policy
+from rock_env.policies import Policy, RandomPolicy
 
 LINE_ID = "test:HydraLine-v0"
 _MOVE = re.compile(r"\\boxed\{\s*(left|right)\s*\}")
@@ -131,3 +132,43 @@ def crash_on_right(observation: str) -> str:
     if action == "\\boxed{right}":
         raise ZeroDivisionError("a bug in the policy")
     return action
+
+
+class RandomThatDies(RandomPolicy):
+    """``policy=random`` that ends its own process (a crashed Ray actor) on the episode reset with ``seed``.
+
+    It dies at the episode's third action. With ``marker`` (a file path) it dies only the first
+    time: the marker says it already did, so a rerun of the episode plays it out.
+    """
+
+    def __init__(self, seed: int, marker: str | None = None) -> None:
+        self.kill_seed = seed
+        self.marker = marker
+        self.doomed = False
+        self.actions = 0
+
+    def reset(self, env: Any, observation: str, info: dict[str, Any], *, seed: int | None = None) -> None:
+        super().reset(env, observation, info, seed=seed)
+        self.doomed = seed == self.kill_seed and not (self.marker and os.path.exists(self.marker))
+        self.actions = 0
+
+    def act(self, env: Any, observation: str, info: dict[str, Any]) -> Any:
+        self.actions += 1
+        if self.doomed and self.actions == 3:
+            if self.marker:
+                with open(self.marker, "w") as fh:
+                    fh.write(str(os.getpid()))
+            os._exit(17)
+        return super().act(env, observation, info)
+
+
+class RandomThatFails(RandomPolicy):
+    """``policy=random`` that raises ServerUnavailable at the start of the episode reset with ``seed``."""
+
+    def __init__(self, seed: int) -> None:
+        self.fail_seed = seed
+
+    def reset(self, env: Any, observation: str, info: dict[str, Any], *, seed: int | None = None) -> None:
+        if seed == self.fail_seed:
+            raise ServerUnavailable("scripted outage of the model server at http://127.0.0.1:1/v1")
+        super().reset(env, observation, info, seed=seed)

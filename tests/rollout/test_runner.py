@@ -152,6 +152,20 @@ def test_failure_midway_keeps_finished_episodes(tmp_path: Path) -> None:
     assert "ServerUnavailable" in summary["error"] and summary["episodes"] == len(episodes)
 
 
-def test_cluster_ray_is_an_honest_placeholder(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="not implemented"):
-        run_rollout(line_cfg("cluster=ray"), tmp_path)
+def test_cluster_ray_runs_one_env_per_actor(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="each Ray actor plays one env"):
+        run_rollout(line_cfg("cluster=ray", "num_envs=2"), tmp_path)
+    assert not (tmp_path / "summary.json").exists()  # rejected before anything ran
+
+
+def test_play_episode_is_one_whole_episode_of_the_lockstep(tmp_path: Path) -> None:
+    import rock_env as rock
+    from rock_env.policies import make_policy
+    from rock_env.rollout.runner import play_episode
+
+    cfg = line_cfg("episodes=3", "seed=4", *scripted("tests.rollout.helpers:walk_to_target"))
+    run_rollout(cfg, tmp_path)
+    env, policy = rock.make("test:HydraLine-v0"), make_policy(validate_rollout_config(cfg).policy)
+    played = [play_episode(env, policy, i, s, None, True) for i, s in enumerate(episode_seeds(4, 3))]
+    assert [r for records, _ in played for r in records] == read_jsonl(tmp_path / "trajectories.jsonl")
+    assert [done.record() for _, done in played] == read_jsonl(tmp_path / "episodes.jsonl")

@@ -197,6 +197,17 @@ def test_config_groups_compose_for_the_admin() -> None:
         cluster_settings(compose("serve_admin", ["cluster=ray", "ray_workers.poll_interval=0"]))
 
 
+def test_the_admin_ignores_the_rollout_only_cluster_keys(caplog: pytest.LogCaptureFixture) -> None:
+    """``cluster/ray.yaml`` is shared with ``rock-env rollout``: its rollout knobs must not break the admin."""
+    cfg = compose("serve_admin", ["cluster=ray"])
+    assert set(cfg["cluster"]) >= {"workers", "cpus_per_worker", "max_retries"}  # the shared yaml has them
+    assert cluster_settings(cfg) == RayClusterSettings()
+    overrides = ["cluster=ray", "cluster.address=local", "cluster.workers=4", "cluster.max_retries=0"]
+    with caplog.at_level("WARNING", logger="rock_env.server.cluster.settings"):
+        assert cluster_settings(compose("serve_admin", overrides)) == RayClusterSettings(address="local")
+    assert "ignores the rollout-only keys cluster.max_retries, cluster.workers" in caplog.text
+
+
 @pytest.mark.parametrize(
     ("address", "loopback"),
     [("local", True), ("127.0.0.1:6379", True), ("[::1]:6379", True), ("10.0.0.5:6379", False), ("auto", False)],

@@ -9,7 +9,8 @@ naming their env or sandbox, and a fresh actor takes the node's place.
 
 Modules: :mod:`.settings` (the ``cluster`` and ``ray_workers`` config groups),
 :mod:`.placement` (the Ray-free placement logic), :mod:`.actor` (the worker inside an actor),
-:mod:`.ray_backend` (the Ray calls) and :mod:`.hook` (wiring into the admin's service:
+:mod:`.ray_backend` (the Ray calls), :mod:`.ray_connect` (joining Ray; shared with
+``rock-env rollout cluster=ray``) and :mod:`.hook` (wiring into the admin's service:
 ``attach_cluster``; it imports Ray only when called).
 """
 

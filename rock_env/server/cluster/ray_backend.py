@@ -10,24 +10,20 @@ placement loop replaces it under a new worker id instead, so that clients of the
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rock_env.errors import ConfigError, ServerUnavailable
 from rock_env.server.cluster import leftovers
 from rock_env.server.cluster.placement import NodeView
+from rock_env.server.cluster.ray_connect import LOOPBACK_ENV_VAR, address_is_loopback, import_ray, init_ray
 from rock_env.server.cluster.settings import RayClusterSettings
-from rock_env.server.settings import is_loopback
 
 logger = logging.getLogger(__name__)
 
-#: With this set to 0 before Ray is imported, Ray takes 127.0.0.1 as the node IP and binds its
-#: servers to loopback only (otherwise it resolves 127.0.0.1 to the host's network address).
-LOOPBACK_ENV_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+__all__ = ["LOOPBACK_ENV_VAR", "STOP_TIMEOUT", "RayBackend", "RayWorkerHandle", "address_is_loopback"]
+
 #: How long a graceful stop of the actors may take at admin shutdown before they are killed.
 STOP_TIMEOUT = 20.0
 
@@ -40,14 +36,6 @@ class RayWorkerHandle:
     node_id: str
     actor: Any
     watch: Any = field(default=None)
-
-
-def address_is_loopback(address: str) -> bool:
-    """Whether a Ray address is ``local`` or ``HOST:PORT`` with a loopback host."""
-    if address == "local":
-        return True
-    host = address.removeprefix("ray://").rsplit(":", 1)[0].strip("[]")
-    return bool(host) and is_loopback(host)
 
 
 class RayBackend:
@@ -71,40 +59,19 @@ class RayBackend:
 
     def connect(self) -> None:
         """``ray.init``: a private head on 127.0.0.1 for ``address=local``, else join the cluster."""
-        address = self.settings.address
-        if address_is_loopback(address):
-            if "ray" in sys.modules and os.environ.get(LOOPBACK_ENV_VAR) != "0":
-                logger.warning("Ray was imported before %s=0 was set: it may bind more than loopback", LOOPBACK_ENV_VAR)
-            os.environ[LOOPBACK_ENV_VAR] = "0"
-        try:
-            import ray
-        except ImportError as exc:
-            raise ConfigError(
-                "cluster=ray needs Ray: pip install 'rock-env[ray]' (or pip install 'ray[default]')."
-            ) from exc
-        kwargs: dict[str, Any] = {"namespace": self.settings.namespace, "log_to_driver": False}
-        if self.settings.is_local_head:
-            kwargs.update(address="local", include_dashboard=False)
-            if self.settings.temp_dir:
-                kwargs["_temp_dir"] = os.path.abspath(os.path.expanduser(self.settings.temp_dir))
-        else:
-            kwargs.update(address=address)
+        ray = import_ray(self.settings.address)
         if self.data_dir is not None:
             leftovers.reap(self.data_dir)  # what a crashed admin's private head left running
-        try:
-            ray.init(**kwargs)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            hint = (
-                "start one (ray start --head) or let the admin start its own with cluster.address=local"
-                if address == "auto"
-                else "check cluster.address (HOST:PORT of the Ray head's GCS), or use cluster.address=local"
-            )
-            raise ServerUnavailable(
-                f"cannot connect to the Ray cluster at {address!r}: {str(exc).rstrip('.')}. {hint[0].upper()}{hint[1:]}."
-            ) from exc
+        init_ray(
+            self.settings.address,
+            namespace=self.settings.namespace,
+            temp_dir=self.settings.temp_dir,
+            local_hint="let the admin start its own with cluster.address=local",
+        )
         self.connected = True
         self._record()
-        logger.info("connected to Ray at %s (namespace %s)", ray.get_runtime_context().gcs_address, kwargs["namespace"])
+        gcs = ray.get_runtime_context().gcs_address
+        logger.info("connected to Ray at %s (namespace %s)", gcs, self.settings.namespace)
 
     def node_ip(self) -> str:
         """The IP of the admin's own Ray node."""

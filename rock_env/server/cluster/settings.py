@@ -1,17 +1,22 @@
 """Settings of the admin's Ray backend, from the Hydra groups ``cluster`` and ``ray_workers``.
 
-``cluster`` is shared with ``rock-env rollout`` (``name``, ``address``); the admin-only knobs
+``cluster`` is shared with ``rock-env rollout`` (``name``, ``address``; its rollout-only keys
+``workers``, ``cpus_per_worker`` and ``max_retries`` are ignored here); the admin-only knobs
 live in ``ray_workers`` (``rock_env/conf/ray_workers/default.yaml``).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from rock_env.config.schema import ROLLOUT_ONLY_CLUSTER_KEYS
 from rock_env.errors import ConfigError
 from rock_env.protocol import describe_errors
+
+logger = logging.getLogger(__name__)
 
 
 class RayClusterSettings(BaseModel):
@@ -55,6 +60,9 @@ def cluster_settings(cfg: dict[str, Any]) -> RayClusterSettings | None:
         return None
     if name != "ray":
         raise ConfigError(f"unknown cluster {name!r} for the admin: use cluster=local or cluster=ray.")
+    ignored = sorted(k for k in ROLLOUT_ONLY_CLUSTER_KEYS if cluster.pop(k, None) is not None)
+    if ignored:
+        logger.warning("the admin ignores the rollout-only keys cluster.%s", ", cluster.".join(ignored))
     data = {**dict(cfg.get("ray_workers") or {}), **{k: v for k, v in cluster.items() if v is not None}}
     try:
         return RayClusterSettings.model_validate(data)
