@@ -255,3 +255,20 @@ def test_cli_rollout_on_a_private_ray_head(tmp_path: Path) -> None:
     assert (summary["status"], summary["cluster"], summary["episodes"]) == ("ok", "ray", 4)
     assert all(e["success"] for e in read_jsonl(tmp_path / "ray" / "episodes.jsonl"))
     assert validate_rollout_config(summary["config"]).cluster == RayClusterConfig(address="local")
+
+
+@pytest.mark.ray
+@pytest.mark.server
+def test_actors_play_remote_envs(ray_session: Any, tmp_path: Path) -> None:
+    from rock_env.server.app import create_app
+    from rock_env.server.runner import BackgroundServer
+    from rock_env.server.settings import ServerSettings
+
+    server = BackgroundServer(create_app(ServerSettings(data_dir=str(tmp_path / "admin")))).start()
+    try:
+        remote = ["backend=remote", f"backend.base_url={server.url}", "policy=scripted", "episodes=4"]
+        run_rollout(on_ray(*remote, "cluster.workers=2"), tmp_path / "ray")
+    finally:
+        server.stop()
+    run_rollout(sokoban("policy=scripted", "episodes=4"), tmp_path / "local")
+    assert dict(files_of(tmp_path / "ray")) == dict(files_of(tmp_path / "local"))
