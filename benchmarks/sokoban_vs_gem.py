@@ -17,7 +17,8 @@ Usage::
     .venv/bin/python benchmarks/sokoban_vs_gem.py                     # defaults below
     .venv/bin/python benchmarks/sokoban_vs_gem.py --easy-seeds 200 --hard-seeds 40 --e2e-episodes 20
 
-rock_env has no level cache: every reset generates its level.
+Every row but one runs ours without its optional level cache (every reset generates its
+level); the row "ours with a warm level cache" reads the same levels back from the cache.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import multiprocessing as mp
 import random
 import statistics
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -59,15 +61,25 @@ def make_gem(variant: str) -> Any:
     return GemSokoban(**VARIANTS[variant])
 
 
-def make_ours(variant: str) -> Any:
+def make_ours(variant: str, level_cache: str | bool = False) -> Any:
     from rock_env.games.sokoban import SokobanEnv
 
-    return SokobanEnv(**VARIANTS[variant])
+    return SokobanEnv(**VARIANTS[variant], level_cache=level_cache)
 
 
-def _reset_worker(side: str, variant: str, conn: Connection) -> None:
-    """Process body: build one env, then time ``reset(seed)`` for every seed sent."""
-    env = make_gem(variant) if side == "gem" else make_ours(variant)
+def _reset_worker(side: str, variant: str, conn: Connection, cache_dir: str, seeds: list[int]) -> None:
+    """Process body: build one env, then time ``reset(seed)`` for every seed sent.
+
+    Side ``cached`` is ours with the on-disk level cache, filled with every seed before timing.
+    """
+    if side == "gem":
+        env = make_gem(variant)
+    elif side == "cached":
+        env = make_ours(variant, level_cache=cache_dir)
+        for seed in seeds:
+            env.reset(seed=seed)
+    else:
+        env = make_ours(variant)
     conn.send("ready")
     while True:
         seed = conn.recv()
@@ -80,15 +92,16 @@ def _reset_worker(side: str, variant: str, conn: Connection) -> None:
     conn.close()
 
 
-def bench_reset(variant: str, seeds: list[int]) -> dict[str, list[float]]:
+def bench_reset(variant: str, seeds: list[int], cache_dir: str) -> dict[str, list[float]]:
     """Each side runs in its own process (own heap and garbage collector); the seeds are
-    interleaved: GEM's reset(seed), then ours, then the next seed. Levels must be identical."""
+    interleaved: GEM's reset(seed), then ours, then ours with a warm level cache, then the next
+    seed. Levels must be identical."""
     ctx = mp.get_context("spawn")
     conns: dict[str, Connection] = {}
     procs = []
-    for side in ("gem", "ours"):
+    for side in ("gem", "ours", "cached"):
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_reset_worker, args=(side, variant, child), daemon=True)
+        proc = ctx.Process(target=_reset_worker, args=(side, variant, child, cache_dir, seeds), daemon=True)
         proc.start()
         conns[side] = parent
         procs.append(proc)
@@ -96,7 +109,7 @@ def bench_reset(variant: str, seeds: list[int]) -> dict[str, list[float]]:
         for conn in conns.values():
             if conn.recv() != "ready":
                 raise SystemExit("a reset worker failed to start")
-        times: dict[str, list[float]] = {"gem": [], "ours": [], "gem_cpu": [], "ours_cpu": []}
+        times: dict[str, list[float]] = {side + kind: [] for side in conns for kind in ("", "_cpu")}
         for seed in seeds:
             outs = {}
             for side, conn in conns.items():
@@ -104,7 +117,7 @@ def bench_reset(variant: str, seeds: list[int]) -> dict[str, list[float]]:
                 wall, cpu, outs[side] = conn.recv()
                 times[side].append(wall)
                 times[side + "_cpu"].append(cpu)
-            if outs["gem"] != outs["ours"]:
+            if not outs["gem"] == outs["ours"] == outs["cached"]:
                 raise SystemExit(f"{variant} seed {seed}: levels differ; the benchmark compares identical levels only")
         return times
     finally:
@@ -213,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         n = args.easy_seeds if variant == "easy" else args.hard_seeds
         seeds = list(range(args.first_seed, args.first_seed + n))
         print(f"[{variant}] reset on {n} seeds ...", file=sys.stderr, flush=True)
-        times = bench_reset(variant, seeds)
+        with tempfile.TemporaryDirectory(prefix="rock-bench-levels-") as cache_dir:
+            times = bench_reset(variant, seeds, cache_dir)
         for label, q, kind in (
             ("reset p50 (wall)", 0.5, ""),
             ("reset p95 (wall)", 0.95, ""),
@@ -225,6 +239,11 @@ def main(argv: list[str] | None = None) -> int:
         g, o = statistics.fmean(times["gem"]), statistics.fmean(times["ours"])
         rows.append(
             f"| {variant} | reset mean (wall) | {g * 1e3:.2f} ms | {o * 1e3:.3f} ms | {fmt_ratio(g, o, False)} |"
+        )
+        g, o = percentile(times["gem"], 0.5), percentile(times["cached"], 0.5)
+        rows.append(
+            f"| {variant} | reset p50 (wall), ours with a warm level cache (optional) | {g * 1e3:.2f} ms "
+            f"| {o * 1e3:.3f} ms | {fmt_ratio(g, o, False)} |"
         )
         print(f"[{variant}] step throughput ...", file=sys.stderr, flush=True)
         steps = bench_steps(variant, seeds[:5], args.step_count)

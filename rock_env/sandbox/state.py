@@ -16,18 +16,13 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from rock_env.paths import home_dir
 from rock_env.sandbox.models import SandboxConfig
 
 RECORD_FILE = "record.json"
 ACTIVITY_FILE = "activity"
 #: what a sandbox id (and so the name of its state dir) looks like
 SANDBOX_ID_RE = re.compile(r"^sb-[0-9a-f]{12}$")
-
-
-def home_dir() -> Path:
-    """The library's scratch directory for caches: ``$ROCK_ENV_HOME`` or ``/tmp/rock-env-<uid>``."""
-    home = os.environ.get("ROCK_ENV_HOME")
-    return Path(home) if home else Path(f"/tmp/rock-env-{os.getuid()}")
 
 
 def state_root() -> Path:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 from typing import Any
 
@@ -32,6 +33,7 @@ import numpy as np
 
 from rock_env.core import Env, StepResult, text_space
 from rock_env.errors import InvalidAction, InvalidArgument
+from rock_env.games.sokoban.cache import LevelCache, resolve_cache_dir
 from rock_env.games.sokoban.generator import (
     BOX,
     BOX_ON_TARGET,
@@ -39,6 +41,7 @@ from rock_env.games.sokoban.generator import (
     PLAYER,
     TARGET,
     WALL,
+    Room,
     RoomGenerationError,
     generate_room,
 )
@@ -97,6 +100,9 @@ class SokobanEnv(Env):
         max_turns: turn limit; ``None`` picks the ``random`` variant.
         num_boxes: number of boxes; ``None`` picks the ``random`` variant.
         seed: seed of the first ``reset()``; later unseeded resets continue reproducibly.
+        level_cache: keep generated levels on disk and reuse them for repeated seeds: a
+            directory, ``True`` for the default one, ``False`` for none; ``None`` (default)
+            follows ``$ROCK_ENV_SOKOBAN_CACHE`` (see :mod:`rock_env.games.sokoban.cache`).
 
     The ``random`` variant (any of the three is ``None``, like GEM) picks a 6x6 room with 2 boxes
     and 20 turns or an 8x8 room with 5 boxes and 50 turns at every reset.
@@ -109,8 +115,11 @@ class SokobanEnv(Env):
         num_boxes: int | None = 3,
         *,
         seed: int | None = None,
+        level_cache: bool | str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__(seed=seed)
+        cache_dir = resolve_cache_dir(level_cache)
+        self.level_cache: LevelCache | None = LevelCache(cache_dir) if cache_dir is not None else None
         self.is_random = dim_room is None or max_turns is None or num_boxes is None
         if not self.is_random:
             assert dim_room is not None and max_turns is not None and num_boxes is not None
@@ -147,7 +156,7 @@ class SokobanEnv(Env):
         room = None
         for attempt in range(MAX_GENERATION_ATTEMPTS):
             try:
-                room = generate_room(self.dim_room, self.num_gen_steps, self.num_boxes, base + attempt)
+                room = self._generate(base + attempt)
                 break
             except RoomGenerationError:
                 logger.debug("no room for seed %d, trying %d", base + attempt, base + attempt + 1)
@@ -163,6 +172,17 @@ class SokobanEnv(Env):
         self._chars = _board_chars(room.state, room.cols)
         self.turn_count = 0
         return self._instructions(), {"suffix": self.get_task_suffix()}
+
+    def _generate(self, seed: int) -> Room:
+        if self.level_cache is not None:
+            return self.level_cache.generate(self.dim_room, self.num_gen_steps, self.num_boxes, seed)
+        return generate_room(self.dim_room, self.num_gen_steps, self.num_boxes, seed)
+
+    def close(self) -> None:
+        """End the env (and close its level cache's file)."""
+        if self.level_cache is not None:
+            self.level_cache.close()
+        super().close()
 
     def _step(self, action: str) -> StepResult:
         move = parse_action(action)
