@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from rock_env.remote.ws_stream import WsOutputStream, ws_url
 from rock_env.server.app import create_app
 from rock_env.server.runner import BackgroundServer
 from rock_env.server.settings import ServerSettings
+from tests.processes import pids_with_cmdline
 
 pytestmark = pytest.mark.server
 
@@ -36,16 +36,7 @@ def sandbox(server: BackgroundServer) -> Iterator[RemoteSandbox]:
 
 def running(marker: str) -> list[int]:
     """PIDs of host processes whose command line contains ``marker`` (the local runtime runs on the host)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if marker in cmdline and "pytest" not in cmdline:
-                pids.append(int(entry))
-    return pids
+    return pids_with_cmdline(marker, skip="pytest")
 
 
 def wait_gone(marker: str, timeout: float = 30.0) -> None:

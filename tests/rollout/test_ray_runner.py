@@ -25,6 +25,7 @@ from rock_env.errors import ConfigError, ServerUnavailable, WorkerLost
 from rock_env.rollout import episode_seeds, read_jsonl, run_rollout
 from rock_env.rollout.ray_runner import worker_count
 from rock_env.server.cluster.ray_connect import LOOPBACK_ENV_VAR
+from tests.processes import pids_with_cmdline
 from tests.rollout.helpers import files_of
 
 REPO = Path(__file__).resolve().parents[2]
@@ -171,16 +172,7 @@ def subprocess_env(ray_tmp: str) -> dict[str, str]:
 
 def ray_processes_using(path: str) -> list[int]:
     """PIDs of running processes whose command line mentions ``path``."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if path in cmdline:
-                pids.append(int(entry))
-    return pids
+    return pids_with_cmdline(path)
 
 
 _LOCAL_HEAD_SCRIPT = textwrap.dedent(
