@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import sys
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -89,10 +90,43 @@ def connect_error(address: str, exc: BaseException, local_hint: str) -> ServerUn
     )
 
 
+def recorded_cluster() -> str | None:
+    """The address ``auto`` would join from Ray's ``ray_current_cluster`` file, or ``None``.
+
+    Ray reads that file (left by the last ``ray start``, under ``$RAY_TMPDIR``, ``$TMPDIR`` or
+    /tmp, then ``ray/``) only when no GCS process runs on this host; otherwise it joins that process.
+    """
+    base = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"
+    try:
+        recorded = Path(base, "ray", "ray_current_cluster").read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not recorded or _gcs_server_running():
+        return None
+    return recorded
+
+
+def _gcs_server_running() -> bool:
+    """Whether a Ray GCS server process runs on this host."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                name = Path(f"/proc/{entry}/comm").read_text(encoding="utf-8").strip()
+            except OSError:
+                continue
+            if name.startswith("gcs_server"):
+                return True
+    return False
+
+
 def gcs_host_port(address: str) -> tuple[str, int] | None:
-    """``(host, port)`` that ``address`` joins (``auto`` reads ``$RAY_ADDRESS``); ``None`` if not explicit."""
+    """``(host, port)`` that ``address`` joins; ``None`` if it cannot be known before ``ray.init``.
+
+    ``auto`` means ``$RAY_ADDRESS``, else the cluster recorded by the last ``ray start`` (when no
+    GCS runs here: a stale record would make ``ray.init`` retry for minutes).
+    """
     if address == "auto":
-        address = os.environ.get("RAY_ADDRESS", "").strip() or "auto"
+        address = os.environ.get("RAY_ADDRESS", "").strip() or recorded_cluster() or "auto"
     if address in {"auto", "local"}:
         return None
     host, sep, port = address.removeprefix("ray://").rpartition(":")
@@ -114,8 +148,15 @@ def probe_gcs(address: str, local_hint: str, timeout: float = PROBE_TIMEOUT) -> 
         with socket.create_connection(target, timeout=timeout):
             pass
     except OSError as exc:
-        shown = address if address != "auto" else f"auto (RAY_ADDRESS={os.environ.get('RAY_ADDRESS')})"
+        shown = address if address != "auto" else f"auto ({target[0]}:{target[1]}, from {_auto_source()})"
         raise connect_error(shown, exc, local_hint) from exc
+
+
+def _auto_source() -> str:
+    """Where ``auto`` took its address from, for error messages."""
+    if os.environ.get("RAY_ADDRESS", "").strip():
+        return "$RAY_ADDRESS"
+    return "the ray_current_cluster file of the last 'ray start'; remove it if that cluster is gone"
 
 
 def init_ray(
