@@ -55,6 +55,10 @@ logger = logging.getLogger(__name__)
 NAMESPACE = "rock-env-rollout"
 #: Seconds the actors get to close their envs and policies at the end before they are killed.
 CLOSE_TIMEOUT = 30.0
+#: How far ahead of the oldest unwritten episode the actors may run, per actor: finished episodes
+#: wait in memory for the slower ones before them, so this bounds that memory (and stalls the
+#: actors only behind an episode that takes this many times longer than the others).
+REORDER_WINDOW_PER_WORKER = 8
 #: Prefix of a private head's temp dir (under ``$RAY_TMPDIR`` or /tmp; Ray's socket paths must stay short).
 TEMP_PREFIX = "rock-ray-"
 
@@ -191,6 +195,8 @@ class Scheduler:
     buffer: dict[int, tuple[Records, EpisodeResult]] = field(default_factory=dict)
     started: list[Any] = field(default_factory=list)
     next_episode: int = 0
+    #: The most finished episodes held back at once (waiting for an earlier one).
+    peak_buffered: int = 0
 
     def __post_init__(self) -> None:
         cluster = self.config.cluster
@@ -200,6 +206,7 @@ class Scheduler:
         self._actor_class = self.ray.remote(EpisodeWorker).options(
             num_cpus=cluster.cpus, max_restarts=0, max_task_retries=0
         )
+        self.window = REORDER_WINDOW_PER_WORKER * self.workers
         self.queue.extend(range(self.config.episodes))
         self.idle.extend(self._new_actor() for _ in range(self.workers))
 
@@ -213,7 +220,7 @@ class Scheduler:
         from ray.exceptions import ObjectLostError, RayActorError, RayTaskError
 
         while self.next_episode < self.config.episodes:
-            while self.idle and self.queue:
+            while self.idle and self.queue and self.queue[0] < self.next_episode + self.window:
                 actor, episode = self.idle.pop(), self.queue.popleft()
                 self.running[actor.play.remote(episode, self.seeds[episode])] = (actor, episode)
             ready, _ = self.ray.wait(list(self.running), num_returns=1)
@@ -231,6 +238,7 @@ class Scheduler:
                     continue
                 self.idle.append(actor)
                 self.buffer[episode] = (records, done)
+                self.peak_buffered = max(self.peak_buffered, len(self.buffer))
             while self.next_episode in self.buffer:
                 emit(*self.buffer.pop(self.next_episode))
                 self.next_episode += 1

@@ -172,3 +172,22 @@ class RandomThatFails(RandomPolicy):
         if seed == self.fail_seed:
             raise ServerUnavailable("scripted outage of the model server at http://127.0.0.1:1/v1")
         super().reset(env, observation, info, seed=seed)
+
+
+class RandomSlowOn(RandomPolicy):
+    """``policy=random`` that takes ``delay`` seconds before the first action of the episode reset with ``seed``."""
+
+    def __init__(self, seed: int, delay: float) -> None:
+        self.slow_seed = seed
+        self.delay = delay
+        self.pending = False
+
+    def reset(self, env: Any, observation: str, info: dict[str, Any], *, seed: int | None = None) -> None:
+        super().reset(env, observation, info, seed=seed)
+        self.pending = seed == self.slow_seed
+
+    def act(self, env: Any, observation: str, info: dict[str, Any]) -> Any:
+        if self.pending:
+            self.pending = False
+            time.sleep(self.delay)
+        return super().act(env, observation, info)

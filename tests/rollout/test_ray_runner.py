@@ -22,7 +22,7 @@ import pytest
 from rock_env.config import compose_config, validate_rollout_config
 from rock_env.config.schema import RayClusterConfig
 from rock_env.errors import ConfigError, ServerUnavailable, WorkerLost
-from rock_env.rollout import episode_seeds, read_jsonl, run_rollout
+from rock_env.rollout import episode_seeds, ray_runner, read_jsonl, run_rollout
 from rock_env.rollout.ray_runner import worker_count
 from rock_env.server.cluster.ray_connect import LOOPBACK_ENV_VAR
 from tests.processes import pids_with_cmdline
@@ -96,6 +96,31 @@ def test_missing_ray_names_the_install_command(tmp_path: Path, monkeypatch: pyte
     with pytest.raises(ConfigError, match=r"pip install 'rock-env\[ray\]'"):
         run_rollout(on_ray("episodes=2"), tmp_path)
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "failed"
+
+
+@pytest.mark.ray
+def test_a_slow_episode_holds_back_at_most_the_reorder_window(
+    ray_session: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Episode 0 is slow: the other actor runs ahead only ``window`` episodes, and the bytes match local."""
+    monkeypatch.setattr(ray_runner, "REORDER_WINDOW_PER_WORKER", 2)  # window = 2 x 2 actors = 4
+    peaks: list[int] = []
+    original = ray_runner.Scheduler.run
+
+    def run(self: Any, emit: Any) -> None:
+        try:
+            original(self, emit)
+        finally:
+            peaks.append(self.peak_buffered)
+
+    monkeypatch.setattr(ray_runner.Scheduler, "run", run)
+    slow = ["policy=scripted", "policy.target=tests.rollout.helpers:RandomSlowOn", "episodes=12"]
+    slow += [f"+policy.kwargs.seed={episode_seeds(SEED, 12)[0]}", "+policy.kwargs.delay=3.0"]
+    run_rollout(on_ray(*slow, "cluster.workers=2"), tmp_path / "ray")
+    run_rollout(sokoban(*slow[:-1], "+policy.kwargs.delay=0.0", "num_envs=1"), tmp_path / "local")
+    assert dict(files_of(tmp_path / "ray")) == dict(files_of(tmp_path / "local"))
+    # Episodes 1-3 finished and waited, episode 4 was not started, then episode 0 came in: the window, no more.
+    assert peaks == [4]
 
 
 @pytest.mark.ray
