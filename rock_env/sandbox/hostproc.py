@@ -22,6 +22,17 @@ _READ_SIZE = 1 << 16
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def pids_named(name: str) -> list[int]:
+    """Pids of the host's processes whose command name (``/proc/PID/comm``) is ``name``."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError), open(f"/proc/{entry}/comm", encoding="utf-8", errors="replace") as fh:
+                if fh.read().strip() == name:
+                    pids.append(int(entry))
+    return pids
+
+
 def children(pid: int) -> list[int]:
     """Return the direct children of ``pid`` (empty if it is gone)."""
     out: list[int] = []

@@ -179,9 +179,6 @@ class VectorEnv(gymnasium.vector.VectorEnv[tuple[str, ...], Sequence[str], np.nd
             raise InvalidArgument("options['reset_mask'] has no True entry: mark at least one sub-env to reset.")
         return array
 
-    def _check_actions(self, actions: object) -> list[str | None]:
-        return check_action_batch(actions, self.num_envs)
-
     def _check_open(self, what: str) -> None:
         if self.closed:
             raise EnvClosed(
@@ -223,7 +220,7 @@ class VectorEnv(gymnasium.vector.VectorEnv[tuple[str, ...], Sequence[str], np.nd
         self._check_open("step")
         if not self._has_reset:
             raise ResetNeeded(f"{type(self).__name__}.step() before reset(): call reset() first.")
-        batch = self._check_actions(actions)
+        batch = check_action_batch(actions, self.num_envs)
         if self.autoreset_mode is AutoresetMode.DISABLED and self._autoreset_envs.any():
             ended = [int(i) for i in np.flatnonzero(self._autoreset_envs)]
             raise ResetNeeded(

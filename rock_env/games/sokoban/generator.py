@@ -464,13 +464,14 @@ def _one_try(
     free = _floor_cells(floor, rows, cols)
     if len(free) <= num_boxes + 1:
         return None
-    fixed = bytearray(rows * cols)
-    for i in free:
-        fixed[i] = FLOOR
     player, targets = _place(free, num_boxes, draws)
     # Boxes start on their targets, so only a frozen cluster can be a deadlock here.
     if _frozen_at_start(floor, targets, player, cols):
         return None
+    fixed = bytearray(rows * cols)
+    for i in free:  # the floor cells that the placement left free
+        fixed[i] = FLOOR
+    fixed[player] = FLOOR
     for t in targets:
         fixed[t] = TARGET
     score, p, boxes, explored = reverse_search(fixed, cols, targets, player)

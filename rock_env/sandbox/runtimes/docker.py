@@ -71,7 +71,7 @@ from rock_env.errors import (
     SnapshotNotFound,
 )
 from rock_env.sandbox import mounts
-from rock_env.sandbox.hostproc import children, signal_tree
+from rock_env.sandbox.hostproc import children, pids_named, signal_tree
 from rock_env.sandbox.models import DEFAULT_DISK, DEFAULT_PIDS, FileInfo, SandboxConfig
 from rock_env.sandbox.runtimes.base import ProcessPipe, Runtime
 from rock_env.sandbox.session import BASH_ARGV
@@ -175,13 +175,7 @@ def _dockerd_pids() -> list[int]:
     for pid_file in ("/var/run/docker.pid", "/run/docker.pid"):
         with contextlib.suppress(OSError, ValueError):
             return [int(Path(pid_file).read_text().strip())]
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                if Path(f"/proc/{entry}/comm").read_text().strip() == "dockerd":
-                    pids.append(int(entry))
-    return pids
+    return pids_named("dockerd")
 
 
 def daemon_shares_mounts() -> bool:

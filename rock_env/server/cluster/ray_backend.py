@@ -17,7 +17,7 @@ from typing import Any
 
 from rock_env.server.cluster import leftovers
 from rock_env.server.cluster.placement import NodeView
-from rock_env.server.cluster.ray_connect import LOOPBACK_ENV_VAR, address_is_loopback, import_ray, init_ray
+from rock_env.server.cluster.ray_connect import LOOPBACK_ENV_VAR, address_is_loopback, init_ray
 from rock_env.server.cluster.settings import RayClusterSettings
 
 logger = logging.getLogger(__name__)
@@ -59,10 +59,9 @@ class RayBackend:
 
     def connect(self) -> None:
         """``ray.init``: a private head on 127.0.0.1 for ``address=local``, else join the cluster."""
-        ray = import_ray(self.settings.address)
         if self.data_dir is not None:
             leftovers.reap(self.data_dir)  # what a crashed admin's private head left running
-        init_ray(
+        ray = init_ray(
             self.settings.address,
             namespace=self.settings.namespace,
             temp_dir=self.settings.temp_dir,

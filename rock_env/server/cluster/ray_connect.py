@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 from rock_env.errors import ConfigError, ServerUnavailable
+from rock_env.sandbox.hostproc import pids_named
 from rock_env.server.settings import is_loopback
 
 logger = logging.getLogger(__name__)
@@ -108,15 +109,7 @@ def recorded_cluster() -> str | None:
 
 def _gcs_server_running() -> bool:
     """Whether a Ray GCS server process runs on this host."""
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                name = Path(f"/proc/{entry}/comm").read_text(encoding="utf-8").strip()
-            except OSError:
-                continue
-            if name.startswith("gcs_server"):
-                return True
-    return False
+    return bool(pids_named("gcs_server"))
 
 
 def gcs_host_port(address: str) -> tuple[str, int] | None:
