@@ -2,7 +2,10 @@
 
 A sandbox's cgroups are created below the cgroup of the creating process in each
 hierarchy, named ``rock-env-<sandbox id>`` so that ``gc`` recognises them, and removed on
-stop. Where no writable cgroup v1 hierarchy exists, :func:`rlimit_argv` gives rlimits as a
+stop. In the pids hierarchy each group of commands (a session, one-shot commands) gets a child
+cgroup of its own (:meth:`CgroupSet.child_argv`): the sandbox's limit still counts them all, and
+everything a session started, orphans of a fork bomb included, can be listed and killed without
+touching the sandbox's own processes (its init) or other sessions. Where no writable cgroup v1 hierarchy exists, :func:`rlimit_argv` gives rlimits as a
 fallback.
 """
 
@@ -11,10 +14,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import time
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+
+from rock_env.sandbox.state import process_start_time
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +29,8 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("memory", "pids", "cpu")
 PREFIX = "rock-env-"
 CPU_PERIOD_US = 100_000
+#: names of child pids cgroups (sessions, one-shot commands)
+CHILD_RE = re.compile(r"^[a-z]-[0-9a-f]{1,32}$")
 
 
 @cache
@@ -85,9 +94,71 @@ class CgroupSet:
             _write(self.paths["cpu"] / "cpu.cfs_period_us", str(CPU_PERIOD_US))
             _write(self.paths["cpu"] / "cpu.cfs_quota_us", str(max(1000, int(cpus * CPU_PERIOD_US))))
 
-    def procs_files(self) -> list[str]:
-        """The ``cgroup.procs`` files a new process must be written to."""
-        return [str(p / "cgroup.procs") for p in self.paths.values()]
+    def procs_files(self, child: str | None = None) -> list[str]:
+        """The ``cgroup.procs`` files a new process must be written to (``child``: a child pids cgroup)."""
+        return [
+            str((p / child if child is not None and c == "pids" else p) / "cgroup.procs") for c, p in self.paths.items()
+        ]
+
+    def ensure_child(self, child: str) -> None:
+        """Create the child pids cgroup ``child`` (idempotent); it has no limit of its own."""
+        if not CHILD_RE.match(child):
+            raise ValueError(f"bad child cgroup name {child!r}")
+        (self.paths["pids"] / child).mkdir(exist_ok=True)
+
+    def child_pids(self, child: str) -> list[int]:
+        """Pids of every process in the child pids cgroup ``child``."""
+        return _read_pids(self.paths["pids"] / child / "cgroup.procs")
+
+    def kill_child(self, child: str, *, since: tuple[int, int] | None = None, timeout: float = 2.0) -> int:
+        """SIGKILL the processes of a child cgroup (only those started after ``since``, a command mark).
+
+        Repeats until none is left (a fork bomb keeps forking until its last process is gone);
+        returns how many kill signals were sent.
+        """
+        return _kill_loop(lambda: _started_after(self.child_pids(child), since), timeout, f"{self.name}/{child}")
+
+    def children(self) -> list[str]:
+        """Names of the child pids cgroups."""
+        with contextlib.suppress(OSError):
+            return sorted(e.name for e in os.scandir(self.paths["pids"]) if e.is_dir(follow_symlinks=False))
+        return []
+
+    def kill_children(self, timeout: float = 2.0, spare: frozenset[int] = frozenset()) -> int:
+        """SIGKILL every process of every child cgroup but ``spare``: all but the sandbox's own (its init); kills sent."""
+        return _kill_loop(
+            lambda: [pid for child in self.children() for pid in self.child_pids(child) if pid not in spare],
+            timeout,
+            self.name,
+        )
+
+    def near_limit(self, margin: int = 4) -> bool:
+        """True if the sandbox is within ``margin`` processes of its pids limit."""
+        current, limit = self.pids_in_use()
+        return limit is not None and current >= limit - margin
+
+    def limit_hits(self) -> int:
+        """How many forks failed at the sandbox's pids limit so far (``pids.events`` of it and its children).
+
+        cgroup v1 counts a failed fork in the cgroup of the task that forked (a child), not in the
+        cgroup whose limit was hit, so the children are summed.
+        """
+        base = self.paths["pids"]
+        return _max_events(base) + sum(_max_events(base / child) for child in self.children())
+
+    def pids_in_use(self) -> tuple[int, int | None]:
+        """(processes in the sandbox now, its pids limit or None)."""
+        base = self.paths["pids"]
+        try:
+            current = int((base / "pids.current").read_text())
+        except (OSError, ValueError):
+            current = 0
+        try:
+            raw = (base / "pids.max").read_text().strip()
+            limit = None if raw == "max" else int(raw)
+        except (OSError, ValueError):
+            limit = None
+        return current, limit
 
     def join(self, pids: list[int]) -> None:
         """Move running processes into the cgroups (their later children follow)."""
@@ -96,23 +167,27 @@ class CgroupSet:
                 with contextlib.suppress(ProcessLookupError):
                     _write(Path(name), str(pid))
 
-    def join_argv(self) -> list[str]:
-        """A command prefix that moves itself into the cgroups and execs the rest of the argv.
+    def join_argv(self, child: str | None = None) -> list[str]:
+        """A command prefix that moves itself into the cgroups (``child``: that child pids cgroup) and execs the rest.
 
         A tiny ``sh`` does the join instead of a Python ``preexec_fn``: the latter forces a
         full fork of the Python process (tens of ms here) where ``sh`` costs about 1 ms.
         """
-        files = self.procs_files()
+        if child is not None:
+            self.ensure_child(child)
+        files = self.procs_files(child)
         script = "; ".join(f'echo $$ > "${i + 1}"' for i in range(len(files)))
         return ["sh", "-c", f'{script}; shift {len(files)}; exec "$@"', "rock-env-join", *files]
 
     def pids(self) -> list[int]:
-        """Pids of every process in the sandbox's pids cgroup."""
-        try:
-            text = (self.paths["pids"] / "cgroup.procs").read_text()
-        except OSError:
-            return []
-        return [int(x) for x in text.split()]
+        """Pids of every process in the sandbox's pids cgroup and its children."""
+        base = self.paths["pids"]
+        out = _read_pids(base / "cgroup.procs")
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(base):
+                if entry.is_dir(follow_symlinks=False):
+                    out += _read_pids(Path(entry.path) / "cgroup.procs")
+        return out
 
     def oom_kills(self) -> int:
         """How many processes the memory limit killed."""
@@ -129,21 +204,7 @@ class CgroupSet:
 
     def kill_all(self, timeout: float = 2.0) -> None:
         """SIGKILL every process in the sandbox until none is left (a fork bomb included)."""
-        deadline = time.monotonic() + timeout
-        first = True
-        while True:
-            pids = self.pids()
-            if not pids:
-                return
-            for pid in pids:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
-            if time.monotonic() > deadline:
-                logger.warning("cgroup %s still has processes %s after %.1fs", self.name, pids[:5], timeout)
-                return
-            if not first:
-                time.sleep(0.0005)  # killed processes take a moment to leave the cgroup
-            first = False
+        _kill_loop(self.pids, timeout, self.name)
 
     def remove(self) -> None:
         """Kill what is left and remove the cgroups (idempotent)."""
@@ -169,11 +230,70 @@ class CgroupSet:
         return out
 
 
+def _max_events(path: Path) -> int:
+    """The ``max`` counter of a pids cgroup's ``pids.events`` (0 if unreadable)."""
+    try:
+        for line in (path / "pids.events").read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "max":
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _read_pids(procs: Path) -> list[int]:
+    try:
+        return [int(x) for x in procs.read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _started_after(pids: list[int], since: tuple[int, int] | None) -> list[int]:
+    """The pids that started after the command mark ``since`` (all with ``None``)."""
+    if since is None:
+        return pids
+    out = []
+    for pid in pids:
+        started = process_start_time(pid)
+        if started is not None and (started > since[0] or (started == since[0] and pid > since[1])):
+            out.append(pid)
+    return out
+
+
+def _kill_loop(list_pids: Callable[[], list[int]], timeout: float, what: str) -> int:
+    """SIGKILL what ``list_pids`` returns until it returns nothing (or ``timeout``); the number of kills sent."""
+    deadline = time.monotonic() + timeout
+    sent = 0
+    first = True
+    while True:
+        pids = list_pids()
+        if not pids:
+            return sent
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                sent += 1
+        if time.monotonic() > deadline:
+            logger.warning("cgroup %s still has processes %s after %.1fs", what, pids[:5], timeout)
+            return sent
+        if not first:
+            time.sleep(0.0005)  # killed processes take a moment to leave the cgroup
+        first = False
+
+
 def remove_cgroup_dir(path: Path, timeout: float = 2.0) -> None:
-    """rmdir a cgroup, killing its processes and retrying while exiting tasks hold it busy."""
+    """rmdir a cgroup and its child cgroups, killing their processes and retrying while exiting tasks hold them busy."""
     if not path.name.startswith(PREFIX):
         raise ValueError(f"refusing to remove {path}: not a rock-env cgroup")
-    deadline = time.monotonic() + timeout
+    _remove_tree(path, time.monotonic() + timeout)
+
+
+def _remove_tree(path: Path, deadline: float) -> None:
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(path):
+            if entry.is_dir(follow_symlinks=False):
+                _remove_tree(Path(entry.path), deadline)
     while path.exists():
         try:
             path.rmdir()
@@ -181,12 +301,9 @@ def remove_cgroup_dir(path: Path, timeout: float = 2.0) -> None:
         except FileNotFoundError:
             return
         except OSError:
-            try:
-                for pid in (path / "cgroup.procs").read_text().split():
-                    with contextlib.suppress(OSError):
-                        os.kill(int(pid), signal.SIGKILL)
-            except OSError:
-                pass
+            for pid in _read_pids(path / "cgroup.procs"):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
             if time.monotonic() > deadline:
                 logger.warning("could not remove cgroup %s (still busy); 'rock-env sandbox gc' will retry", path)
                 return

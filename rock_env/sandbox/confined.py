@@ -28,6 +28,7 @@ from typing import BinaryIO
 
 from rock_env.errors import PathOutsideSandbox, SandboxError, SandboxFileNotFound
 from rock_env.sandbox.files import CHUNK, check_member, threaded_tar
+from rock_env.sandbox.fsuser import creating_as
 from rock_env.sandbox.models import FileInfo
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -62,12 +63,16 @@ class ConfinedRoots:
     """The writable directories of one sandbox as open directory fds, and path resolution within them.
 
     ``roots`` maps an absolute sandbox path (e.g. ``/workspace``) to an open directory fd; the
-    object owns the fds and closes them in :meth:`close`.
+    object owns the fds and closes them in :meth:`close`. Writes (files, directories, tar members)
+    create entries as ``owner`` (uid, gid; see :func:`~rock_env.sandbox.fsuser.creating_as`): a
+    namespace sandbox's root is an unprivileged host uid that owns its writable places, and with
+    its permissions; ``None`` writes with this process's.
     """
 
-    def __init__(self, roots: dict[str, int]) -> None:
+    def __init__(self, roots: dict[str, int], owner: tuple[int, int] | None = None) -> None:
         self._roots = {tuple(_parts(path)): fd for path, fd in roots.items()}
         self._names = ", ".join(sorted(roots))
+        self.owner = owner
 
     def close(self) -> None:
         """Close the root fds (idempotent)."""
@@ -145,8 +150,7 @@ class ConfinedRoots:
                 if st is None:
                     if not create:
                         raise SandboxFileNotFound(f"{path!r} does not exist in the sandbox")
-                    with contextlib.suppress(FileExistsError):
-                        os.mkdir(part, dir_fd=parent)
+                    _mkdir(part, parent, 0o777, self.owner)
                 elif not stat.S_ISDIR(st.st_mode):
                     raise SandboxFileNotFound(f"{path!r}: {'/' + '/'.join(new)} is not a directory")
                 try:
@@ -192,7 +196,8 @@ class ConfinedRoots:
                 raise SandboxFileNotFound(f"{path!r} is a directory; give a file path")
             flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
             try:
-                fd = os.open(name, flags, 0o666, dir_fd=parent)
+                with creating_as(self.owner):
+                    fd = os.open(name, flags, 0o666, dir_fd=parent)
             except IsADirectoryError:
                 raise SandboxFileNotFound(f"{path!r} is a directory; give a file path") from None
             except OSError as exc:
@@ -246,8 +251,7 @@ class ConfinedRoots:
         """Extract a tar stream into ``dest_dir`` (created); members are checked and never go through links."""
         with self.at(dest_dir, create=True) as (parent, name):
             if name != ".":
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(name, dir_fd=parent)
+                _mkdir(name, parent, 0o777, self.owner)
             try:
                 dest = open_dir_at(parent, name)
             except OSError as exc:
@@ -256,7 +260,7 @@ class ConfinedRoots:
             with tarfile.open(fileobj=stream, mode="r|*") as tar:
                 for member in tar:
                     check_member(member)
-                    _extract_member(tar, member, dest)
+                    _extract_member(tar, member, dest, self.owner)
         finally:
             os.close(dest)
 
@@ -293,12 +297,17 @@ def _open_existing(parent: int, name: str, flags: int, path: str) -> int:
         raise SandboxFileNotFound(f"cannot open {path!r}: {exc.strerror}") from exc
 
 
-def _member_parent(dest: int, parts: list[str], owned: list[int]) -> int:
-    """The directory fd for the parent of a member (directories created, links refused)."""
+def _mkdir(name: str, parent: int, mode: int, owner: tuple[int, int] | None) -> None:
+    """mkdir ``name`` in ``parent`` (as ``owner``) unless it exists."""
+    with contextlib.suppress(FileExistsError), creating_as(owner):
+        os.mkdir(name, mode, dir_fd=parent)
+
+
+def _member_parent(dest: int, parts: list[str], owned: list[int], owner: tuple[int, int] | None) -> int:
+    """The directory fd for the parent of a member (directories created as ``owner``, links refused)."""
     fd = dest
     for part in parts:
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(part, 0o755, dir_fd=fd)
+        _mkdir(part, fd, 0o755, owner)
         try:
             fd = open_dir_at(fd, part)
         except OSError as exc:
@@ -317,18 +326,20 @@ def _remove_existing(parent: int, name: str) -> None:
     os.unlink(name, dir_fd=parent)
 
 
-def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: int) -> None:
+def _extract_member(
+    tar: tarfile.TarFile, member: tarfile.TarInfo, dest: int, owner: tuple[int, int] | None = None
+) -> None:
+    """Extract one checked member below the directory fd ``dest``, creating entries as ``owner``."""
     parts = _parts(member.name)
     if not parts:
         return
     owned: list[int] = []
     try:
-        parent = _member_parent(dest, parts[:-1], owned)
+        parent = _member_parent(dest, parts[:-1], owned, owner)
         name = parts[-1]
         mtime = int(member.mtime * 1e9)
         if member.isdir():
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(name, 0o755, dir_fd=parent)
+            _mkdir(name, parent, 0o755, owner)
             fd = open_dir_at(parent, name)
             try:
                 os.fchmod(fd, (member.mode & 0o755) | 0o700)
@@ -337,7 +348,8 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: int) ->
         elif member.isfile():
             _remove_existing(parent, name)
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            fd = os.open(name, flags, 0o600, dir_fd=parent)
+            with creating_as(owner):
+                fd = os.open(name, flags, 0o600, dir_fd=parent)
             try:
                 source = tar.extractfile(member)
                 if source is not None:
@@ -350,12 +362,14 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: int) ->
             return
         elif member.issym():
             _remove_existing(parent, name)
-            os.symlink(member.linkname, name, dir_fd=parent)
+            with creating_as(owner):
+                os.symlink(member.linkname, name, dir_fd=parent)
         elif member.islnk():
             target = _parts(member.linkname)
-            source_parent = _member_parent(dest, target[:-1], owned) if target else dest
+            source_parent = _member_parent(dest, target[:-1], owned, owner) if target else dest
             _remove_existing(parent, name)
-            os.link(target[-1], name, src_dir_fd=source_parent, dst_dir_fd=parent, follow_symlinks=False)
+            with creating_as(owner):
+                os.link(target[-1], name, src_dir_fd=source_parent, dst_dir_fd=parent, follow_symlinks=False)
         else:  # check_member refused everything else
             raise PathOutsideSandbox(f"tar member {member.name!r} has an unsupported type")
         os.utime(name, ns=(mtime, mtime), dir_fd=parent, follow_symlinks=False)

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from rock_env.errors import InvalidArgument
-from rock_env.sandbox import cgroups, mounts
+from rock_env.sandbox import cgroups, mounts, uids
 from rock_env.sandbox.models import SandboxInfo
 from rock_env.sandbox.runtimes import RUNTIMES, runtime_class
 from rock_env.sandbox.state import SandboxRecord, is_sandbox_dir, process_alive, state_root
@@ -109,6 +109,9 @@ def reap_dir(directory: Path) -> list[str]:
         return done
     shutil.rmtree(directory, ignore_errors=True)
     done.append(f"removed {directory}")
+    if record is not None and record.uid is not None:
+        uids.release(record.uid, record.id)
+        done.append(f"freed sandbox uid {record.uid}")
     return done
 
 
@@ -159,6 +162,7 @@ def collect(*, force: bool = False, dry_run: bool = False, root: Path | None = N
             else:
                 cgroups.remove_cgroup_dir(path)
                 lines.append(f"removed orphan cgroup {path}")
+    lines += uids.reclaim_stale(dry_run=dry_run)
     for name in RUNTIMES:
         if name in {"local", "namespace"}:
             continue

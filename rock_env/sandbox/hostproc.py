@@ -11,14 +11,32 @@ import contextlib
 import os
 import select
 import signal
+import socket
 import subprocess
 import time
 from abc import abstractmethod
 
+from rock_env.sandbox.fsuser import creating_as
 from rock_env.sandbox.runtimes.base import ProcessPipe
 from rock_env.sandbox.state import process_start_time
 
 _READ_SIZE = 1 << 16
+#: the longest single wait in poll(): longer (or infinite) timeouts wait in slices of this many ms
+MAX_POLL_MS = 86_400_000
+
+
+def poll_ms(timeout: float | None) -> int | None:
+    """A ``timeout`` in seconds as poll()'s milliseconds, rounded up and capped at :data:`MAX_POLL_MS`.
+
+    ``None`` (wait forever) stays ``None``; huge, infinite or negative values never overflow.
+    """
+    if timeout is None:
+        return None
+    if not timeout > 0:  # negative, zero or NaN
+        return 0
+    return int(min(timeout * 1000 + 0.999, MAX_POLL_MS))
+
+
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -150,6 +168,35 @@ class HostTreePipe(ProcessPipe):
             signal_tree(root, sig, include_root=False, since=self._command_start)
 
 
+class _PipeEnd:
+    """One end of an os.pipe() with the few socket methods :class:`HostProcessPipe` uses."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    @classmethod
+    def pair(cls) -> tuple[_PipeEnd, _PipeEnd]:
+        """(write end, read end)."""
+        read, write = os.pipe()
+        return cls(write), cls(read)
+
+    def fileno(self) -> int:
+        """The fd (-1 once closed)."""
+        return self._fd
+
+    def sendall(self, data: bytes) -> None:
+        """Write all of ``data``."""
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+    def close(self) -> None:
+        """Close the fd (idempotent)."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
 class HostProcessPipe(HostTreePipe):
     """A :class:`ProcessPipe` over a host ``subprocess.Popen`` started in a new session.
 
@@ -165,21 +212,45 @@ class HostProcessPipe(HostTreePipe):
         env: dict[str, str] | None,
         stdin: bool = True,
         wrapper_depth: int = 0,
+        stdin_socket: bool = False,
+        pipe_owner: tuple[int, int] | None = None,
     ) -> None:
-        self._proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            bufsize=0,
-        )
+        # With ``stdin_socket`` stdin is a socket, not a pipe: a process of the sandbox can reopen another's
+        # pipe through /proc/PID/fd (and read the commands a session's shell is sent), never a socket; but
+        # a command that opens /dev/stdin needs a pipe, so one-shot commands keep one. The pipes belong to
+        # ``pipe_owner`` (the sandbox's uid), or a sandbox's root could not open /dev/stdout or /dev/stdin.
+        ours: socket.socket | _PipeEnd | None = None
+        theirs: socket.socket | _PipeEnd | None = None
+        with creating_as(pipe_owner):
+            out_r, out_w = os.pipe()
+            if stdin:
+                ours, theirs = socket.socketpair() if stdin_socket else _PipeEnd.pair()
+        try:
+            self._proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=theirs.fileno() if theirs is not None else subprocess.DEVNULL,
+                stdout=out_w,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                bufsize=0,
+            )
+        except BaseException:
+            os.close(out_r)
+            if ours is not None:
+                ours.close()
+            raise
+        finally:
+            os.close(out_w)
+            if theirs is not None:
+                theirs.close()
+        if isinstance(ours, socket.socket):
+            ours.shutdown(socket.SHUT_RD)
+        self._stdin = ours
         self.pid = self._proc.pid
         self._wrapper_depth = wrapper_depth
-        assert self._proc.stdout is not None
-        self._fd = self._proc.stdout.fileno()
+        self._fd = out_r
         self._poller = select.poll()
         self._poller.register(self._fd, select.POLLIN | select.POLLHUP | select.POLLERR)
         self._eof = False
@@ -196,24 +267,21 @@ class HostProcessPipe(HostTreePipe):
 
     def write(self, data: bytes) -> None:
         """Write all of ``data`` to stdin."""
-        if self._proc.stdin is None:
-            raise BrokenPipeError("the process has no stdin pipe")
-        view = memoryview(data)
-        fd = self._proc.stdin.fileno()
-        while view:
-            view = view[os.write(fd, view) :]
+        if self._stdin is None or self._stdin.fileno() < 0:
+            raise BrokenPipeError("the process has no stdin (or it was closed)")
+        self._stdin.sendall(data)
 
     def close_stdin(self) -> None:
         """Close stdin so that the process reads EOF."""
-        if self._proc.stdin is not None and not self._proc.stdin.closed:
+        if self._stdin is not None:
             with contextlib.suppress(OSError):
-                self._proc.stdin.close()
+                self._stdin.close()
 
     def read(self, timeout: float | None = None) -> bytes | None:
         """Return the next chunk of output, ``b""`` at EOF, ``None`` on timeout."""
-        if self._eof:
+        if self._eof or self._fd < 0:
             return b""
-        events = self._poller.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999)))
+        events = self._poller.poll(poll_ms(timeout))
         if not events:
             return None
         try:
@@ -255,8 +323,9 @@ class HostProcessPipe(HostTreePipe):
     def close(self) -> None:
         """Close both pipes."""
         self.close_stdin()
-        if self._proc.stdout is not None and not self._proc.stdout.closed:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
             with contextlib.suppress(OSError, ValueError):
-                self._poller.unregister(self._fd)
-            self._proc.stdout.close()
+                self._poller.unregister(fd)
+            os.close(fd)
         self._eof = True

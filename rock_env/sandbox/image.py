@@ -55,13 +55,23 @@ _SOURCES_LIST = Path("/etc/apt/sources.list")
 _SOURCES_DIR = Path("/etc/apt/sources.list.d")
 
 
+#: the data directory of root (namespace sandboxes run under unprivileged uids that must reach its images)
+SYSTEM_DATA_DIR = Path("/var/lib/rock-env")
+
+
 def data_dir() -> Path:
     """The library's data directory: ``$ROCK_ENV_DATA_DIR``, else ``$XDG_DATA_HOME/rock-env``,
-    else ``~/.local/share/rock-env``. Sandboxes never see it."""
+    else ``/var/lib/rock-env`` for root and ``~/.local/share/rock-env`` for other users.
+
+    Root's home is private (mode 700), and a namespace sandbox's mounts are made by its
+    unprivileged host uid, which must be able to reach the rootfs it binds read-only.
+    """
     explicit = os.environ.get("ROCK_ENV_DATA_DIR")
     if explicit:
         return Path(explicit).expanduser().absolute()
     xdg = os.environ.get("XDG_DATA_HOME")
+    if not xdg and os.geteuid() == 0:
+        return SYSTEM_DATA_DIR
     base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
     return (base / "rock-env").absolute()
 

@@ -58,6 +58,7 @@ from rock_env.sandbox.runtimes import runtime_class, select_runtime
 from rock_env.sandbox.runtimes.base import ProcessPipe, Runtime
 from rock_env.sandbox.session import BASH_ARGV, BashSession, OutputBuffer
 from rock_env.sandbox.state import ProcessRef, SandboxRecord, state_root, touch_activity
+from rock_env.sandbox.validation import check_exec, check_paths, check_run, check_session, check_session_name
 
 logger = logging.getLogger(__name__)
 
@@ -291,7 +292,6 @@ class Sandbox:
         self._reaper_fd: int | None = None
         self._created_at = time.time()
         self._stopped = False
-        self._oom_seen = 0
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -464,18 +464,18 @@ class Sandbox:
         if self.config.idle_ttl is not None:
             touch_activity(self.state_dir)
 
-    def _check_oom(self, runtime: Runtime, result: CommandResult) -> CommandResult:
-        if result.exit_code is None or result.exit_code >= 128:
-            count = runtime.oom_kills()
-            if count > self._oom_seen:
-                self._oom_seen = count
-                return result.model_copy(update={"oom_killed": True})
+    def _check_oom(self, runtime: Runtime, result: CommandResult, before: int) -> CommandResult:
+        """Set ``oom_killed`` if the memory limit killed any process while the command ran (not only its last)."""
+        count = runtime.oom_kills()
+        if count > before:
+            return result.model_copy(update={"oom_killed": True})
         return result
 
     # --- sessions --------------------------------------------------------------------------
 
     def create_session(self, name: str, env: dict[str, str] | None = None, cwd: str | None = None) -> SessionInfo:
         """Start a persistent bash session called ``name`` (cwd, variables and functions persist)."""
+        check_session(name, env, cwd)
         if not isinstance(name, str) or not name:
             raise InvalidArgument(f"session name must be a non-empty string, got {name!r}")
         runtime = self._rt()
@@ -483,7 +483,7 @@ class Sandbox:
             if name in self._sessions:
                 raise SessionExists(f"session {name!r} exists already in sandbox {self.id}; close it first")
             workdir = normalize_path(cwd, self.config.workdir) if cwd else self.config.workdir
-            fresh = partial(runtime.open_process, list(BASH_ARGV), cwd=workdir, env=self._env(runtime, env))
+            fresh = partial(runtime.open_session, list(BASH_ARGV), name=name, cwd=workdir, env=self._env(runtime, env))
             initial = runtime.initial_shell() if name == DEFAULT_SESSION and not env and not cwd else None
             first = [initial] if initial is not None else []
 
@@ -497,6 +497,7 @@ class Sandbox:
 
     def close_session(self, name: str) -> None:
         """Kill a session and everything it runs."""
+        check_session_name(name)
         with self._lock:
             session = self._sessions.pop(name, None)
         if session is None:
@@ -523,17 +524,21 @@ class Sandbox:
 
     def run(self, cmd: str, session: str | None = None, timeout: float | None = None) -> CommandResult:
         """Run ``cmd`` in a persistent bash session (the default one if ``session`` is None)."""
+        check_run(cmd, session, timeout)
         if not isinstance(cmd, str):
             raise InvalidArgument(f"run() takes a command string, got {type(cmd).__name__}; use exec() for argv lists")
         runtime = self._rt()
         self._touch()
-        result = self._session(session).run(cmd, timeout=timeout)
+        target = self._session(session)
+        before = runtime.oom_kills()
+        result = target.run(cmd, timeout=timeout)
         if not runtime.alive():
             raise SandboxClosed(f"sandbox {self.id} stopped while running {cmd!r} (ttl, idle_ttl or stop())")
-        return self._check_oom(runtime, result)
+        return self._check_oom(runtime, result, before)
 
     def interrupt(self, session: str | None = None) -> None:
         """Send Ctrl-C (SIGINT) to the command running in a session."""
+        check_session_name(session, allow_none=True)
         self._session(session).interrupt()
 
     # --- one-shot, background, streaming ---------------------------------------------------
@@ -556,13 +561,15 @@ class Sandbox:
         stdin: str | bytes | None = None,
     ) -> CommandResult:
         """Run one command outside any session (a string runs with ``bash -c``, a list directly)."""
+        check_exec(cmd, cwd, env, timeout)
         started = time.monotonic()
+        before = self._rt().oom_kills()
         runtime, pipe = self._open(cmd, cwd, env, stdin=stdin is not None)
         if stdin is not None:
             data = stdin.encode() if isinstance(stdin, str) else stdin
             threading.Thread(target=self._feed, args=(pipe, data), daemon=True).start()
         result = collect_output(pipe, timeout=timeout, limit=self.config.output_limit, started=started)
-        return self._check_oom(runtime, result)
+        return self._check_oom(runtime, result, before)
 
     @staticmethod
     def _feed(pipe: ProcessPipe, data: bytes) -> None:
@@ -574,6 +581,7 @@ class Sandbox:
         self, cmd: str | list[str], cwd: str | None = None, env: dict[str, str] | None = None
     ) -> BackgroundProcess:
         """Start a command in the background; the handle has ``pid``, ``wait``, ``output``, ``kill``."""
+        check_exec(cmd, cwd, env)
         _, pipe = self._open(cmd, cwd, env, stdin=False)
         proc = BackgroundProcess(pipe, cmd if isinstance(cmd, str) else " ".join(cmd), self.config.output_limit)
         self._processes = [p for p in self._processes if p.running] + [proc]
@@ -587,6 +595,7 @@ class Sandbox:
         timeout: float | None = None,
     ) -> OutputStream:
         """Run a command and iterate over its output as it is written."""
+        check_exec(cmd, cwd, env, timeout)
         _, pipe = self._open(cmd, cwd, env, stdin=False)
         return OutputStream(pipe, timeout)
 
@@ -597,6 +606,7 @@ class Sandbox:
 
     def write_file(self, path: str, content: str | bytes) -> None:
         """Write a file (parents created); ``str`` content is written as UTF-8."""
+        check_paths(path)
         if not isinstance(content, str | bytes):
             raise InvalidArgument(f"content must be str or bytes, got {type(content).__name__}")
         data = content.encode() if isinstance(content, str) else content
@@ -606,6 +616,7 @@ class Sandbox:
 
     def read_file(self, path: str, binary: bool = False) -> Any:
         """Read a file; text (UTF-8, invalid bytes replaced) unless ``binary=True`` (then bytes)."""
+        check_paths(path)
         target = self._path(path)
         self._touch()
         data = self._rt().read_file(target)
@@ -613,10 +624,12 @@ class Sandbox:
 
     def list_dir(self, path: str = ".") -> list[FileInfo]:
         """List a directory (sorted by name)."""
+        check_paths(path)
         return self._rt().list_dir(self._path(path))
 
     def upload(self, local: str | os.PathLike[str], remote: str) -> None:
         """Copy a local file or directory to ``remote`` inside the sandbox (as a tar stream)."""
+        check_paths(remote)
         source = Path(local)
         if not source.exists():
             raise InvalidArgument(f"local path {str(source)!r} does not exist")
@@ -627,6 +640,7 @@ class Sandbox:
 
     def download(self, remote: str, local: str | os.PathLike[str]) -> None:
         """Copy a file or directory from the sandbox to ``local`` (streamed; members checked)."""
+        check_paths(remote)
         target = Path(local)
         source = self._path(remote)
         self._touch()

@@ -5,8 +5,13 @@ a pipe. Each command is sent as one line::
 
     eval $'<command>' </dev/null; printf '%s%d\\n' '<marker>' "$?"
 
-and its output is read until the unique marker (a random per-session token plus a sequence
-number), which carries the exit code. Nothing polls: reads block on the pipe until output or
+and its output is read until the marker, which carries the exit code. Each command gets a
+fresh random marker (128 bits) that appears nowhere but in that one command line written to the
+shell's stdin: no argv, environment or file in the sandbox holds it, so a program that prints
+marker-like text (even a marker it saw earlier) cannot end the output early or fake an exit
+code. A call that fails validation never reaches the shell, and if reading a command's output
+fails half-way (an error on this side), the shell is replaced before the next command, so a
+session can never answer with an earlier command's output. Nothing polls: reads block on the pipe until output or
 the deadline. Because the command is ``eval``'d in the session's shell, ``cd``, exported
 variables and functions persist; stdin is ``/dev/null`` so a command that reads input cannot
 swallow the protocol. A timeout kills every process the command started (the shell's
@@ -127,7 +132,7 @@ class BashSession:
         self._handshake: bytes | None = None
         self.output_limit = output_limit
         self._lock = threading.Lock()
-        self._seq = 0
+        self._broken = False
         self._commands = 0
         self._restarted = False
         self._interrupted = False
@@ -139,20 +144,21 @@ class BashSession:
     # --- lifecycle -------------------------------------------------------------------------
 
     def _start(self) -> None:
-        self._token = secrets.token_hex(8)
         self._pipe = self._opener()
+        self._broken = False
         if self._lazy_start:
             # the first start of a shell the runtime launched with the sandbox: send the set-up and its
             # check now, and read the check's answer together with the first command's (one round trip less)
             self._lazy_start = False
-            self._seq += 1
             marker = self._marker()
             self._handshake = marker
             with contextlib.suppress(OSError):  # a shell that is gone already is reported by the check's read
                 self._pipe.write((_INIT + self._line("true", marker)).encode())
             return
         self._pipe.write(_INIT.encode())
+        self._broken = True
         result = self._run_locked("true", timeout=30.0, restart_on_hang=False)
+        self._broken = False
         if result.exit_code != 0:
             self._failed_start(result.exit_code, result.output)
 
@@ -161,8 +167,10 @@ class BashSession:
         self._pipe.kill()
         raise SandboxClosed(f"bash session {self.name!r} did not start (exit {code}): {output.strip()}")
 
-    def _marker(self) -> bytes:
-        return f"__ROCK_END_{self._token}_{self._seq}__:".encode()
+    @staticmethod
+    def _marker() -> bytes:
+        """A fresh end marker for one command (never reused, never seen before it is printed)."""
+        return f"__ROCK_END_{secrets.token_hex(16)}__:".encode()
 
     @staticmethod
     def _line(command: str, marker: bytes) -> str:
@@ -229,13 +237,16 @@ class BashSession:
             raise SandboxClosed(f"bash session {self.name!r} was closed; create a new one")
         with self._lock:
             restarted = self._restarted
-            if self._handshake is None and (self._pipe is None or self._pipe.poll() is not None):
-                # the shell exited (e.g. the previous command was `exit`): start a fresh one
+            if self._broken or (self._handshake is None and (self._pipe is None or self._pipe.poll() is not None)):
+                # the shell exited (e.g. the previous command was `exit`), or an earlier call broke off
+                # while reading (its output may still be on the way): start a fresh one
                 self._restart()
                 restarted = True
             self._restarted = False
             self._interrupted = False
+            self._broken = True  # until the marker is read: an exception half-way leaves the stream out of step
             result = self._run_locked(command, timeout=timeout, restart_on_hang=True)
+            self._broken = False
             self._commands += 1
             if restarted and not result.session_restarted:
                 result = result.model_copy(update={"session_restarted": True})
@@ -250,7 +261,6 @@ class BashSession:
     def _run_locked(self, command: str, *, timeout: float | None, restart_on_hang: bool) -> CommandResult:
         assert self._pipe is not None
         pipe = self._pipe
-        self._seq += 1
         marker = self._marker()
         line = self._line(command, marker)
         started = time.monotonic()

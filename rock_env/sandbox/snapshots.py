@@ -22,12 +22,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rock_env.sandbox.confined import open_dir_at
+from rock_env.sandbox.fsuser import creating_as
 
 #: relative path -> (inode, ctime_ns, file type bits)
 Manifest = dict[str, tuple[int, int, int]]
 
 
-def _copy_file(src_dir: int, name: str, dst_dir: int, st: os.stat_result) -> None:
+def _copy_file(src_dir: int, name: str, dst_dir: int, st: os.stat_result, owner: tuple[int, int] | None) -> None:
     try:
         src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=src_dir)
     except FileNotFoundError:
@@ -36,7 +37,8 @@ def _copy_file(src_dir: int, name: str, dst_dir: int, st: os.stat_result) -> Non
         if not stat.S_ISREG(os.fstat(src).st_mode):
             return
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        dst = os.open(name, flags, 0o600, dir_fd=dst_dir)
+        with creating_as(owner):
+            dst = os.open(name, flags, 0o600, dir_fd=dst_dir)
         try:
             while os.sendfile(dst, src, None, 1 << 30) > 0:
                 pass
@@ -48,18 +50,21 @@ def _copy_file(src_dir: int, name: str, dst_dir: int, st: os.stat_result) -> Non
         os.close(src)
 
 
-def _copy_entry(src_dir: int, name: str, dst_dir: int, st: os.stat_result) -> None:
+def _copy_entry(src_dir: int, name: str, dst_dir: int, st: os.stat_result, owner: tuple[int, int] | None) -> None:
     mode = st.st_mode
     if stat.S_ISLNK(mode):
-        os.symlink(os.readlink(name, dir_fd=src_dir), name, dir_fd=dst_dir)
+        target = os.readlink(name, dir_fd=src_dir)
+        with creating_as(owner):
+            os.symlink(target, name, dir_fd=dst_dir)
         os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst_dir, follow_symlinks=False)
     elif stat.S_ISDIR(mode):
-        os.mkdir(name, 0o700, dir_fd=dst_dir)
+        with creating_as(owner):
+            os.mkdir(name, 0o700, dir_fd=dst_dir)
         src = open_dir_at(src_dir, name)
         try:
             dst = open_dir_at(dst_dir, name)
             try:
-                copy_tree_into(src, dst)
+                copy_tree_into(src, dst, owner)
                 os.fchmod(dst, stat.S_IMODE(mode))
                 os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
             finally:
@@ -67,16 +72,19 @@ def _copy_entry(src_dir: int, name: str, dst_dir: int, st: os.stat_result) -> No
         finally:
             os.close(src)
     elif stat.S_ISREG(mode):
-        _copy_file(src_dir, name, dst_dir, st)
+        _copy_file(src_dir, name, dst_dir, st, owner)
     # sockets, fifos, devices are not part of a snapshot
 
 
-def copy_tree_into(src_dir: int, dst_dir: int) -> None:
-    """Copy the entries of the directory fd ``src_dir`` into the directory fd ``dst_dir`` (links kept)."""
+def copy_tree_into(src_dir: int, dst_dir: int, owner: tuple[int, int] | None = None) -> None:
+    """Copy the entries of the directory fd ``src_dir`` into the directory fd ``dst_dir`` (links kept).
+
+    New entries are created as ``owner`` (see :func:`~rock_env.sandbox.fsuser.creating_as`).
+    """
     with os.scandir(src_dir) as entries:
         listed = [(e.name, e.stat(follow_symlinks=False)) for e in entries]
     for name, st in listed:
-        _copy_entry(src_dir, name, dst_dir, st)
+        _copy_entry(src_dir, name, dst_dir, st, owner)
 
 
 def _remove(dir_fd: int, name: str, st: os.stat_result) -> None:
@@ -108,9 +116,12 @@ def manifest_of(root: int) -> Manifest:
 class SnapshotStore:
     """Snapshots of one workspace (a directory fd given by ``workspace``), kept under ``store``."""
 
-    def __init__(self, workspace: Callable[[], int], store: Path) -> None:
+    def __init__(
+        self, workspace: Callable[[], int], store: Path, owner: Callable[[], tuple[int, int] | None] = lambda: None
+    ) -> None:
         self.workspace = workspace
         self.store = store
+        self.owner = owner
         self._baseline: tuple[str, Manifest] | None = None
 
     def path(self, snapshot_id: str) -> Path:
@@ -151,7 +162,7 @@ class SnapshotStore:
                     listed = [(e.name, e.stat(follow_symlinks=False)) for e in entries]
                 for name, st in listed:
                     _remove(root, name, st)
-                copy_tree_into(source, root)
+                copy_tree_into(source, root, self.owner())
             else:
                 self._restore_changed(source, root, self._baseline[1])
         finally:
@@ -185,7 +196,7 @@ class SnapshotStore:
                 with os.scandir(snap_dir) as entries:
                     missing = [(e.name, e.stat(follow_symlinks=False)) for e in entries if e.name not in present]
                 for name, st in missing:
-                    _copy_entry(snap_dir, name, here, st)
+                    _copy_entry(snap_dir, name, here, st, self.owner())
             finally:
                 os.close(here)
                 os.close(snap_dir)

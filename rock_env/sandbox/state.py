@@ -107,6 +107,8 @@ class SandboxRecord(BaseModel):
     cgroups: list[str] = Field(default_factory=list)
     mounts: list[str] = Field(default_factory=list)
     containers: list[str] = Field(default_factory=list)
+    #: the host uid that root inside the sandbox is (namespace runtime), freed when it is reaped
+    uid: int | None = None
     config: SandboxConfig | None = None
     expires_at: float | None = None
     idle_ttl: float | None = None

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from rock_env.errors import ImageNotFound, SandboxClosed
+from rock_env.errors import ConfigError, ImageNotFound, SandboxClosed
 from rock_env.sandbox import Sandbox
 from rock_env.sandbox.gc import list_sandboxes
 from rock_env.sandbox.mounts import mounted_below
@@ -28,8 +31,9 @@ def _running(pid: int) -> bool:
 
 def test_root_is_read_only_system_dirs_without_secrets(ns: Sandbox) -> None:
     listing = ns.run("ls /").output.split()
-    assert {"usr", "etc", "workspace", "tmp", "proc", "dev"} <= set(listing)
-    assert not {"root", "home", "var", "opt", "srv"} & set(listing)
+    assert {"usr", "etc", "workspace", "tmp", "proc", "dev", "var"} <= set(listing)
+    assert not {"root", "home", "opt", "srv"} & set(listing)
+    assert ns.run("ls /var; readlink /var/tmp").output == "tmp\n../tmp\n"  # /var/tmp is a link into /tmp
     result = ns.run("wc -c < /etc/shadow; touch /usr/x 2>&1; touch /etc/x 2>&1; ls /etc/ssl/private | wc -l")
     lines = result.output.splitlines()
     assert lines[0] == "0"
@@ -117,8 +121,18 @@ def test_stop_kills_everything_and_removes_state(sandbox_state: Path) -> None:
     sb.stop()  # idempotent
 
 
-def test_rootfs_directory_image(sandbox_state: Path, tmp_path: Path) -> None:
-    rootfs = tmp_path / "rootfs"
+@pytest.fixture
+def image_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A directory others can search, configured as an image root."""
+    root = Path(tempfile.mkdtemp(prefix="rock-env-images-", dir="/tmp"))
+    root.chmod(0o755)
+    monkeypatch.setenv("ROCK_ENV_IMAGE_ROOTS", str(root))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_rootfs_directory_image(sandbox_state: Path, image_root: Path) -> None:
+    rootfs = image_root / "rootfs"
     (rootfs / "usr").mkdir(parents=True)
     (rootfs / "etc").mkdir()
     for name in ("bin", "lib", "lib64", "sbin"):
@@ -135,6 +149,37 @@ def test_rootfs_directory_image(sandbox_state: Path, tmp_path: Path) -> None:
     finally:
         subprocess.run(["umount", str(rootfs / "usr")], check=True)
     assert not os.path.ismount(rootfs / "usr")
+
+
+@pytest.mark.parametrize("image", ["/", "/etc", "/usr/..", "/tmp/../"])
+def test_host_directories_are_never_a_root(sandbox_state: Path, image: str) -> None:
+    with pytest.raises(ConfigError, match="ROCK_ENV_IMAGE_ROOTS"):
+        Sandbox(runtime="namespace", image=image).start()
+    assert not list_sandboxes()
+
+
+def test_rootfs_outside_the_image_roots_is_refused(sandbox_state: Path, image_root: Path, tmp_path: Path) -> None:
+    rootfs = tmp_path / "elsewhere"
+    (rootfs / "usr").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"not allowed.*image root"):
+        Sandbox(runtime="namespace", image=str(rootfs)).start()
+    # a link from inside a root to outside it is judged by where it leads
+    (image_root / "link").symlink_to(rootfs)
+    with pytest.raises(ConfigError, match="not allowed"):
+        Sandbox(runtime="namespace", image=str(image_root / "link")).start()
+
+
+def test_rootfs_the_sandbox_uid_cannot_reach_says_why(sandbox_state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root maps sandboxes to other uids")
+    private = Path(tempfile.mkdtemp(prefix="rock-env-private-", dir="/tmp"))  # mode 700
+    try:
+        (private / "rootfs" / "usr").mkdir(parents=True)
+        monkeypatch.setenv("ROCK_ENV_IMAGE_ROOTS", str(private))
+        with pytest.raises(ImageNotFound, match="not searchable by other users"):
+            Sandbox(runtime="namespace", image=str(private / "rootfs")).start()
+    finally:
+        shutil.rmtree(private)
 
 
 def test_missing_rootfs_is_image_not_found(sandbox_state: Path) -> None:

@@ -191,6 +191,22 @@ class Runtime(ABC):
         session env and defaults such as PATH and HOME); ``cwd`` an absolute path inside.
         """
 
+    def open_session(
+        self,
+        argv: list[str],
+        *,
+        name: str,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> ProcessPipe:
+        """Start the shell of the bash session ``name`` (default: :meth:`open_process`).
+
+        Runtimes that can group processes give each session a group of its own, so that what a
+        session's commands leave behind (orphans of a fork bomb) can be killed without touching
+        other sessions or the sandbox itself.
+        """
+        return self.open_process(argv, cwd=cwd, env=env)
+
     # --- files -----------------------------------------------------------------------------
 
     @abstractmethod

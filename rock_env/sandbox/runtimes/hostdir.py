@@ -50,7 +50,7 @@ class HostDirRuntime(Runtime):
         self.fs = state_dir / "fs"
         self.workspace = self.fs / "workspace"
         self.tmp = self.fs / "tmp"
-        self.snapshots = SnapshotStore(self._workspace_fd, state_dir / "snapshots")
+        self.snapshots = SnapshotStore(self._workspace_fd, state_dir / "snapshots", owner=self.file_owner)
         self._files: ConfinedRoots | None = None
         self._files_lock = threading.Lock()
         self.cgroups: cgroups.CgroupSet | None = None
@@ -66,11 +66,14 @@ class HostDirRuntime(Runtime):
         cgroup_paths: list[str] | None = None,
         mount_points: list[str] | None = None,
         processes: list[ProcessRef] | None = None,
+        uid: int | None = None,
     ) -> None:
         record = SandboxRecord.load(self.state_dir) or SandboxRecord(id=self.sandbox_id, runtime=self.name)
         record.cgroups.extend(cgroup_paths or [])
         record.mounts.extend(mount_points or [])
         record.processes.extend(processes or [])
+        if uid is not None:
+            record.uid = uid
         record.save(self.state_dir)
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -115,10 +118,13 @@ class HostDirRuntime(Runtime):
             except OSError as exc:
                 raise SandboxStartError(f"cannot set up cgroups for sandbox {self.sandbox_id}: {exc}") from exc
 
-    def launcher(self) -> list[str]:
-        """The command prefix of every sandbox process: join the cgroups, or set rlimits without them."""
+    def launcher(self, group: str | None = None) -> list[str]:
+        """The command prefix of every sandbox process: join the cgroups, or set rlimits without them.
+
+        ``group`` puts the process in that child pids cgroup (see :meth:`CgroupSet.join_argv`).
+        """
         if self.cgroups is not None:
-            return self.cgroups.join_argv()
+            return self.cgroups.join_argv(group)
         memory, _, disk = self._limits()
         return cgroups.rlimit_argv(memory=memory, pids=self.config.pids, disk=disk)
 
@@ -177,7 +183,7 @@ class HostDirRuntime(Runtime):
             if self._files is None:
                 if self._stopped:
                     raise SandboxClosed(f"sandbox {self.sandbox_id} was stopped; its files are gone")
-                self._files = ConfinedRoots(self._open_roots())
+                self._files = ConfinedRoots(self._open_roots(), owner=self.file_owner())
             return self._files
 
     def _close_files(self) -> None:
@@ -185,6 +191,10 @@ class HostDirRuntime(Runtime):
             files, self._files = self._files, None
         if files is not None:
             files.close()
+
+    def file_owner(self) -> tuple[int, int] | None:
+        """(uid, gid) that files written by the SDK get; ``None``: this process's (the default)."""
+        return None
 
     def _workspace_fd(self) -> int:
         return self.files().root_fd(self.config.workdir)
