@@ -58,16 +58,27 @@ def lifecycle(runtime: str, *, wait_teardown: bool = False) -> Callable[[], None
     return once
 
 
-def our_bwrap_argv(state: Path) -> list[str]:
-    """The bwrap command line of a default namespace sandbox, running ``sh -c 'bash -c true'``."""
+def our_bwrap_argv(state: Path) -> tuple[list[str], list[int]]:
+    """The bwrap command line of a default namespace sandbox running ``sh -c 'bash -c true'``, and the fds it reads."""
+    from rock_env.sandbox import uids
     from rock_env.sandbox.models import SandboxConfig
     from rock_env.sandbox.runtimes.namespace import NamespaceRuntime
 
     state.mkdir(parents=True, exist_ok=True)
     runtime = NamespaceRuntime(SandboxConfig(), "sb-000000000000", state)
-    argv = runtime._bwrap_argv(info_fd=0, block_fd=0)
+    runtime._uid = uids.uid_range().start if uids.maps_other_uid() else os.geteuid()
+    fds: list[int] = []
+    argv = runtime._bwrap_argv(info_fd=0, block_fd=0, null_fds=fds)
     argv = argv[: argv.index("--info-fd")]
-    return [*argv, "sh", "-c", "bash --norc --noprofile -c true"]
+    return [*argv, "sh", "-c", "bash --norc --noprofile -c true"], fds
+
+
+def _run_with_fresh_fds(argv: list[str], fds: list[int]) -> None:
+    """Run our bwrap argv; each ``--ro-bind-data`` fd is read (and closed) by bwrap, so reopen them per run."""
+    for fd in fds:
+        os.dup2(os.open(os.devnull, os.O_RDONLY), fd)
+        os.set_inheritable(fd, True)
+    subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, pass_fds=tuple(fds))
 
 
 def bench_lifecycle(runtime: str, runs: int) -> None:
@@ -78,7 +89,7 @@ def bench_lifecycle(runtime: str, runs: int) -> None:
     body = lifecycle(runtime)
     body_full = lifecycle(runtime, wait_teardown=True)
     scratch = tempfile.TemporaryDirectory(prefix="rock-env-bench-bwrap-")
-    ours_argv = our_bwrap_argv(Path(scratch.name))
+    ours_argv, ours_fds = our_bwrap_argv(Path(scratch.name))
     body()  # warm up imports and caches
     subprocess.run(FLOOR_BWRAP, check=True)
     for _ in range(runs):
@@ -88,7 +99,7 @@ def bench_lifecycle(runtime: str, runs: int) -> None:
         teardown.wait_all(30)
         full.append(timed(body_full))
         if runtime == "namespace":
-            mounts.append(timed(lambda: subprocess.run(ours_argv, check=True, stdin=subprocess.DEVNULL)))
+            mounts.append(timed(lambda: _run_with_fresh_fds(ours_argv, ours_fds)))
     teardown.wait_all(30)
     scratch.cleanup()
     base = statistics.median(floor)

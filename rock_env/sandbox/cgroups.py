@@ -73,6 +73,8 @@ class CgroupSet:
         # each hierarchy costs a mkdir, a migration and an rmdir per sandbox.
         wanted = tuple(c for c in CONTROLLERS if c in controllers or c == "pids")
         self.paths = {c: CGROUP_ROOT / c / _own_path(c).lstrip("/") / self.name for c in wanted}
+        self._pids_limit: int | None = None
+        self._current_fd: int | None = None
 
     def create(self, *, memory: int | None, pids: int | None, cpus: float | None) -> None:
         """Create the cgroups and set the limits (``None`` leaves a limit unset)."""
@@ -90,6 +92,7 @@ class CgroupSet:
                 _write(mem / "memory.swappiness", "0")
         if pids is not None:
             _write(self.paths["pids"] / "pids.max", str(pids))
+            self._pids_limit = pids
         if cpus is not None and "cpu" in self.paths:
             _write(self.paths["cpu"] / "cpu.cfs_period_us", str(CPU_PERIOD_US))
             _write(self.paths["cpu"] / "cpu.cfs_quota_us", str(max(1000, int(cpus * CPU_PERIOD_US))))
@@ -147,18 +150,14 @@ class CgroupSet:
         return _max_events(base) + sum(_max_events(base / child) for child in self.children())
 
     def pids_in_use(self) -> tuple[int, int | None]:
-        """(processes in the sandbox now, its pids limit or None)."""
-        base = self.paths["pids"]
+        """(processes in the sandbox now, its pids limit or None); one pread of a kept-open file."""
         try:
-            current = int((base / "pids.current").read_text())
+            if self._current_fd is None:
+                self._current_fd = os.open(self.paths["pids"] / "pids.current", os.O_RDONLY | os.O_CLOEXEC)
+            current = int(os.pread(self._current_fd, 32, 0))
         except (OSError, ValueError):
             current = 0
-        try:
-            raw = (base / "pids.max").read_text().strip()
-            limit = None if raw == "max" else int(raw)
-        except (OSError, ValueError):
-            limit = None
-        return current, limit
+        return current, self._pids_limit
 
     def join(self, pids: list[int]) -> None:
         """Move running processes into the cgroups (their later children follow)."""
@@ -208,6 +207,9 @@ class CgroupSet:
 
     def remove(self) -> None:
         """Kill what is left and remove the cgroups (idempotent)."""
+        fd, self._current_fd = self._current_fd, None
+        if fd is not None:
+            os.close(fd)
         if not any(p.exists() for p in self.paths.values()):
             return
         self.kill_all()

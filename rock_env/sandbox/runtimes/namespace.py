@@ -48,6 +48,7 @@ import stat
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache, lru_cache
 from pathlib import Path
@@ -315,33 +316,41 @@ def _read_all(fd: int, timeout: float) -> bytes:
 class PidsGuard:
     """Frees a sandbox that a fork bomb (or any runaway job) holds at its pids limit.
 
-    The sandbox is *wedged* when its pids limit was hit since the last look and it is still
-    near the limit: then no command could start (nor a session's shell fork), so every command
-    process is killed (a session's own shell can be spared). A sandbox that once hit the limit
-    but has room again is left alone.
+    The sandbox is *wedged* when it is near its pids limit and a fork failed at the limit since
+    the last look: then no command could start (nor a session's shell fork), so every command
+    process is killed (a session's own shell can be spared). Checking costs one file read while
+    the sandbox is far from its limit.
     """
 
     def __init__(self, cgroups: CgroupSet) -> None:
         self.cgroups = cgroups
-        self._seen = cgroups.limit_hits()
+        self._seen = 0
         self._lock = threading.Lock()
 
-    def relieve(self, spare: frozenset[int] = frozenset()) -> bool:
-        """Kill every command process but ``spare`` if the sandbox is wedged; True if it was."""
+    def relieve(self, spare: Callable[[], frozenset[int]] = frozenset) -> bool:
+        """Kill every command process but those ``spare()`` names if the sandbox is wedged; True if it was."""
+        if not self.cgroups.near_limit():
+            return False
         with self._lock:
             hits = self.cgroups.limit_hits()
-            wedged = hits > self._seen and self.cgroups.near_limit()
+            wedged = hits > self._seen
             if wedged:
                 logger.info(
                     "sandbox cgroup %s is held at its pids limit: killing its command processes", self.cgroups.name
                 )
-                self.cgroups.kill_children(spare=spare)
+                self.cgroups.kill_children(spare=spare())
             self._seen = self.cgroups.limit_hits()
             return wedged
 
-    def hits(self) -> int:
-        """How often a fork failed at the limit so far."""
-        return self.cgroups.limit_hits()
+    def kill_if_full(self) -> bool:
+        """After a command was killed: if the sandbox is (still) near its limit, kill every command process."""
+        if not self.cgroups.near_limit():
+            return False
+        logger.info("sandbox cgroup %s is at its pids limit: killing every command process", self.cgroups.name)
+        self.cgroups.kill_children()
+        with self._lock:
+            self._seen = self.cgroups.limit_hits()
+        return True
 
 
 class GroupPipe(HostProcessPipe):
@@ -349,8 +358,8 @@ class GroupPipe(HostProcessPipe):
 
     On a kill (a timeout, closing the session) the processes of its group that started since the
     command began are killed too, including those no longer below it in the process tree (orphans
-    reparented to the sandbox's init, e.g. a fork bomb's). If the sandbox hit its pids limit during
-    the command, every command process of the sandbox is killed: it is full, and nothing else could start.
+    reparented to the sandbox's init, e.g. a fork bomb's). If the sandbox is at its pids limit
+    then, every command process of the sandbox is killed: it is full, and nothing else could start.
     """
 
     def __init__(
@@ -366,25 +375,22 @@ class GroupPipe(HostProcessPipe):
     ) -> None:
         self._guard = guard
         self._group = group
-        self._hits = guard.hits()
         super().__init__(
             argv, cwd=None, env=env, stdin=stdin, wrapper_depth=1, stdin_socket=stdin_socket, pipe_owner=pipe_owner
         )
         self._command_start = command_mark()
 
+    def _own_shell(self) -> frozenset[int]:
+        shell = self._tree_root()
+        return frozenset() if shell is None else frozenset({shell})
+
     def mark_command_start(self) -> None:
         """Remember when the session's current command started; free the sandbox first if it is wedged."""
-        shell = self._tree_root()
-        self._guard.relieve(spare=frozenset() if shell is None else frozenset({shell}))
+        self._guard.relieve(spare=self._own_shell)
         super().mark_command_start()
-        self._hits = self._guard.hits()
 
     def _kill_group(self, since: tuple[int, int] | None) -> None:
-        if self._guard.hits() > self._hits:
-            logger.info("sandbox cgroup %s hit its pids limit: killing every command process", self._guard.cgroups.name)
-            self._guard.cgroups.kill_children()
-            self._hits = self._guard.hits()
-        else:
+        if not self._guard.kill_if_full():
             self._guard.cgroups.kill_child(self._group, since=since)
 
     def signal_command(self, sig: int) -> None:
