@@ -81,7 +81,12 @@ class PluginError(RegistryError):
 
 
 class DependencyMissing(RockEnvError, ImportError):
-    """An optional dependency is not installed; the message names the extra to install."""
+    """An optional dependency is not installed; the message names the package and the ``pip install`` to run.
+
+    A 424 (Failed Dependency) over the wire: the request was fine, this host lacks a package.
+    """
+
+    http_status = 424
 
 
 # --- episodes ----------------------------------------------------------------------------
@@ -245,8 +250,23 @@ class Unauthorized(RemoteError, PermissionError):
     http_status = 401
 
 
+class Forbidden(RemoteError, PermissionError):
+    """The server refuses the request for this caller (the message says why and what would allow it)."""
+
+    http_status = 403
+
+
+class PolicyViolation(Forbidden):
+    """The request asks for something the server's policy does not hand out to clients.
+
+    E.g. ``runtime="local"`` (host access) without ``worker.allow_local_runtime=true``, a host
+    path outside ``worker.data_dirs``, or an entry point named by the client. The message
+    names the setting that would allow it.
+    """
+
+
 class QuotaExceeded(RemoteError):
-    """A per-token quota (max envs, max sandboxes) is used up."""
+    """A per-token quota (envs, sandboxes, vector sub-envs, vector workers) is used up; the message names it."""
 
     http_status = 429
 

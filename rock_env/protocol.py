@@ -14,12 +14,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator
 
-from rock_env.errors import RockEnvError, error_class
+from rock_env.errors import RequestInvalid, RockEnvError, error_class
+from rock_env.validation import (
+    ENV_NAME_PATTERN,
+    MAX_PATH,
+    MAX_SESSION_NAME,
+    MAX_TIMEOUT,
+    MAX_TTL,
+    NO_NUL_PATTERN,
+    check_command,
+    check_cwd,
+    check_duration,
+    check_env,
+    check_session_name,
+    check_text,
+)
 
 if TYPE_CHECKING:
     from rock_env.sandbox.models import (
@@ -39,6 +53,66 @@ OBJECT_ID_HEADER = "x-rock-object-id"
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
 
 JsonDict = dict[str, Any]
+
+#: JSON-schema hints for the OpenAPI document; the checks themselves are the validators below.
+_TEXT = {"type": "string", "pattern": NO_NUL_PATTERN}
+CommandText = Annotated[str, WithJsonSchema({**_TEXT, "maxLength": 1 << 20})]
+Command = Annotated[
+    str | list[str],
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {**_TEXT, "maxLength": 1 << 20},
+                {"type": "array", "items": _TEXT, "minItems": 1, "maxItems": 65536},
+            ]
+        }
+    ),
+]
+PathText = Annotated[str, WithJsonSchema({**_TEXT, "minLength": 1, "maxLength": MAX_PATH})]
+SessionName = Annotated[
+    str, WithJsonSchema({"type": "string", "pattern": "^[^\\u0000-\\u001f/\\u007f]+$", "maxLength": MAX_SESSION_NAME})
+]
+EnvVars = Annotated[
+    dict[str, str],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "propertyNames": {"pattern": ENV_NAME_PATTERN, "maxLength": 1024},
+            "additionalProperties": _TEXT,
+        }
+    ),
+]
+Timeout = Annotated[float, WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT})]
+IdleTtl = Annotated[float, WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TTL})]
+
+
+class _SandboxInputs:
+    """Validators of the sandbox request fields (the same checks as the local SDK's)."""
+
+    @field_validator("cmd", check_fields=False)
+    @classmethod
+    def _cmd(cls, value: Any) -> Any:
+        return check_command(value, "cmd")
+
+    @field_validator("cwd", check_fields=False)
+    @classmethod
+    def _cwd(cls, value: Any) -> Any:
+        return check_cwd(value)
+
+    @field_validator("env", check_fields=False)
+    @classmethod
+    def _env(cls, value: Any) -> Any:
+        return check_env(value)
+
+    @field_validator("timeout", check_fields=False)
+    @classmethod
+    def _timeout(cls, value: Any) -> Any:
+        return check_duration(value, "timeout", cap=MAX_TIMEOUT)
+
+    @field_validator("session", check_fields=False)
+    @classmethod
+    def _session(cls, value: Any) -> Any:
+        return check_session_name(value, allow_none=True)
 
 
 class WireModel(BaseModel):
@@ -76,6 +150,25 @@ def exception_from_body(body: ErrorBody | JsonDict) -> RockEnvError:
 def raise_error(body: ErrorBody | JsonDict) -> None:
     """Raise the exception that ``body`` describes."""
     raise exception_from_body(body)
+
+
+def invalid_request(exc: ValidationError | Any, where: str) -> RockEnvError:
+    """The error to answer for a request body that failed validation.
+
+    A validator of the shared sandbox checks (:mod:`rock_env.validation`) raises
+    :class:`~rock_env.errors.InvalidArgument` with the reason; that error is kept (the local SDK
+    raises the same one). Any other problem is a :class:`~rock_env.errors.RequestInvalid`
+    listing the bad fields. ``exc`` is a pydantic ``ValidationError`` or anything with the same
+    ``errors()`` (FastAPI's ``RequestValidationError``).
+    """
+    for err in exc.errors():
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, RockEnvError):
+            loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            reason = cause.message or str(cause)
+            prefix = f"{loc}: " if loc and not reason.startswith(loc.rsplit(".", 1)[-1]) else ""
+            return type(cause)(f"invalid request to {where}: {prefix}{reason}")
+    return RequestInvalid(f"invalid request to {where}: {describe_errors(exc.errors())}")
 
 
 def describe_errors(errors: Sequence[Mapping[str, Any]], limit: int = 10) -> str:
@@ -169,8 +262,13 @@ class EnvMakeRequest(WireModel):
     env_id: str = Field(min_length=1, max_length=256, description="registered id, e.g. 'game:Sokoban-v0-easy'")
     kwargs: JsonDict = Field(default_factory=dict, description="keyword arguments for the env")
     seed: int | None = Field(default=None, description="as make(seed=...): the first reset uses it")
-    max_episode_steps: int | None = Field(default=None, gt=0)
-    idle_ttl: float | None = Field(default=None, gt=0, description="close the env after this many idle seconds")
+    max_episode_steps: int | None = Field(default=None, gt=0, le=1 << 31)
+    idle_ttl: IdleTtl | None = Field(default=None, description="close the env after this many idle seconds")
+
+    @field_validator("idle_ttl")
+    @classmethod
+    def _idle_ttl(cls, value: float | None) -> float | None:
+        return check_duration(value, "idle_ttl", cap=MAX_TTL)
 
 
 class TextSpaceInfo(BaseModel):
@@ -312,7 +410,12 @@ class VecMakeRequest(WireModel):
     mode: Literal["sync", "async"] = Field(default="sync", description="how the worker runs the sub-envs")
     seed: int | list[int | None] | None = Field(default=None, description="seeds of the first reset")
     num_workers: int | None = Field(default=None, ge=1, le=256, description="mode='async': worker processes")
-    idle_ttl: float | None = Field(default=None, gt=0)
+    idle_ttl: IdleTtl | None = None
+
+    @field_validator("idle_ttl")
+    @classmethod
+    def _idle_ttl(cls, value: float | None) -> float | None:
+        return check_duration(value, "idle_ttl", cap=MAX_TTL)
 
 
 class VecInfo(BaseModel):
@@ -388,7 +491,9 @@ class WorkerRegisterRequest(WireModel):
     """``POST /api/v1/workers``: a worker joins (or re-joins) the admin."""
 
     worker_id: str = Field(min_length=1, max_length=128)
-    url: str = Field(min_length=1, max_length=2048, description="where the admin reaches the worker")
+    url: str = Field(
+        min_length=1, max_length=2048, pattern=r"^https?://\S+$", description="where the admin reaches the worker"
+    )
     capacity: WorkerCapacity
     objects: list[str] = Field(default_factory=list, description="ids of the objects it hosts right now")
 
@@ -465,44 +570,54 @@ class SandboxList(BaseModel):
     sandboxes: list[SandboxPlacement]
 
 
-class RunRequest(WireModel):
+class RunRequest(_SandboxInputs, WireModel):
     """``POST /api/v1/sandboxes/{id}/run``: a command in a persistent bash session."""
 
-    cmd: str = Field(max_length=1 << 20)
-    session: str | None = Field(default=None, max_length=128)
-    timeout: float | None = Field(default=None, gt=0)
+    cmd: CommandText = Field(max_length=1 << 20)
+    session: SessionName | None = Field(default=None, max_length=MAX_SESSION_NAME)
+    timeout: Timeout | None = None
+
+    @field_validator("cmd")
+    @classmethod
+    def _run_cmd(cls, value: str) -> str:
+        return check_text(value, "cmd")
 
 
-class ExecRequest(WireModel):
+class ExecRequest(_SandboxInputs, WireModel):
     """``POST /api/v1/sandboxes/{id}/exec``: a one-shot command, no session."""
 
-    cmd: str | list[str]
-    cwd: str | None = None
-    env: dict[str, str] | None = None
-    timeout: float | None = Field(default=None, gt=0)
+    cmd: Command
+    cwd: PathText | None = None
+    env: EnvVars | None = None
+    timeout: Timeout | None = None
     stdin: str | None = None
 
 
-class SessionCreateRequest(WireModel):
+class SessionCreateRequest(_SandboxInputs, WireModel):
     """``POST /api/v1/sandboxes/{id}/sessions``."""
 
-    name: str = Field(min_length=1, max_length=128)
-    env: dict[str, str] | None = None
-    cwd: str | None = None
+    name: SessionName = Field(min_length=1, max_length=MAX_SESSION_NAME)
+    env: EnvVars | None = None
+    cwd: PathText | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return str(check_session_name(value))
 
 
-class InterruptRequest(WireModel):
+class InterruptRequest(_SandboxInputs, WireModel):
     """``POST /api/v1/sandboxes/{id}/interrupt``: Ctrl-C in a session (``None``: the default one)."""
 
-    session: str | None = Field(default=None, max_length=128)
+    session: SessionName | None = Field(default=None, max_length=MAX_SESSION_NAME)
 
 
-class SpawnRequest(WireModel):
+class SpawnRequest(_SandboxInputs, WireModel):
     """``POST /api/v1/sandboxes/{id}/processes``: a background command."""
 
-    cmd: str | list[str]
-    cwd: str | None = None
-    env: dict[str, str] | None = None
+    cmd: Command
+    cwd: PathText | None = None
+    env: EnvVars | None = None
 
 
 class ProcessHandle(BaseModel):
@@ -515,10 +630,10 @@ class ProcessHandle(BaseModel):
     exit_code: int | None = None
 
 
-class ProcessWaitRequest(WireModel):
+class ProcessWaitRequest(_SandboxInputs, WireModel):
     """``POST /api/v1/sandboxes/{id}/processes/{proc}/wait``."""
 
-    timeout: float | None = Field(default=None, gt=0)
+    timeout: Timeout | None = None
 
 
 class ProcessOutput(BaseModel):
@@ -527,13 +642,13 @@ class ProcessOutput(BaseModel):
     output: str
 
 
-class StreamRequest(WireModel):
+class StreamRequest(_SandboxInputs, WireModel):
     """``POST /api/v1/sandboxes/{id}/stream``: run a command and stream its output as server-sent events."""
 
-    cmd: str | list[str]
-    cwd: str | None = None
-    env: dict[str, str] | None = None
-    timeout: float | None = Field(default=None, gt=0)
+    cmd: Command
+    cwd: PathText | None = None
+    env: EnvVars | None = None
+    timeout: Timeout | None = None
 
 
 class SnapshotResponse(BaseModel):
@@ -546,6 +661,11 @@ class RestoreRequest(WireModel):
     """``POST /api/v1/sandboxes/{id}/restore``."""
 
     snapshot_id: str = Field(min_length=1, max_length=256)
+
+    @field_validator("snapshot_id")
+    @classmethod
+    def _snapshot_id(cls, value: str) -> str:
+        return check_text(value, "snapshot_id")
 
 
 class Ok(BaseModel):
@@ -692,6 +812,7 @@ __all__ = [
     "describe_errors",
     "error_body",
     "exception_from_body",
+    "invalid_request",
     "jsonable",
     "pack_tree",
     "raise_error",

@@ -6,8 +6,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from rock_env.errors import InvalidArgument, InvalidEnvKwargs
-from rock_env.registry.spec import EnvSpec
+from rock_env.errors import InvalidArgument, InvalidEnvKwargs, RockEnvError
+from rock_env.registry.spec import EnvSpec, dependency_missing
 
 BACKENDS = ("local", "remote")
 
@@ -66,7 +66,12 @@ def make_from_spec(spec: EnvSpec, **kwargs: Any) -> Any:
     render_mode = kwargs.pop("render_mode", None)
     factory = spec.load_entry_point()
     check_kwargs(spec, factory, kwargs)
-    env = factory(**{**spec.kwargs, **kwargs})
+    try:
+        env = factory(**{**spec.kwargs, **kwargs})
+    except ImportError as exc:
+        if isinstance(exc, RockEnvError):
+            raise
+        raise dependency_missing(spec.id, exc) from exc
     if isinstance(env, Env):
         env.spec = spec
         env.max_episode_steps = max_episode_steps

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from rock_env.errors import EntryPointError, InvalidArgument
+from rock_env.errors import DependencyMissing, EntryPointError, InvalidArgument, RockEnvError
 from rock_env.registry.ids import ParsedId, parse_id
 
 if TYPE_CHECKING:
@@ -19,6 +19,39 @@ SOURCES: tuple[str, ...] = ("builtin", "plugin", "gem", "user")
 
 #: Known requirement tags; a server places envs by them.
 REQUIREMENTS: tuple[str, ...] = ("sandbox", "network", "gpu")
+
+#: Import names whose pip package is called differently.
+_PIP_NAMES = {
+    "yaml": "pyyaml",
+    "sklearn": "scikit-learn",
+    "cv2": "opencv-python",
+    "PIL": "pillow",
+    "bs4": "beautifulsoup4",
+    "dateutil": "python-dateutil",
+    "attr": "attrs",
+    "OpenSSL": "pyopenssl",
+    "Crypto": "pycryptodome",
+    "google": "protobuf",
+}
+
+
+def dependency_missing(env_id: str, exc: ImportError) -> DependencyMissing:
+    """The :class:`DependencyMissing` for an env whose code failed to import ``exc.name``.
+
+    The message names the missing package and the ``pip install`` that provides it.
+    """
+    missing = exc.name or ""
+    top = missing.split(".", 1)[0]
+    if not top:
+        return DependencyMissing(
+            f"env {env_id!r} cannot be built on this host: an optional dependency failed to import ({exc}). "
+            "Install the packages it needs (see the env's documentation) and retry."
+        )
+    package = _PIP_NAMES.get(top, top.replace("_", "-"))
+    return DependencyMissing(
+        f"env {env_id!r} needs the Python package {package!r} (module {missing!r}), which is not installed on this "
+        f"host ({exc}). Install it: pip install {package}"
+    )
 
 
 @dataclass
@@ -115,6 +148,12 @@ class EnvSpec:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
+            if isinstance(exc, RockEnvError):
+                raise
+            missing = exc.name or ""
+            if missing and missing != module_name and not module_name.startswith(missing + "."):
+                # the env's module exists but imports a package that is not installed
+                raise dependency_missing(self.id, exc) from exc
             raise EntryPointError(
                 f"cannot import module {module_name!r} for env {self.id!r}: {exc}. "
                 "Is the package that provides it installed?"

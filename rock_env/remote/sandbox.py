@@ -48,6 +48,7 @@ from rock_env.sandbox.models import (
     SessionInfo,
     SnapshotInfo,
 )
+from rock_env.validation import check_exec, check_paths, check_run, check_session, check_session_name
 
 if TYPE_CHECKING:
     from rock_env.remote.ws_stream import WsOutputStream
@@ -305,6 +306,7 @@ class RemoteSandbox:
     def run(self, cmd: str, session: str | None = None, timeout: float | None = None) -> CommandResult:
         """Run ``cmd`` in a persistent bash session (the default one if ``session`` is None)."""
         self._need()
+        check_run(cmd, session, timeout)
         if not isinstance(cmd, str):
             raise InvalidArgument(f"run() takes a command string, got {type(cmd).__name__}; use exec() for argv lists")
         body = RunRequest(cmd=cmd, session=session, timeout=timeout)
@@ -320,6 +322,7 @@ class RemoteSandbox:
     ) -> CommandResult:
         """Run one command outside any session."""
         self._need()
+        check_exec(cmd, cwd, env, timeout)
         text = stdin.decode() if isinstance(stdin, bytes) else stdin
         body = ExecRequest(cmd=cmd, cwd=cwd, env=env, timeout=timeout, stdin=text)
         return self._client.post_fast(f"{self._base}/exec", body, CommandResult)
@@ -327,17 +330,20 @@ class RemoteSandbox:
     def interrupt(self, session: str | None = None) -> None:
         """Send Ctrl-C to the command running in a session."""
         self._need()
+        check_session_name(session, allow_none=True)
         self._client.call("POST", f"{self._base}/interrupt", Ok, body=InterruptRequest(session=session))
 
     def create_session(self, name: str, env: dict[str, str] | None = None, cwd: str | None = None) -> SessionInfo:
         """Open a named bash session."""
         self._need()
+        check_session(name, env, cwd)
         body = SessionCreateRequest(name=name, env=env, cwd=cwd)
         return self._client.call("POST", f"{self._base}/sessions", SessionInfo, body=body, idempotent=False)
 
     def close_session(self, name: str) -> None:
         """Close a session."""
         self._need()
+        check_session_name(name)
         self._client.send("DELETE", f"{self._base}/sessions/{name}")
 
     def sessions(self) -> list[SessionInfo]:
@@ -351,6 +357,7 @@ class RemoteSandbox:
     ) -> RemoteBackgroundProcess:
         """Start a command in the background."""
         self._need()
+        check_exec(cmd, cwd, env)
         body = SpawnRequest(cmd=cmd, cwd=cwd, env=env)
         started = time.monotonic()
         handle = self._client.call("POST", f"{self._base}/processes", ProcessHandle, body=body, idempotent=False)
@@ -372,6 +379,7 @@ class RemoteSandbox:
         after the end, and closing the stream early kills the command.
         """
         self._need()
+        check_exec(cmd, cwd, env, timeout)
         _check_transport(transport)
         body = StreamRequest(cmd=cmd, cwd=cwd, env=env, timeout=timeout)
         if transport == "ws":
@@ -385,6 +393,7 @@ class RemoteSandbox:
     def write_file(self, path: str, content: str | bytes) -> None:
         """Write a file (parents created); ``str`` is written as UTF-8."""
         self._need()
+        check_paths(path)
         if not isinstance(content, str | bytes):
             raise InvalidArgument(f"content must be str or bytes, got {type(content).__name__}")
         data = content.encode() if isinstance(content, str) else content
@@ -393,18 +402,21 @@ class RemoteSandbox:
     def read_file(self, path: str, binary: bool = False) -> Any:
         """Read a file; text unless ``binary=True``."""
         self._need()
+        check_paths(path)
         data = self._client.send("GET", f"{self._base}/file", params={"path": path}).content
         return data if binary else data.decode("utf-8", errors="replace")
 
     def list_dir(self, path: str = ".") -> list[FileInfo]:
         """List a directory."""
         self._need()
+        check_paths(path)
         resp = self._client.send("GET", f"{self._base}/dir", params={"path": path})
         return [FileInfo.model_validate(x) for x in resp.json()]
 
     def upload(self, local: str | os.PathLike[str], remote: str) -> None:
         """Copy a local file or directory to ``remote`` in the sandbox (a streamed tar)."""
         self._need()
+        check_paths(remote)
         archive = _tar_of(Path(local), _remote_name(remote))
         try:
             with archive.open("rb") as fh:
@@ -417,6 +429,7 @@ class RemoteSandbox:
     def download(self, remote: str, local: str | os.PathLike[str]) -> None:
         """Copy a file or directory from the sandbox to ``local`` (a streamed tar)."""
         self._need()
+        check_paths(remote)
         fd, tmp = tempfile.mkstemp(prefix="rock-env-download-", suffix=".tar")
         try:
             with (
@@ -560,6 +573,7 @@ class AsyncRemoteSandbox:
     async def arun(self, cmd: str, session: str | None = None, timeout: float | None = None) -> CommandResult:
         """Run ``cmd`` in a persistent bash session."""
         self._need()
+        check_run(cmd, session, timeout)
         body = RunRequest(cmd=cmd, session=session, timeout=timeout)
         return await self._client.call("POST", f"{self._base}/run", CommandResult, body=body, idempotent=False)
 
@@ -575,6 +589,7 @@ class AsyncRemoteSandbox:
     ) -> CommandResult:
         """Run one command outside any session."""
         self._need()
+        check_exec(cmd, cwd, env, timeout)
         text = stdin.decode() if isinstance(stdin, bytes) else stdin
         body = ExecRequest(cmd=cmd, cwd=cwd, env=env, timeout=timeout, stdin=text)
         return await self._client.call("POST", f"{self._base}/exec", CommandResult, body=body, idempotent=False)
@@ -582,17 +597,20 @@ class AsyncRemoteSandbox:
     async def interrupt(self, session: str | None = None) -> None:
         """Send Ctrl-C to a session."""
         self._need()
+        check_session_name(session, allow_none=True)
         await self._client.call("POST", f"{self._base}/interrupt", Ok, body=InterruptRequest(session=session))
 
     async def create_session(self, name: str, env: dict[str, str] | None = None, cwd: str | None = None) -> SessionInfo:
         """Open a named bash session."""
         self._need()
+        check_session(name, env, cwd)
         body = SessionCreateRequest(name=name, env=env, cwd=cwd)
         return await self._client.call("POST", f"{self._base}/sessions", SessionInfo, body=body, idempotent=False)
 
     async def close_session(self, name: str) -> None:
         """Close a session."""
         self._need()
+        check_session_name(name)
         await self._client.send("DELETE", f"{self._base}/sessions/{name}")
 
     async def spawn(
@@ -600,6 +618,7 @@ class AsyncRemoteSandbox:
     ) -> AsyncRemoteBackgroundProcess:
         """Start a command in the background."""
         self._need()
+        check_exec(cmd, cwd, env)
         body = SpawnRequest(cmd=cmd, cwd=cwd, env=env)
         handle = await self._client.call("POST", f"{self._base}/processes", ProcessHandle, body=body, idempotent=False)
         return AsyncRemoteBackgroundProcess(self, handle)
@@ -615,6 +634,7 @@ class AsyncRemoteSandbox:
     ) -> AsyncIterator[str]:
         """Async-iterate over a command's output as it comes (server-sent events, or a WebSocket with ``"ws"``)."""
         self._need()
+        check_exec(cmd, cwd, env, timeout)
         _check_transport(transport)
         body = StreamRequest(cmd=cmd, cwd=cwd, env=env, timeout=timeout)
         if transport == "ws":
@@ -654,24 +674,28 @@ class AsyncRemoteSandbox:
     async def write_file(self, path: str, content: str | bytes) -> None:
         """Write a file."""
         self._need()
+        check_paths(path)
         data = content.encode() if isinstance(content, str) else content
         await self._client.send("PUT", f"{self._base}/file", content=data, params={"path": path})
 
     async def read_file(self, path: str, binary: bool = False) -> Any:
         """Read a file; text unless ``binary=True``."""
         self._need()
+        check_paths(path)
         data = (await self._client.send("GET", f"{self._base}/file", params={"path": path})).content
         return data if binary else data.decode("utf-8", errors="replace")
 
     async def list_dir(self, path: str = ".") -> list[FileInfo]:
         """List a directory."""
         self._need()
+        check_paths(path)
         resp = await self._client.send("GET", f"{self._base}/dir", params={"path": path})
         return [FileInfo.model_validate(x) for x in resp.json()]
 
     async def upload(self, local: str | os.PathLike[str], remote: str) -> None:
         """Copy a local file or directory into the sandbox (a streamed tar)."""
         self._need()
+        check_paths(remote)
         archive = _tar_of(Path(local), _remote_name(remote))
         try:
 
@@ -687,6 +711,7 @@ class AsyncRemoteSandbox:
     async def download(self, remote: str, local: str | os.PathLike[str]) -> None:
         """Copy a file or directory out of the sandbox (a streamed tar)."""
         self._need()
+        check_paths(remote)
         fd, tmp = tempfile.mkstemp(prefix="rock-env-download-", suffix=".tar")
         try:
             with os.fdopen(fd, "wb") as fh:

@@ -13,6 +13,18 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from rock_env.errors import ConfigError
+from rock_env.validation import (
+    MAX_OUTPUT_LIMIT,
+    MAX_PATH,
+    MAX_PIDS,
+    MAX_SIZE,
+    MAX_TTL,
+    check_cpus,
+    check_duration,
+    check_env,
+    check_size_bytes,
+    check_text,
+)
 
 #: Default cap on the output kept from one command (1 MiB).
 DEFAULT_OUTPUT_LIMIT = 1 << 20
@@ -98,7 +110,9 @@ class SandboxConfig(BaseModel):
     @classmethod
     def _check_size(cls, value: str | int | None, info: Any) -> str | int | None:
         try:
-            parse_size(value, field=info.field_name)
+            size = parse_size(value, field=info.field_name)
+            if size is not None:
+                check_size_bytes(size, info.field_name, high=MAX_SIZE)
         except ConfigError as exc:
             # pydantic turns ValueError into a ValidationError; __init__ turns that into ConfigError.
             raise ValueError(str(exc)) from None
@@ -107,9 +121,56 @@ class SandboxConfig(BaseModel):
     @field_validator("workdir")
     @classmethod
     def _check_workdir(cls, value: str) -> str:
-        if not value.startswith("/") or ".." in value.split("/"):
+        check_text(value, "workdir")
+        if not value.startswith("/") or ".." in value.split("/") or len(value) > MAX_PATH:
             raise ValueError(f"workdir={value!r} must be an absolute path without '..', e.g. '/workspace'")
         return value.rstrip("/") or "/"
+
+    @field_validator("image")
+    @classmethod
+    def _check_image(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_text(value, "image", allow_empty=False)
+            if len(value) > MAX_PATH:
+                raise ValueError(f"image is {len(value)} characters long; at most {MAX_PATH} are accepted")
+        return value
+
+    @field_validator("cpus")
+    @classmethod
+    def _check_cpus(cls, value: float | None) -> float | None:
+        return check_cpus(value)
+
+    @field_validator("pids")
+    @classmethod
+    def _check_pids(cls, value: int | None) -> int | None:
+        if value is not None and value > MAX_PIDS:
+            raise ValueError(f"pids={value} is out of range: at most {MAX_PIDS} processes")
+        return value
+
+    @field_validator("output_limit")
+    @classmethod
+    def _check_output_limit(cls, value: int) -> int:
+        if value > MAX_OUTPUT_LIMIT:
+            raise ValueError(f"output_limit={value} is out of range: at most {MAX_OUTPUT_LIMIT} bytes (1 GiB)")
+        return value
+
+    @field_validator("ttl", "idle_ttl")
+    @classmethod
+    def _check_ttl(cls, value: float | None, info: Any) -> float | None:
+        return check_duration(value, info.field_name, cap=MAX_TTL)
+
+    @field_validator("env")
+    @classmethod
+    def _check_env(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_env(value) or {}
+
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, text in value.items():
+            check_text(key, "labels key", allow_empty=False)
+            check_text(text, f"labels[{key!r}]")
+        return value
 
     @property
     def memory_bytes(self) -> int | None:

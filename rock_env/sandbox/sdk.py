@@ -58,7 +58,7 @@ from rock_env.sandbox.runtimes import runtime_class, select_runtime
 from rock_env.sandbox.runtimes.base import ProcessPipe, Runtime
 from rock_env.sandbox.session import BASH_ARGV, BashSession, OutputBuffer
 from rock_env.sandbox.state import ProcessRef, SandboxRecord, state_root, touch_activity
-from rock_env.sandbox.validation import check_exec, check_paths, check_run, check_session, check_session_name
+from rock_env.validation import check_exec, check_paths, check_run, check_session, check_session_name
 
 logger = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from rock_env.errors import PayloadTooLarge, RequestInvalid, RockEnvError, Unauthorized
 from rock_env.protocol import (
@@ -26,8 +27,8 @@ from rock_env.protocol import (
     EnvStepRequest,
     ErrorBody,
     VecStepRequest,
-    describe_errors,
     error_body,
+    invalid_request,
 )
 from rock_env.server.routes.envs import reset_env_op, step_env_op, step_vec_op
 from rock_env.server.service import ANONYMOUS, Service
@@ -167,13 +168,19 @@ class Gateway:
             path = scope["path"]
             try:
                 if kind == "vecs":
-                    content = await step_vec_op(service, owner, obj, VecStepRequest.model_validate_json(raw).actions)
+                    content = await step_vec_op(
+                        service, owner, obj, VecStepRequest.model_validate_json(raw, strict=True).actions
+                    )
                 elif op == "step":
-                    content = await step_env_op(service, owner, obj, EnvStepRequest.model_validate_json(raw).action)
+                    content = await step_env_op(
+                        service, owner, obj, EnvStepRequest.model_validate_json(raw, strict=True).action
+                    )
                 else:
-                    content = await reset_env_op(service, owner, obj, EnvResetRequest.model_validate_json(raw))
+                    content = await reset_env_op(
+                        service, owner, obj, EnvResetRequest.model_validate_json(raw, strict=True)
+                    )
             except ValidationError as exc:
-                raise RequestInvalid(f"invalid request to POST {path}: {describe_errors(exc.errors())}") from None
+                raise invalid_request(exc, f"POST {path}") from None
         except RockEnvError as exc:
             service.count_error(exc)
             await json_error(exc)(scope, receive, send)
@@ -251,9 +258,7 @@ def install_error_handlers(app: FastAPI, service: Service) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        error = RequestInvalid(
-            f"invalid request to {request.method} {request.url.path}: {describe_errors(exc.errors())}"
-        )
+        error = invalid_request(exc, f"{request.method} {request.url.path}")
         service.count_error(error)
         return json_error(error)
 
@@ -272,6 +277,15 @@ def install_error_handlers(app: FastAPI, service: Service) -> None:
             body.model_dump_json(), status_code=exc.status_code, media_type="application/json", headers=headers
         )
 
+    async def on_disconnect(request: Request, exc: Exception) -> Response:
+        # The client went away before its request arrived whole: nobody reads an answer, nothing broke.
+        logger.debug("%s %s: the client disconnected mid-request", request.method, request.url.path)
+        service.metrics.inc("client_disconnects_total", "Requests whose client went away before the end.")
+        body = ErrorBody(
+            error="RequestInvalid", message="the client disconnected before the request body arrived.", status=400
+        )
+        return Response(body.model_dump_json(), status_code=400, media_type="application/json")
+
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         logger.exception("unexpected error in %s %s", request.method, request.url.path)
         service.metrics.inc("errors_total", "Errors returned, by type.", type="InternalError")
@@ -281,6 +295,7 @@ def install_error_handlers(app: FastAPI, service: Service) -> None:
     app.add_exception_handler(RockEnvError, on_rock_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(ClientDisconnect, on_disconnect)
     app.add_exception_handler(Exception, on_unexpected)
 
 
@@ -315,4 +330,16 @@ def create_app(settings: ServerSettings | None = None, role: Literal["admin", "w
     app.include_router(compat.router)
     app.include_router(system.metrics_router)
     app.add_middleware(Gateway, service=service)
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        from rock_env.server.routes._common import BODY_COMPONENTS
+
+        schema = generate()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name, definition in BODY_COMPONENTS.items():
+            components.setdefault(name, definition)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

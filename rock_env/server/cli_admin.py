@@ -61,6 +61,9 @@ def main(argv: list[str]) -> int:
     port = sock.getsockname()[1]
     if extra.get("port_file"):
         Path(str(extra["port_file"])).write_text(str(port))
+    from rock_env.server.policy import ServerPolicy
+
+    ServerPolicy.from_settings(settings).apply_to_process()
     app = create_app(settings, role="admin")
     if cluster is not None:
         from rock_env.server.cluster.hook import attach_cluster

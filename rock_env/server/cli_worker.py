@@ -77,6 +77,9 @@ def main(argv: list[str]) -> int:
     advertise = worker_cfg.get("advertise_url") or f"http://{host}:{port}"
     if port_file:
         Path(port_file).write_text(str(port))
+    from rock_env.server.policy import ServerPolicy
+
+    ServerPolicy.from_settings(settings).apply_to_process()
     app = create_app(settings, role="worker")
     service = app.state.service
     token = settings.all_tokens()[0].token if settings.all_tokens() else None

@@ -57,6 +57,8 @@ def admin_settings(cfg: dict[str, Any]) -> tuple[ServerSettings, dict[str, Any]]
     server["slots"] = worker.get("slots", 4096)
     server["worker_id"] = worker.get("id") or "embedded"
     server["heartbeat_interval"] = worker.get("heartbeat_interval", 2.0)
+    server["allow_local_runtime"] = bool(worker.get("allow_local_runtime", False))
+    server["data_dirs"] = list(worker.get("data_dirs") or [])
     return settings_from(server), extra
 
 
@@ -77,6 +79,8 @@ def worker_settings(cfg: dict[str, Any]) -> tuple[ServerSettings, dict[str, Any]
             "embedded_worker": True,
             "log_level": worker.get("log_level", "info"),
             "log_format": worker.get("log_format", "text"),
+            "allow_local_runtime": bool(worker.get("allow_local_runtime", False)),
+            "data_dirs": list(worker.get("data_dirs") or []),
         }
     )
     return settings, worker

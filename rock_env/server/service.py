@@ -18,15 +18,17 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import anyio
 import anyio.to_thread
+import httpx
 
 from rock_env.errors import (
     EnvInstanceNotFound,
+    Forbidden,
     NoCapacity,
     QuotaExceeded,
     RockEnvError,
@@ -44,6 +46,7 @@ from rock_env.protocol import (
 )
 from rock_env.server.metrics import Labels, Metrics
 from rock_env.server.peer import WorkerPeer
+from rock_env.server.policy import ServerPolicy
 from rock_env.server.settings import Limits, ServerSettings
 from rock_env.server.store import ObjectRecord, Store, WorkerRecord
 from rock_env.server.worker import Worker, default_capacity
@@ -105,8 +108,12 @@ class Service:
         self.worker: Worker | None = None
         #: Coroutine factories started as background tasks at startup (e.g. a worker's agent).
         self.background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        #: What this server hands out to clients (runtimes, host paths, code): one policy for every route.
+        self.policy = ServerPolicy.from_settings(settings)
+        #: Quota held by creations in progress: (owner, kind) -> (size, vector workers).
+        self._held: dict[tuple[str, str], list[int]] = {}
         if settings.embedded_worker or role == "worker":
-            capacity = default_capacity(slots=settings.slots)
+            capacity = default_capacity(slots=settings.slots, allow_local=settings.allow_local_runtime)
             self.worker = Worker(settings.worker_id, capacity)
             self.workers[settings.worker_id] = WorkerEntry(
                 id=settings.worker_id,
@@ -197,29 +204,84 @@ class Service:
             raise Unauthorized("the API token is wrong: check token=... or $ROCK_ENV_TOKEN.")
         return owner
 
+    def check_cluster_caller(self, owner: str) -> None:
+        """Only the cluster token may register workers and send their heartbeats (Forbidden otherwise).
+
+        The cluster token is the first configured token (``server.tokens[0]``, else ``server.token``):
+        the admin sends it to its workers and they send it back. Another client's token must not
+        make the admin place everyone's envs and sandboxes on a "worker" that client runs.
+        """
+        if self._tokens and owner != self._tokens[0].name:
+            raise Forbidden(
+                f"token {owner!r} may not register workers: only the cluster token ({self._tokens[0].name!r}, the "
+                "first of server.tokens, else server.token) may. Start workers with that token (worker.token=... "
+                "or $ROCK_ENV_TOKEN)."
+            )
+
     def limits_of(self, owner: str) -> Limits:
-        """Quotas of ``owner``."""
+        """Quotas of ``owner``: the global ``limits``, with the fields its token's own limits set."""
         for spec in self._tokens:
             if spec.name == owner and spec.limits is not None:
-                return spec.limits
+                return self.settings.limits.model_copy(update=spec.limits.model_dump(exclude_unset=True))
         return self.settings.limits
 
-    def check_quota(self, owner: str, kind: Kind, size: int) -> None:
-        """Raise QuotaExceeded if ``owner`` may not create ``size`` more objects of ``kind``."""
+    def _usage(self, owner: str, kind: Kind) -> tuple[int, int]:
+        """What ``owner`` holds of ``kind`` (live objects and creations in progress): (size, vector workers)."""
+        size = workers = 0
+        for r in self.records.values():
+            if r.owner == owner and r.kind == kind and r.status == "live":
+                size += r.size
+                if kind == "vec" and r.request.get("mode") == "async":
+                    workers += int(r.request.get("num_workers") or 0)
+        held = self._held.get((owner, kind))
+        if held is not None:
+            size += held[0]
+            workers += held[1]
+        return size, workers
+
+    def check_quota(self, owner: str, kind: Kind, size: int, workers: int = 0) -> None:
+        """Raise QuotaExceeded if ``owner`` may not create ``size`` more objects of ``kind``
+        (and ``workers`` more vector worker processes)."""
         if self.role != "admin":
             return
         limits = self.limits_of(owner)
-        if kind == "sandbox":
-            limit, what = limits.max_sandboxes, "sandboxes"
-            used = sum(1 for r in self.records.values() if r.owner == owner and r.kind == "sandbox")
-        else:
-            limit, what = limits.max_envs, "envs"
-            used = sum(r.size for r in self.records.values() if r.owner == owner and r.kind in ("env", "vec"))
-        if limit is not None and used + size > limit:
-            raise QuotaExceeded(
-                f"token {owner!r} may hold at most {limit} {what}; it holds {used} and asked for {size} more. "
-                "Close some (env.close(), sandbox.stop()) or ask for a larger quota (limits.max_*)."
-            )
+        used, used_workers = self._usage(owner, kind)
+        quota = {
+            "env": ("max_envs", "envs"),
+            "vec": ("max_vec_envs", "vector sub-envs"),
+            "sandbox": ("max_sandboxes", "sandboxes"),
+        }
+        field, what = quota[kind]
+        checks = [(field, what, getattr(limits, field), used, size)]
+        if kind == "vec" and workers:
+            checks.append(("max_vec_workers", "vector worker processes", limits.max_vec_workers, used_workers, workers))
+        for name, noun, limit, have, more in checks:
+            if limit is not None and have + more > limit:
+                close = "sandbox.stop()" if kind == "sandbox" else "env.close()"
+                raise QuotaExceeded(
+                    f"quota {name} exceeded: token {owner!r} may hold at most {limit} {noun}; it holds {have} and "
+                    f"asked for {more} more. Close some ({close}) or raise the quota: limits.{name}=N for every "
+                    f"token, or server.tokens[].limits.{name} for one (null: unlimited)."
+                )
+
+    @contextlib.contextmanager
+    def hold_quota(self, owner: str, kind: Kind, size: int, workers: int = 0) -> Iterator[None]:
+        """Check the quota and count ``size`` (and ``workers``) as used while a creation is in progress.
+
+        Concurrent creations of one owner therefore cannot together pass a quota that each passes alone.
+        """
+        self.check_quota(owner, kind, size, workers)
+        key = (owner, kind)
+        held = self._held.setdefault(key, [0, 0])
+        held[0] += size
+        held[1] += workers
+        try:
+            yield
+        finally:
+            held[0] -= size
+            held[1] -= workers
+            if held == [0, 0]:
+                self._held.pop(key, None)
 
     # -- records -------------------------------------------------------------------------
 
@@ -318,13 +380,21 @@ class Service:
         """Slots used on a worker according to the records."""
         return sum(r.size for r in self.records.values() if r.worker_id == worker_id and r.status == "live")
 
-    def place(self, size: int, runtime: str | None = None, what: str = "env") -> WorkerEntry:
-        """The alive worker with the most free capacity that has ``runtime``; NoCapacity if none."""
+    def place(self, size: int, runtime: str | tuple[str, ...] | None = None, what: str = "env") -> WorkerEntry:
+        """The alive worker with the most free capacity that has ``runtime`` (one of them, for a tuple);
+        NoCapacity if none."""
         best: tuple[float, WorkerEntry] | None = None
+        wanted = (
+            (runtime,)
+            if isinstance(runtime, str) and runtime != "auto"
+            else runtime
+            if isinstance(runtime, tuple)
+            else None
+        )
         for entry in self.workers.values():
             if entry.status != "alive":
                 continue
-            if runtime not in (None, "auto") and runtime not in entry.capacity.runtimes:
+            if wanted is not None and not any(r in entry.capacity.runtimes for r in wanted):
                 continue
             free = entry.capacity.slots - self.used_slots(entry.id)
             if free < size:
@@ -334,12 +404,45 @@ class Service:
                 best = (score, entry)
         if best is None:
             alive = [e.id for e in self.workers.values() if e.status == "alive"]
-            need = f" with runtime {runtime!r}" if runtime not in (None, "auto") else ""
+            need = f" with runtime {' or '.join(repr(r) for r in wanted)}" if wanted else ""
             raise NoCapacity(
                 f"no worker can host this {what} (needs {size} free slot(s){need}); alive workers: {alive or 'none'}. "
                 "Close unused objects or start another worker: rock-env worker start --admin URL."
             )
         return best[1]
+
+    def place_sandbox(self, size: int, runtime: str | None, what: str = "sandbox") -> tuple[WorkerEntry, str]:
+        """A worker for ``size`` slots of sandboxes of ``runtime``, and the concrete runtime to use there.
+
+        The server's policy decides: ``local`` only if allowed, ``auto`` (or None) resolved to the
+        first of namespace, docker (and local, if allowed) that the chosen worker offers.
+        """
+        name = self.policy.check_runtime(runtime) or "auto"
+        if name != "auto":
+            return self.place(size, name, what), name
+        candidates = self.policy.auto_candidates()
+        alive = [e for e in self.workers.values() if e.status == "alive"]
+        if alive and not any(r in e.capacity.runtimes for e in alive for r in candidates):
+            raise self.policy.no_isolating_runtime(sorted({r for e in alive for r in e.capacity.runtimes}))
+        entry = self.place(size, candidates, what)
+        return entry, self.policy.resolve_runtime(None, entry.capacity.runtimes)
+
+    async def create_placed(
+        self, choose: Callable[[], WorkerEntry], create: Callable[[WorkerEntry], Awaitable[T]], what: str
+    ) -> tuple[WorkerEntry, T]:
+        """``create`` on the worker ``choose()`` picks; a remote worker that cannot even be connected to
+        is marked lost and the creation placed again (at most twice), so that one dead or bogus worker
+        does not fail every creation until its heartbeats time out."""
+        for attempt in range(3):
+            entry = choose()
+            try:
+                return entry, await create(entry)
+            except WorkerLost as exc:
+                unreachable = isinstance(exc.__cause__, (httpx.ConnectError, httpx.ConnectTimeout))
+                if entry.embedded or not unreachable or attempt == 2:
+                    raise
+                self.mark_worker_lost(entry.id, f"it could not be reached while {what}")
+        raise AssertionError("unreachable")
 
     def object_headers(self, obj_id: str) -> dict[str, str]:
         """Headers that ask a worker to create an object under ``obj_id``."""

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rock_env.errors import ConfigError
 from rock_env.protocol import DEFAULT_MAX_BODY, describe_errors
@@ -15,13 +15,31 @@ from rock_env.protocol import DEFAULT_MAX_BODY, describe_errors
 TOKEN_ENV_VAR = "ROCK_ENV_TOKEN"
 
 
+#: Default quotas of every token (and of anonymous loopback use): one client cannot fill the cluster.
+DEFAULT_MAX_ENVS = 1024
+DEFAULT_MAX_SANDBOXES = 64
+DEFAULT_MAX_VEC_ENVS = 4096
+DEFAULT_MAX_VEC_WORKERS = 32
+
+
 class Limits(BaseModel):
-    """Per-token quotas; ``None``: unlimited."""
+    """Quotas of one token: how much it may hold at once; ``None``: unlimited.
+
+    On by default (:data:`DEFAULT_MAX_ENVS` and friends) so that one client cannot take every
+    slot of the cluster. Set globally with ``limits.max_envs=...`` (``null`` turns one off) or
+    per token in ``server.tokens[].limits``; a token's limits override only the fields they set.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    max_envs: int | None = Field(default=None, ge=0, description="live envs (vector sub-envs count one each)")
-    max_sandboxes: int | None = Field(default=None, ge=0)
+    max_envs: int | None = Field(default=DEFAULT_MAX_ENVS, ge=0, description="live single envs")
+    max_sandboxes: int | None = Field(default=DEFAULT_MAX_SANDBOXES, ge=0, description="live sandboxes")
+    max_vec_envs: int | None = Field(
+        default=DEFAULT_MAX_VEC_ENVS, ge=0, description="live sub-envs of vector envs, all vector envs together"
+    )
+    max_vec_workers: int | None = Field(
+        default=DEFAULT_MAX_VEC_WORKERS, ge=0, description="worker processes of live async vector envs, together"
+    )
 
 
 class TokenSpec(BaseModel):
@@ -65,6 +83,13 @@ class ServerSettings(BaseModel):
     slots: int = Field(default=4096, ge=1)
     #: Default sandbox settings (the Hydra ``runtime`` group): name, image, cpus, memory, ...
     runtime: dict[str, Any] = Field(default_factory=dict)
+    #: Hand out ``runtime="local"`` to clients (``worker.allow_local_runtime``). CLIENTS THEN GET HOST
+    #: ACCESS: their commands run on this host, as this server's user, without isolation. Off by
+    #: default; ``runtime="auto"`` never falls back to ``local`` unless this is on.
+    allow_local_runtime: bool = False
+    #: Directories whose files clients may name in env kwargs (``dataset=``, ``tasks=``, rootfs
+    #: ``image=`` paths, ...) (``worker.data_dirs``). Empty by default: no host path is served.
+    data_dirs: list[str] = Field(default_factory=list)
     log_level: str = "info"
     #: ``text`` or ``json`` (one JSON object per line, for log shippers).
     log_format: Literal["text", "json"] = "text"
@@ -72,6 +97,22 @@ class ServerSettings(BaseModel):
     #: of the garbage collector's reach (``gc.freeze()``): full collections then scan only what
     #: was made since, instead of ~170k import-time objects (100+ ms pauses under load).
     gc_freeze: bool = True
+
+    @model_validator(mode="after")
+    def _local_needs_consent(self) -> ServerSettings:
+        name = self.runtime.get("runtime") or self.runtime.get("name")
+        if name == "local" and not self.allow_local_runtime:
+            raise ValueError(
+                "runtime=local as the server's default sandbox runtime gives every client host access (commands run "
+                "on this host without isolation); add worker.allow_local_runtime=true to confirm, or use "
+                "runtime=namespace / runtime=docker"
+            )
+        for d in self.data_dirs:
+            if not isinstance(d, str) or not d.strip() or os.path.realpath(os.path.expanduser(d)) == "/":
+                raise ValueError(
+                    f"worker.data_dirs entry {d!r} is not a usable directory (and '/' would serve the host)"
+                )
+        return self
 
     def all_tokens(self) -> list[TokenSpec]:
         """Configured tokens, plus ``token`` / ``$ROCK_ENV_TOKEN`` as the token named ``default``."""

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from rock_env.errors import (
+    DependencyMissing,
     EnvInstanceNotFound,
     InvalidAction,
     InvalidArgument,
@@ -48,7 +49,6 @@ from rock_env.protocol import (
     VecSampleResponse,
     VecStepResponse,
     WorkerCapacity,
-    describe_errors,
     jsonable,
     pack_tree,
     unpack_tree,
@@ -67,28 +67,39 @@ class _Slot:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def detect_runtimes() -> list[str]:
-    """Sandbox runtimes usable on this host: ``local`` always, ``namespace`` with bwrap, ``docker``."""
-    runtimes = ["local"]
+def detect_runtimes(allow_local: bool = False) -> list[str]:
+    """Sandbox runtimes this worker offers: ``namespace`` with bwrap, ``docker`` with a daemon socket,
+    and ``local`` (no isolation: clients get host access) only when ``allow_local``
+    (``worker.allow_local_runtime``)."""
+    runtimes = []
     if shutil.which("bwrap"):
         runtimes.append("namespace")
     if shutil.which("docker") and os.path.exists("/var/run/docker.sock"):
         runtimes.append("docker")
+    if allow_local:
+        runtimes.append("local")
     return runtimes
 
 
-def default_capacity(slots: int = 4096) -> WorkerCapacity:
-    """This host's CPUs, memory and runtimes."""
+def default_capacity(slots: int = 4096, allow_local: bool = False) -> WorkerCapacity:
+    """This host's CPUs, memory and the runtimes it offers (``local`` only if ``allow_local``)."""
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError):
         memory = 0
-    return WorkerCapacity(cpus=float(os.cpu_count() or 1), memory=memory, slots=slots, runtimes=detect_runtimes())
+    return WorkerCapacity(
+        cpus=float(os.cpu_count() or 1), memory=memory, slots=slots, runtimes=detect_runtimes(allow_local)
+    )
 
 
 def _wrap_env_error(exc: Exception, what: str) -> RockEnvError:
     if isinstance(exc, RockEnvError):
         return exc
+    if isinstance(exc, ImportError):  # an optional dependency the env imports late
+        return DependencyMissing(
+            f"{what} needs the Python package {(exc.name or '?').split('.')[0]!r}, which is not installed on this "
+            f"host ({exc}). Install it: pip install {(exc.name or '').split('.')[0] or '<package>'}"
+        )
     if isinstance(exc, _INPUT_ERRORS):
         return InvalidAction(f"{what} rejected the input: {type(exc).__name__}: {exc}")
     return RockEnvError(f"{what} failed: {type(exc).__name__}: {exc}")
@@ -210,8 +221,10 @@ class Worker:
             env = make_from_spec(spec, **kwargs)
         except RockEnvError:
             raise
-        except TypeError as exc:
-            raise InvalidArgument(f"cannot build {spec.id!r} with kwargs {sorted(kwargs)}: {exc}") from exc
+        except _INPUT_ERRORS as exc:
+            raise InvalidArgument(
+                f"cannot build {spec.id!r} with kwargs {sorted(kwargs)}: {type(exc).__name__}: {exc}"
+            ) from exc
         now = time.time()
         info = EnvInfo(
             id=obj_id,
@@ -316,15 +329,22 @@ class Worker:
 
         spec = registry.spec(req.env_id)
         extra: dict[str, Any] = {"num_workers": req.num_workers} if req.mode == "async" else {}
-        vec = make_vec(
-            spec.id,
-            req.num_envs,
-            mode=req.mode,
-            autoreset_mode=req.autoreset_mode,
-            seed=req.seed,
-            **extra,
-            **dict(req.kwargs),
-        )
+        try:
+            vec = make_vec(
+                spec.id,
+                req.num_envs,
+                mode=req.mode,
+                autoreset_mode=req.autoreset_mode,
+                seed=req.seed,
+                **extra,
+                **dict(req.kwargs),
+            )
+        except RockEnvError:
+            raise
+        except _INPUT_ERRORS as exc:
+            raise InvalidArgument(
+                f"cannot build a vector env of {spec.id!r} with kwargs {sorted(req.kwargs)}: {type(exc).__name__}: {exc}"
+            ) from exc
         now = time.time()
         info = VecInfo(
             id=obj_id,
@@ -425,14 +445,10 @@ class Worker:
 
     def create_sandbox(self, obj_id: str, config: dict[str, Any]) -> SandboxPlacement:
         """Start a local sandbox (the SDK's ``Sandbox``) and host it as ``obj_id``."""
-        from pydantic import ValidationError
+        from rock_env.sandbox import Sandbox
+        from rock_env.server.policy import sandbox_config_of
 
-        from rock_env.sandbox import Sandbox, SandboxConfig
-
-        try:
-            cfg = SandboxConfig.model_validate(config)
-        except ValidationError as exc:
-            raise InvalidArgument(f"invalid sandbox config: {describe_errors(exc.errors())}") from exc
+        cfg = sandbox_config_of(config)
         sandbox = Sandbox(cfg)
         sandbox.start()
         now = time.time()

@@ -56,7 +56,8 @@ def test_worker_needs_admin_url() -> None:
 
 @pytest.mark.slow
 def test_admin_cli_serves_remote_envs(tmp_path: Path) -> None:
-    with ServerProcess.admin(tmp_path, "runtime=local") as admin:
+    # a local default runtime hands clients host access: the admin must say so explicitly
+    with ServerProcess.admin(tmp_path, "runtime=local", "worker.allow_local_runtime=true") as admin:
         env = rock.make("game:Sokoban-v0-easy", backend="remote", base_url=admin.url)
         local = rock.make("game:Sokoban-v0-easy")
         assert env.reset(seed=5) == local.reset(seed=5)

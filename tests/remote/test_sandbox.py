@@ -13,11 +13,11 @@ from rock_env.remote import AsyncRemoteSandbox, RemoteSandbox
 from rock_env.sandbox.models import CommandResult
 from rock_env.server.runner import BackgroundServer
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.bwrap]
 
 
 def test_sessions_exec_files_processes(server: BackgroundServer, tmp_path: Path) -> None:
-    with rock.Sandbox(runtime="local", base_url=server.url) as sb:
+    with rock.Sandbox(runtime="namespace", base_url=server.url) as sb:
         assert isinstance(sb, RemoteSandbox) and sb.id
         first = sb.run("cd /tmp && export GREETING=hi")
         assert isinstance(first, CommandResult) and first.exit_code == 0
@@ -76,7 +76,7 @@ def test_sessions_exec_files_processes(server: BackgroundServer, tmp_path: Path)
 
 def test_async_remote_sandbox(server: BackgroundServer) -> None:
     async def main() -> None:
-        async with rock.AsyncSandbox(runtime="local", base_url=server.url) as sb:
+        async with rock.AsyncSandbox(runtime="namespace", base_url=server.url) as sb:
             assert isinstance(sb, AsyncRemoteSandbox)
             results = await asyncio.gather(*(sb.exec(f"echo {i}") for i in range(5)))
             assert [r.output for r in results] == [f"{i}\n" for i in range(5)]

@@ -22,20 +22,20 @@ from rock_env.server.runner import BackgroundServer
 from rock_env.server.settings import ServerSettings
 from tests.processes import pids_with_cmdline
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.bwrap]
 
 OPTIONS = {"proxy": None, "open_timeout": 60}
 
 
 @pytest.fixture(scope="module")
 def sandbox(server: BackgroundServer) -> Iterator[RemoteSandbox]:
-    with rock.Sandbox(runtime="local", base_url=server.url) as sb:
+    with rock.Sandbox(runtime="namespace", base_url=server.url) as sb:
         assert isinstance(sb, RemoteSandbox)
         yield sb
 
 
 def running(marker: str) -> list[int]:
-    """PIDs of host processes whose command line contains ``marker`` (the local runtime runs on the host)."""
+    """PIDs of host processes whose command line contains ``marker`` (a namespace sandbox's processes are visible there)."""
     return pids_with_cmdline(marker, skip="pytest")
 
 
@@ -67,7 +67,7 @@ def test_ws_output_equals_sse(sandbox: RemoteSandbox) -> None:
 
 def test_async_ws_stream(server: BackgroundServer) -> None:
     async def main() -> str:
-        async with rock.AsyncSandbox(runtime="local", base_url=server.url) as sb:
+        async with rock.AsyncSandbox(runtime="namespace", base_url=server.url) as sb:
             return "".join([c async for c in sb.stream("echo a; echo b >&2", transport="ws")])
 
     assert asyncio.run(main()) == "a\nb\n"
@@ -134,7 +134,7 @@ def test_wrong_token_is_refused(tmp_path: Path) -> None:
     token = "s3cret-token-for-ws"
     srv = BackgroundServer(create_app(ServerSettings(data_dir=str(tmp_path), token=token))).start()
     try:
-        with rock.Sandbox(runtime="local", base_url=srv.url, token=token) as sb:
+        with rock.Sandbox(runtime="namespace", base_url=srv.url, token=token) as sb:
             assert "".join(sb.stream("echo ok", transport="ws")) == "ok\n"
             url = stream_url(sb)  # type: ignore[arg-type]
             from rock_env.protocol import StreamRequest

@@ -192,7 +192,9 @@ def test_metrics_prometheus_text(http: httpx.Client) -> None:
 def test_workers_list(http: httpx.Client) -> None:
     workers = http.get("/api/v1/workers").json()["workers"]
     assert workers[0]["embedded"] is True and workers[0]["status"] == "alive"
-    assert "local" in workers[0]["capacity"]["runtimes"]
+    # runtime="local" (host access) is not offered unless worker.allow_local_runtime=true
+    assert "local" not in workers[0]["capacity"]["runtimes"]
+    assert "namespace" in workers[0]["capacity"]["runtimes"]
 
 
 def test_uploads_have_their_own_limit(tmp_path: object, tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -203,7 +205,7 @@ def test_uploads_have_their_own_limit(tmp_path: object, tmp_path_factory: pytest
     try:
         src = tmp_path_factory.mktemp("upload") / "big.bin"
         src.write_bytes(b"x" * 100_000)  # larger than max_body, smaller than max_upload
-        with rock.Sandbox(runtime="local", base_url=srv.url) as sb:
+        with rock.Sandbox(runtime="namespace", base_url=srv.url) as sb:
             sb.upload(src, "big.bin")
             assert sb.exec("wc -c < big.bin").output.strip() == "100000"
             with pytest.raises(rock.errors.PayloadTooLarge, match=r"server\.max_body"):

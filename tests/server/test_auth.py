@@ -26,7 +26,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundServ
     srv = serve(
         tmp_path_factory.mktemp("auth"),
         tokens=[
-            TokenSpec(name="alice", token=ALICE, limits=Limits(max_envs=2, max_sandboxes=0)),
+            TokenSpec(name="alice", token=ALICE, limits=Limits(max_envs=2, max_sandboxes=0, max_vec_envs=2)),
             TokenSpec(name="bob", token=BOB),
         ],
     )
@@ -77,7 +77,7 @@ def test_quota_per_token_and_isolation(secured: BackgroundServer) -> None:
 def test_sandbox_quota_zero(secured: BackgroundServer) -> None:
     resp = httpx.post(
         secured.url + "/api/v1/sandboxes",
-        json={"config": {"runtime": "local"}},
+        json={"config": {"runtime": "namespace"}},
         headers={"authorization": f"Bearer {ALICE}"},
         timeout=60,
     )

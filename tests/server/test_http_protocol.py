@@ -99,7 +99,7 @@ def test_server_sent_events_and_websockets_flow_while_the_command_runs(
 ) -> None:
     url = coalescing_server.url if protocol == "coalescing" else server.url
     marker = f"{80 + uuid.uuid4().int % 1000 / 1000:.3f}"
-    with rock.Sandbox(runtime="local", base_url=url) as sb:
+    with rock.Sandbox(runtime="namespace", base_url=url) as sb:
         stream = sb.stream(f"echo first; sleep {marker}; echo never")
         assert next(iter(stream)) == "first\n"
         assert running(f"sleep {marker}")  # the chunk came while the command still runs

@@ -55,7 +55,7 @@ def test_admin_sigkill_recovers_records(tmp_path: Path) -> None:
     try:
         env = rock.make(ENV_ID, backend="remote", base_url=admin.url)
         env.reset(seed=1)
-        sandbox = rock.Sandbox(runtime="local", base_url=admin.url).start()
+        sandbox = rock.Sandbox(runtime="namespace", base_url=admin.url).start()
         assert sandbox.run("echo up").output == "up\n"
         assert sandbox.placement is not None
         sandbox_dir = state_root() / sandbox.placement.config["sandbox_id"]
@@ -125,7 +125,7 @@ def test_remote_worker_hosts_envs_and_sandboxes(shared_cluster: tuple[ServerProc
         admin.url + "/api/v1/batch/step", json={"steps": [{"env": env.remote_id, "action": "\\boxed{left}"}]}
     )
     assert batch.json()["results"][0]["result"]["observation"]
-    with rock.Sandbox(runtime="local", base_url=admin.url) as sb:
+    with rock.Sandbox(runtime="namespace", base_url=admin.url) as sb:
         assert sb.run("echo on-worker").output == "on-worker\n"
         sb.write_file("x.txt", "data")
         assert sb.read_file("x.txt") == "data"

@@ -56,3 +56,22 @@ def test_remote_matches_local(admin: str, env_id: str, reset: dict[str, object],
     finally:
         local.close()
         remote.close()
+
+
+def test_remote_tool_envs_get_an_isolating_runtime_and_no_host_files(admin: str, tmp_path: Path) -> None:
+    """Without runtime=, the server picks namespace (never local); tasks come inline, not as host paths."""
+    task = {"id": "t/hello", "description": "Create a file named done.", "checks": ["test -f done"]}
+    path = tmp_path / "tasks.yaml"
+    path.write_text("- id: t/file\n  description: x\n  checks: ['true']\n")
+    with pytest.raises(rock.errors.PolicyViolation, match=r"worker\.data_dirs"):
+        rock.make("tool:Bash-v0", backend="remote", base_url=admin, tasks=str(path))
+    with pytest.raises(rock.errors.PolicyViolation, match=r"worker\.allow_local_runtime"):
+        rock.make("tool:Bash-v0", backend="remote", base_url=admin, runtime="local", tasks=[task])
+    remote = rock.make("tool:Bash-v0", backend="remote", base_url=admin, tasks=[task])
+    local = rock.make("tool:Bash-v0", runtime="namespace", tasks=[task])
+    try:
+        actions = ["<bash>touch done; cat /proc/self/uid_map | wc -l</bash>", "<submit/>"]
+        assert transcript(remote, actions, seed=0) == transcript(local, actions, seed=0)
+    finally:
+        remote.close()
+        local.close()

@@ -11,7 +11,7 @@ import logging
 import shutil
 from typing import TYPE_CHECKING
 
-from rock_env.errors import ConfigError, RuntimeUnavailable
+from rock_env.errors import ConfigError, PolicyViolation, RuntimeUnavailable
 
 if TYPE_CHECKING:
     from rock_env.sandbox.runtimes.base import Runtime
@@ -57,14 +57,37 @@ def _probe(name: str) -> bool:
         return False
 
 
+#: why this process may not start ``local`` sandboxes (None: it may); see :func:`deny_local_runtime`
+_LOCAL_DENIED: str | None = None
+
+
+def deny_local_runtime(reason: str | None) -> None:
+    """Forbid (``reason``: the message to give) or allow again (``None``) ``local`` sandboxes in this process.
+
+    A server that does not hand out host access calls this at start-up, so that no path (an env
+    that makes its own sandbox, a plugin, ``runtime="auto"`` on a host without bubblewrap or
+    Docker) falls back to an unisolated sandbox: they get :class:`~rock_env.errors.PolicyViolation`.
+    """
+    global _LOCAL_DENIED
+    _LOCAL_DENIED = reason
+
+
 def select_runtime(name: str) -> str:
-    """Resolve ``"auto"`` to a concrete runtime name (namespace, else docker, else local with a warning)."""
+    """Resolve ``"auto"`` to a concrete runtime name (namespace, else docker, else local with a warning).
+
+    Raises :class:`~rock_env.errors.PolicyViolation` for ``local`` (asked for, or the only one
+    left for ``auto``) where :func:`deny_local_runtime` forbade it.
+    """
     if name != "auto":
         runtime_class(name)  # validates the name
+        if name == "local" and _LOCAL_DENIED is not None:
+            raise PolicyViolation(_LOCAL_DENIED)
         return name
     for candidate in AUTO_ORDER:
         if _probe(candidate):
             return candidate
+    if _LOCAL_DENIED is not None:
+        raise PolicyViolation(f"runtime='auto': neither bubblewrap nor Docker works on this host; {_LOCAL_DENIED}")
     logger.warning(
         "runtime='auto': neither bubblewrap nor a Docker daemon works here; using runtime='local', "
         "which runs commands on the host WITHOUT isolation. Install bubblewrap or Docker to isolate sandboxes."
@@ -72,4 +95,4 @@ def select_runtime(name: str) -> str:
     return "local"
 
 
-__all__ = ["AUTO_ORDER", "RUNTIMES", "runtime_class", "select_runtime"]
+__all__ = ["AUTO_ORDER", "RUNTIMES", "deny_local_runtime", "runtime_class", "select_runtime"]

@@ -39,6 +39,9 @@ class WorkerActor:
         )
         settings.check_bind()
         configure_logging(settings.log_level, settings.log_format)
+        from rock_env.server.policy import ServerPolicy
+
+        ServerPolicy.from_settings(settings).apply_to_process()
         app = create_app(settings, role="worker")
         service = app.state.service
         self._server = BackgroundServer(app, host=host, port=0, log_level=settings.log_level)

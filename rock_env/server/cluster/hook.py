@@ -72,6 +72,8 @@ def attach_cluster(service: Service, cluster: RayClusterSettings, host: str, por
         "slots": cluster.slots or settings.slots,
         "heartbeat_interval": settings.heartbeat_interval,
         "runtime": dict(settings.runtime),
+        "allow_local_runtime": settings.allow_local_runtime,
+        "data_dirs": list(settings.data_dirs),
         "log_level": settings.log_level,
         "log_format": settings.log_format,
     }

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from rock_env.errors import EnvInstanceNotFound, RockEnvError, SandboxNotFound, WorkerLost
-from rock_env.protocol import ErrorBody, describe_errors, exception_from_body
+from rock_env.protocol import ErrorBody, exception_from_body
 from rock_env.server.service import Service
 from rock_env.server.store import ObjectRecord
 
@@ -98,27 +98,30 @@ __all__ = [
 ]
 
 
+#: Schemas the bodies of :func:`body_schema` refer to; :func:`rock_env.server.app.create_app` adds them to
+#: the components of /openapi.json (so that every ``$ref`` there resolves).
+BODY_COMPONENTS: dict[str, Any] = {}
+
+
 def body_schema(model: type[BaseModel]) -> dict[str, Any]:
     """``openapi_extra`` that documents a JSON body parsed by :func:`parse_body`."""
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": model.model_json_schema(ref_template="#/components/schemas/{model}")}
-            },
-        }
-    }
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    BODY_COMPONENTS.update(schema.pop("$defs", {}))
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 async def parse_body(request: Request, model: type[M]) -> M:
-    """Parse the JSON body straight with pydantic-core (the hot routes skip FastAPI's body machinery)."""
+    """Parse the JSON body straight with pydantic-core (the hot routes skip FastAPI's body machinery).
+
+    Strictly: a JSON value of another type than the schema says (``"1"`` for an integer, ``1`` for
+    a boolean) is refused, not coerced, so that the API accepts exactly what /openapi.json declares.
+    """
     from pydantic import ValidationError
 
-    from rock_env.errors import RequestInvalid
+    from rock_env.protocol import invalid_request
 
     raw = await request.body()
     try:
-        return model.model_validate_json(raw or b"")
+        return model.model_validate_json(raw or b"", strict=True)
     except ValidationError as exc:
-        problems = describe_errors(exc.errors())
-        raise RequestInvalid(f"invalid request to {request.method} {request.url.path}: {problems}") from None
+        raise invalid_request(exc, f"{request.method} {request.url.path}") from None

@@ -24,36 +24,72 @@ from rock_env.protocol import (
     RockResetRequest,
     RockStepRequest,
 )
-from rock_env.server.routes._common import ERROR_RESPONSES, model_response, owner_of, raw_json, service_of
+from rock_env.server.routes._common import (
+    ERROR_RESPONSES,
+    body_schema,
+    model_response,
+    owner_of,
+    parse_body,
+    raw_json,
+    service_of,
+)
 from rock_env.server.routes.envs import close_env_op, make_env_op, reset_env_op, step_env_op
 
 router = APIRouter(prefix="/apis/v1/envs/gem", tags=["rock-compat"])
 
 
-@router.post("/make", response_model=RockMakeResponse, responses=ERROR_RESPONSES, summary="ROCK: make")
-async def rock_make(body: RockMakeRequest, request: Request) -> Response:
+@router.post(
+    "/make",
+    response_model=RockMakeResponse,
+    responses=ERROR_RESPONSES,
+    summary="ROCK: make",
+    openapi_extra=body_schema(RockMakeRequest),
+)
+async def rock_make(request: Request) -> Response:
     """Make an env; ROCK calls the instance id ``sandbox_id``."""
+    body = await parse_body(request, RockMakeRequest)
     info = await make_env_op(service_of(request), request, EnvMakeRequest(env_id=body.env_id))
     return model_response(RockMakeResponse(sandbox_id=info.id))
 
 
-@router.post("/reset", response_model=EnvResetResponse, responses=ERROR_RESPONSES, summary="ROCK: reset")
-async def rock_reset(body: RockResetRequest, request: Request) -> Response:
+@router.post(
+    "/reset",
+    response_model=EnvResetResponse,
+    responses=ERROR_RESPONSES,
+    summary="ROCK: reset",
+    openapi_extra=body_schema(RockResetRequest),
+)
+async def rock_reset(request: Request) -> Response:
     """Reset: ``{"observation", "info"}``."""
+    body = await parse_body(request, RockResetRequest)
     return raw_json(
         await reset_env_op(service_of(request), owner_of(request), body.sandbox_id, EnvResetRequest(seed=body.seed))
     )
 
 
-@router.post("/step", response_model=EnvStepResponse, responses=ERROR_RESPONSES, summary="ROCK: step")
-async def rock_step(body: RockStepRequest, request: Request) -> Response:
+@router.post(
+    "/step",
+    response_model=EnvStepResponse,
+    responses=ERROR_RESPONSES,
+    summary="ROCK: step",
+    openapi_extra=body_schema(RockStepRequest),
+)
+async def rock_step(request: Request) -> Response:
     """Step: ``{"observation", "reward", "terminated", "truncated", "info"}``."""
+    body = await parse_body(request, RockStepRequest)
     return raw_json(await step_env_op(service_of(request), owner_of(request), body.sandbox_id, body.action))
 
 
-@router.post("/close", response_model=RockCloseResponse, responses=ERROR_RESPONSES, summary="ROCK: close")
-async def rock_close(body: RockCloseRequest, request: Request) -> Response:
+@router.post(
+    "/close",
+    response_model=RockCloseResponse,
+    responses=ERROR_RESPONSES,
+    summary="ROCK: close",
+    openapi_extra=body_schema(RockCloseRequest),
+)
+async def rock_close(request: Request) -> Response:
     """Close: ``{"sandbox_id"}``."""
+    body = await parse_body(request, RockCloseRequest)
     await close_env_op(service_of(request), request, body.sandbox_id)
     return model_response(RockCloseResponse(sandbox_id=body.sandbox_id))
 

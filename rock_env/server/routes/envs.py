@@ -39,6 +39,7 @@ from rock_env.protocol import (
     VecStepResponse,
     error_body,
 )
+from rock_env.registry.spec import EnvSpec
 from rock_env.server.routes._common import (
     ERROR_RESPONSES,
     JSON,
@@ -52,7 +53,7 @@ from rock_env.server.routes._common import (
     raw_json,
     service_of,
 )
-from rock_env.server.service import Service, new_id
+from rock_env.server.service import Service, WorkerEntry, new_id
 from rock_env.server.worker import Worker
 
 T = TypeVar("T")
@@ -101,34 +102,66 @@ def _forced_id(svc: Service, request: Request, kind: str) -> str:
 # --- operations shared with the ROCK-compatible routes ----------------------------------------
 
 
+def _requested_runtime(spec: EnvSpec, kwargs: dict[str, Any]) -> str | None:
+    """The sandbox runtime an env's kwargs (and spec defaults) ask for; None for envs without a sandbox."""
+    if not spec.needs_sandbox:
+        return None
+    merged = {**spec.kwargs, **kwargs}
+    runtime = merged.get("runtime")
+    sandbox = merged.get("sandbox")
+    if runtime is None and isinstance(sandbox, dict):
+        runtime = sandbox.get("runtime")
+    return runtime if isinstance(runtime, str) else None
+
+
+def place_env(svc: Service, spec: EnvSpec, kwargs: dict[str, Any], size: int, what: str) -> WorkerEntry:
+    """A worker for ``size`` copies of ``spec``.
+
+    Envs that own a sandbox go to a worker with the runtime they ask for (``auto``: an isolating
+    one, see :meth:`Service.place_sandbox`); the policy then makes their runtime concrete from
+    the runtimes that worker offers, so that no env falls back to ``local``.
+    """
+    if spec.needs_sandbox:
+        return svc.place_sandbox(size, _requested_runtime(spec, kwargs), what)[0]
+    return svc.place(size, what=what)
+
+
 async def make_env_op(svc: Service, request: Request, body: EnvMakeRequest) -> EnvInfo:
     """Place and build one env; returns its info."""
     from rock_env.registry import registry
 
     owner = owner_of(request)
+    svc.policy.check_env_kwargs(body.kwargs)  # refused before anything is looked up, imported or placed
     spec = await svc.blocking(registry.spec, body.env_id)
-    svc.check_quota(owner, "env", 1)
-    entry = svc.place(1, what=f"env {spec.id!r}")
     obj_id = _forced_id(svc, request, "env")
-    svc.reserve(obj_id)
     started = time.perf_counter()
-    try:
+
+    async def create(entry: WorkerEntry) -> tuple[EnvMakeRequest, EnvInfo]:
+        kwargs = await svc.blocking(svc.policy.env_kwargs, spec, body.kwargs, entry.capacity.runtimes)
+        placed = body.model_copy(update={"kwargs": kwargs})
         if entry.embedded:
             assert svc.worker is not None
-            info = await svc.blocking(svc.worker.make_env, obj_id, body)
-        else:
-            assert entry.peer is not None
-            resp = await entry.peer.request(
-                "POST",
-                "/api/v1/envs",
-                content=body.model_dump_json().encode(),
-                headers=svc.object_headers(obj_id),
-                what=f"making env {spec.id!r}",
+            return placed, await svc.blocking(svc.worker.make_env, obj_id, placed)
+        assert entry.peer is not None
+        resp = await entry.peer.request(
+            "POST",
+            "/api/v1/envs",
+            content=placed.model_dump_json().encode(),
+            headers=svc.object_headers(obj_id),
+            what=f"making env {spec.id!r}",
+        )
+        return placed, parse_peer(svc, None, resp, EnvInfo)
+
+    with svc.hold_quota(owner, "env", 1):
+        svc.reserve(obj_id)
+        try:
+            what = f"env {spec.id!r}"
+            entry, (placed, info) = await svc.create_placed(
+                lambda: place_env(svc, spec, body.kwargs, 1, what), create, f"making {what}"
             )
-            info = parse_peer(svc, None, resp, EnvInfo)
-        svc.add_record(obj_id, "env", entry, owner, 1, body.model_dump(), info.model_dump(), body.idle_ttl)
-    finally:
-        svc.release(obj_id)
+            svc.add_record(obj_id, "env", entry, owner, 1, placed.model_dump(), info.model_dump(), body.idle_ttl)
+        finally:
+            svc.release(obj_id)
     svc.observe("env_make", time.perf_counter() - started)
     return info
 
@@ -176,9 +209,16 @@ async def close_env_op(svc: Service, request: Request, env: str) -> None:
 # --- single envs ----------------------------------------------------------------------------
 
 
-@router.post("/envs", response_model=EnvInfo, responses=ERROR_RESPONSES, summary="Make an env")
-async def make_env(body: EnvMakeRequest, request: Request) -> Response:
+@router.post(
+    "/envs",
+    response_model=EnvInfo,
+    responses=ERROR_RESPONSES,
+    summary="Make an env",
+    openapi_extra=body_schema(EnvMakeRequest),
+)
+async def make_env(request: Request) -> Response:
     """Build a registered env on a worker; later requests use the returned ``id``."""
+    body = await parse_body(request, EnvMakeRequest)
     return model_response(await make_env_op(service_of(request), request, body))
 
 
@@ -341,35 +381,57 @@ async def batch_step(request: Request) -> Response:
 # --- vector envs ----------------------------------------------------------------------------
 
 
-@router.post("/vecs", response_model=VecInfo, responses=ERROR_RESPONSES, summary="Make a vector env", tags=["vecs"])
-async def make_vec(body: VecMakeRequest, request: Request) -> Response:
+@router.post(
+    "/vecs",
+    response_model=VecInfo,
+    responses=ERROR_RESPONSES,
+    summary="Make a vector env",
+    tags=["vecs"],
+    openapi_extra=body_schema(VecMakeRequest),
+)
+async def make_vec(request: Request) -> Response:
     """Build ``num_envs`` copies of an env on one worker, stepped together in one request."""
     from rock_env.registry import registry
+    from rock_env.vector.async_env import default_num_workers
 
+    body = await parse_body(request, VecMakeRequest)
     svc = service_of(request)
     owner = owner_of(request)
+    svc.policy.check_env_kwargs(body.kwargs)
     spec = await svc.blocking(registry.spec, body.env_id)
-    svc.check_quota(owner, "vec", body.num_envs)
-    entry = svc.place(body.num_envs, what=f"vector env of {body.num_envs} x {spec.id!r}")
+    if body.mode == "async" and body.num_workers is None:
+        body = body.model_copy(update={"num_workers": default_num_workers(body.num_envs)})
+    workers = (body.num_workers or 0) if body.mode == "async" else 0
     obj_id = _forced_id(svc, request, "vec")
-    svc.reserve(obj_id)
-    try:
+    what = f"vector env of {body.num_envs} x {spec.id!r}"
+
+    async def create(entry: WorkerEntry) -> tuple[VecMakeRequest, VecInfo]:
+        kwargs = await svc.blocking(svc.policy.vec_kwargs, spec, body.kwargs, entry.capacity.runtimes)
+        placed = body.model_copy(update={"kwargs": kwargs})
         if entry.embedded:
             assert svc.worker is not None
-            info = await svc.blocking(svc.worker.make_vec, obj_id, body)
-        else:
-            assert entry.peer is not None
-            resp = await entry.peer.request(
-                "POST",
-                "/api/v1/vecs",
-                content=body.model_dump_json().encode(),
-                headers=svc.object_headers(obj_id),
-                what=f"making a vector env of {spec.id!r}",
+            return placed, await svc.blocking(svc.worker.make_vec, obj_id, placed)
+        assert entry.peer is not None
+        resp = await entry.peer.request(
+            "POST",
+            "/api/v1/vecs",
+            content=placed.model_dump_json().encode(),
+            headers=svc.object_headers(obj_id),
+            what=f"making a vector env of {spec.id!r}",
+        )
+        return placed, parse_peer(svc, None, resp, VecInfo)
+
+    with svc.hold_quota(owner, "vec", body.num_envs, workers):
+        svc.reserve(obj_id)
+        try:
+            entry, (placed, info) = await svc.create_placed(
+                lambda: place_env(svc, spec, body.kwargs, body.num_envs, what), create, f"making a {what}"
             )
-            info = parse_peer(svc, None, resp, VecInfo)
-        svc.add_record(obj_id, "vec", entry, owner, body.num_envs, body.model_dump(), info.model_dump(), body.idle_ttl)
-    finally:
-        svc.release(obj_id)
+            svc.add_record(
+                obj_id, "vec", entry, owner, body.num_envs, placed.model_dump(), info.model_dump(), body.idle_ttl
+            )
+        finally:
+            svc.release(obj_id)
     return model_response(info)
 
 
@@ -388,9 +450,11 @@ async def get_vec(vec: str, request: Request) -> Response:
     responses=ERROR_RESPONSES,
     summary="Reset a vector env",
     tags=["vecs"],
+    openapi_extra=body_schema(VecResetRequest),
 )
-async def reset_vec(vec: str, body: VecResetRequest, request: Request) -> Response:
+async def reset_vec(vec: str, request: Request) -> Response:
     """Reset all sub-envs."""
+    body = await parse_body(request, VecResetRequest)
     payload = body.model_dump_json().encode()
     return await hosted_call(request, "vec", vec, "POST", "reset", Worker.vec_reset, body, payload=payload)
 

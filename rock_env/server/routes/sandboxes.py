@@ -22,7 +22,6 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import ValidationError
 from starlette.background import BackgroundTask
 
 from rock_env.errors import InvalidArgument, PathOutsideSandbox, RockEnvError
@@ -43,11 +42,11 @@ from rock_env.protocol import (
     SnapshotResponse,
     SpawnRequest,
     StreamRequest,
-    describe_errors,
     error_body,
 )
-from rock_env.sandbox.models import CommandResult, FileInfo, SandboxConfig, SandboxInfo, SessionInfo, SnapshotInfo
+from rock_env.sandbox.models import CommandResult, FileInfo, SandboxInfo, SessionInfo, SnapshotInfo
 from rock_env.server.peer import proxy_request
+from rock_env.server.policy import sandbox_config_of
 from rock_env.server.routes._common import (
     ERROR_RESPONSES,
     body_schema,
@@ -58,7 +57,7 @@ from rock_env.server.routes._common import (
     parse_peer,
     service_of,
 )
-from rock_env.server.service import Service, new_id
+from rock_env.server.service import Service, WorkerEntry, new_id
 from rock_env.server.store import ObjectRecord
 
 router = APIRouter(prefix="/api/v1/sandboxes", tags=["sandboxes"])
@@ -116,40 +115,52 @@ def _status_name(rec: ObjectRecord) -> str:
     openapi_extra=body_schema(SandboxCreateRequest),
 )
 async def create_sandbox(request: Request) -> Response:
-    """Start a sandbox on a worker that has the requested runtime."""
+    """Start a sandbox on a worker that has the requested runtime.
+
+    Before anything is placed the config is validated (422, as the local SDK) and the server's
+    policy applied (403): ``runtime="local"`` only if the server allows it (``worker.allow_local_runtime``),
+    an image that is a host path only under ``worker.data_dirs``; ``runtime="auto"`` is resolved
+    here, never to ``local`` unless allowed. Then the token's quota (429).
+    """
     svc = service_of(request)
     owner = owner_of(request)
     body = await parse_body(request, SandboxCreateRequest)
     config = {**svc.settings.runtime, **body.config}
-    try:
-        runtime = SandboxConfig.model_validate(config).runtime
-    except ValidationError as exc:
-        raise InvalidArgument(f"invalid sandbox config: {describe_errors(exc.errors())}") from None
-    svc.check_quota(owner, "sandbox", 1)
-    entry = svc.place(1, runtime=runtime, what="sandbox")
+    sandbox_config_of(config)  # a bad config is a 422 (ConfigError, as locally) before anything is placed
+    svc.policy.check_sandbox_fields(body.config)
     forced = request.headers.get(OBJECT_ID_HEADER) if svc.role == "worker" else None
     obj_id = forced or new_id("sbx")
-    svc.reserve(obj_id)
     started = time.perf_counter()
-    try:
+    chosen: dict[str, str] = {}
+
+    def choose() -> WorkerEntry:
+        entry, chosen["runtime"] = svc.place_sandbox(1, config.get("runtime"))
+        return entry
+
+    async def create(entry: WorkerEntry) -> SandboxPlacement:
+        placed = {**config, "runtime": chosen["runtime"]}
         if entry.embedded:
             assert svc.worker is not None
-            info = await svc.blocking(svc.worker.create_sandbox, obj_id, config)
-        else:
-            assert entry.peer is not None
-            payload = SandboxCreateRequest(config=config).model_dump_json().encode()
-            resp = await entry.peer.request(
-                "POST",
-                "/api/v1/sandboxes",
-                content=payload,
-                headers=svc.object_headers(obj_id),
-                what="creating a sandbox",
-            )
-            info = parse_peer(svc, None, resp, SandboxPlacement)
-        idle_ttl = config.get("idle_ttl") if isinstance(config.get("idle_ttl"), int | float) else None
-        svc.add_record(obj_id, "sandbox", entry, owner, 1, {"config": config}, info.model_dump(), idle_ttl)
-    finally:
-        svc.release(obj_id)
+            return await svc.blocking(svc.worker.create_sandbox, obj_id, placed)
+        assert entry.peer is not None
+        resp = await entry.peer.request(
+            "POST",
+            "/api/v1/sandboxes",
+            content=SandboxCreateRequest(config=placed).model_dump_json().encode(),
+            headers=svc.object_headers(obj_id),
+            what="creating a sandbox",
+        )
+        return parse_peer(svc, None, resp, SandboxPlacement)
+
+    with svc.hold_quota(owner, "sandbox", 1):
+        svc.reserve(obj_id)
+        try:
+            entry, info = await svc.create_placed(choose, create, "creating a sandbox")
+            placed = {**config, "runtime": chosen["runtime"]}
+            idle_ttl = config.get("idle_ttl") if isinstance(config.get("idle_ttl"), int | float) else None
+            svc.add_record(obj_id, "sandbox", entry, owner, 1, {"config": placed}, info.model_dump(), idle_ttl)
+        finally:
+            svc.release(obj_id)
     svc.observe("sandbox_create", time.perf_counter() - started)
     return model_response(info)
 

@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from rock_env.errors import RequestInvalid, RockEnvError
-from rock_env.protocol import StreamRequest, describe_errors, error_body
+from rock_env.protocol import StreamRequest, describe_errors, error_body, invalid_request
 from rock_env.server.routes.sandboxes import local_output_events
 from rock_env.server.service import Service
 from rock_env.server.store import ObjectRecord
@@ -129,12 +129,15 @@ async def _serve(websocket: WebSocket, svc: Service, rec: ObjectRecord) -> None:
         return
     raw = message.get("text") if message.get("text") is not None else message.get("bytes")
     try:
-        body = StreamRequest.model_validate_json(raw or b"")
+        body = StreamRequest.model_validate_json(raw or b"", strict=True)
     except ValidationError as exc:
-        raise RequestInvalid(
-            f"invalid first message on {path}: {describe_errors(exc.errors())}; send a StreamRequest as JSON, "
-            'e.g. {"cmd": "ls -l"}.'
-        ) from None
+        error = invalid_request(exc, f"{path} (first message)")
+        if isinstance(error, RequestInvalid):
+            raise RequestInvalid(
+                f"invalid first message on {path}: {describe_errors(exc.errors())}; send a StreamRequest as JSON, "
+                'e.g. {"cmd": "ls -l"}.'
+            ) from None
+        raise error from None
     source = local_output_events(svc, rec.id, body) if svc.is_local(rec) else peer_output_events(svc, rec, body)
     try:
         await anext(source)  # ("started", {}); errors starting the command are raised here

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
@@ -13,7 +14,14 @@ from rock_env.protocol import (
     WorkerList,
     WorkerRegisterRequest,
 )
-from rock_env.server.routes._common import ERROR_RESPONSES, model_response, service_of
+from rock_env.server.routes._common import (
+    ERROR_RESPONSES,
+    body_schema,
+    model_response,
+    owner_of,
+    parse_body,
+    service_of,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["system"])
 
@@ -54,14 +62,23 @@ async def list_workers(request: Request) -> Response:
     responses=ERROR_RESPONSES,
     summary="Register a worker",
     tags=["workers"],
+    openapi_extra=body_schema(WorkerRegisterRequest),
 )
-async def register_worker(body: WorkerRegisterRequest, request: Request) -> Response:
+async def register_worker(request: Request) -> Response:
     """A worker joins; the answer lists orphans it must close."""
+    body = await parse_body(request, WorkerRegisterRequest)
     svc = service_of(request)
     if svc.role != "admin":
         raise RequestInvalid("this is a worker, not an admin: register workers with the admin's URL.")
+    svc.check_cluster_caller(owner_of(request))
     if not body.url.startswith(("http://", "https://")):
         raise RequestInvalid(f"worker url must start with http:// or https://, got {body.url!r}.")
+    try:
+        host = httpx.URL(body.url).host
+    except httpx.InvalidURL as exc:
+        raise RequestInvalid(f"worker url {body.url!r} is not a valid URL: {exc}.") from None
+    if not host:
+        raise RequestInvalid(f"worker url {body.url!r} has no host.")
     return model_response(svc.register_worker(body))
 
 
@@ -71,12 +88,15 @@ async def register_worker(body: WorkerRegisterRequest, request: Request) -> Resp
     responses=ERROR_RESPONSES,
     summary="Worker heartbeat",
     tags=["workers"],
+    openapi_extra=body_schema(WorkerHeartbeatRequest),
 )
-async def heartbeat(worker_id: str, body: WorkerHeartbeatRequest, request: Request) -> Response:
+async def heartbeat(worker_id: str, request: Request) -> Response:
     """A worker is alive; reports what it hosts."""
+    body = await parse_body(request, WorkerHeartbeatRequest)
     svc = service_of(request)
     if svc.role != "admin":
         raise RequestInvalid("this is a worker, not an admin.")
+    svc.check_cluster_caller(owner_of(request))
     return model_response(svc.heartbeat(worker_id, body))
 
 

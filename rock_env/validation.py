@@ -80,7 +80,9 @@ def check_command(cmd: object, what: str = "command") -> str | list[str]:
         return check_text(cmd, what)
     if isinstance(cmd, (list, tuple)):
         if not cmd:
-            raise InvalidArgument(f"{what} is an empty list; give a string (run by bash) or a non-empty list of strings (argv).")
+            raise InvalidArgument(
+                f"{what} is an empty list; give a string (run by bash) or a non-empty list of strings (argv)."
+            )
         for i, item in enumerate(cmd):
             check_text(item, f"{what}[{i}]")
         return list(cmd)
@@ -134,7 +136,7 @@ def check_duration(value: object, what: str, *, cap: float = MAX_TIMEOUT, allow_
     if seconds > cap:
         raise InvalidArgument(
             f"{what}={value!r} is too long: at most {cap:g} s ({cap / 86400:g} days) is accepted "
-            f"(rock_env.sandbox.validation.{'MAX_TTL' if cap == MAX_TTL else 'MAX_TIMEOUT'})."
+            f"(rock_env.validation.{'MAX_TTL' if cap == MAX_TTL else 'MAX_TIMEOUT'})."
         )
     return seconds
 
