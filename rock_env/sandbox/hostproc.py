@@ -8,11 +8,14 @@ without touching the session's bash.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import select
 import signal
 import socket
 import subprocess
+import sys
+import termios
 import time
 from abc import abstractmethod
 
@@ -250,6 +253,7 @@ class HostProcessPipe(HostTreePipe):
         self._stdin = ours
         self.pid = self._proc.pid
         self._wrapper_depth = wrapper_depth
+        self._inner: int | None = None
         self._fd = out_r
         self._poller = select.poll()
         self._poller.register(self._fd, select.POLLIN | select.POLLHUP | select.POLLERR)
@@ -270,6 +274,17 @@ class HostProcessPipe(HostTreePipe):
         if self._stdin is None or self._stdin.fileno() < 0:
             raise BrokenPipeError("the process has no stdin (or it was closed)")
         self._stdin.sendall(data)
+
+    def unread_input(self) -> int:
+        """Non-zero while bytes written to a socket stdin are unread by the process (0 for a pipe or no stdin)."""
+        if not isinstance(self._stdin, socket.socket) or self._stdin.fileno() < 0:
+            return 0
+        buf = bytearray(4)
+        try:
+            fcntl.ioctl(self._stdin.fileno(), termios.TIOCOUTQ, buf)
+        except OSError:
+            return 0
+        return int.from_bytes(buf, sys.byteorder)
 
     def close_stdin(self) -> None:
         """Close stdin so that the process reads EOF."""
@@ -293,9 +308,37 @@ class HostProcessPipe(HostTreePipe):
         return data
 
     def poll(self) -> int | None:
-        """Return the exit code if the process ended."""
+        """Return the exit code if the process ended.
+
+        Behind wrappers (``nsenter`` forks the real process and waits for it), the real process may
+        be gone while its wrapper has not exited yet: then this waits for the wrapper briefly, so
+        that a shell killed from elsewhere (``kill -9 -1`` in the sandbox) is never taken for alive.
+        """
         code = self._proc.poll()
+        if code is None and self._wrapper_depth and not self._inner_alive():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                code = self._proc.wait(timeout=2)
         return None if code is None else exit_code_of(code)
+
+    def mark_command_start(self) -> None:
+        """Remember when the command started, and which process is the real one behind the wrappers."""
+        super().mark_command_start()
+        if self._inner is None and self._wrapper_depth:
+            self._inner = self._tree_root()
+
+    def _inner_alive(self) -> bool:
+        """False once the real process (below the wrappers), seen running before, is gone or a zombie."""
+        if self._inner is None:
+            self._inner = self._tree_root()
+            if self._inner is None:
+                return True  # not forked yet
+        pid = self._inner
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                data = fh.read()
+        except OSError:
+            return False
+        return data[data.rfind(b")") + 2 : data.rfind(b")") + 3] not in (b"Z", b"X")
 
     def wait(self, timeout: float | None = None) -> int | None:
         """Wait for the exit code (``None`` on timeout)."""

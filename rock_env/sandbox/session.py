@@ -299,6 +299,13 @@ class BashSession:
                 if chunk is None:
                     continue
                 if not chunk:
+                    if restart_on_hang and not out.total and not pending and pipe.unread_input():
+                        # the shell died before it read the whole command line (killed from elsewhere just
+                        # before): the command never ran, so run it in a fresh shell
+                        self._restart()
+                        left = None if timeout is None else max(0.001, timeout - (time.monotonic() - started))
+                        result = self._run_locked(command, timeout=left, restart_on_hang=False)
+                        return result.model_copy(update={"session_restarted": True})
                     return self._ended(out, started, pipe, pending=pending, timed_out=timed_out)
                 pending += chunk
             index = pending.find(marker)

@@ -562,8 +562,8 @@ class NamespaceRuntime(HostDirRuntime):
         self._remember(uid=self._uid)
         info_r, info_w = os.pipe()
         block_r, block_w = os.pipe()
-        null_fds: list[int] = []
-        child_fds = [info_w, block_r]  # the child's ends: closed here once bwrap has them
+        null_fds: list[int] = []  # filled by _bwrap_argv, also when it fails half-way
+        child_fds = [info_w, block_r, *null_fds]  # the child's ends: closed here once bwrap has them
         try:
             argv = self._bwrap_argv(info_fd=info_w, block_fd=block_r, null_fds=null_fds)
             child_fds += null_fds
@@ -589,9 +589,9 @@ class NamespaceRuntime(HostDirRuntime):
             except OSError as exc:
                 raise RuntimeUnavailable(f"cannot run bubblewrap: {exc}; install the 'bubblewrap' package") from exc
             finally:
-                for fd in {*child_fds, *null_fds}:
+                closing, child_fds, null_fds[:] = child_fds, [], []
+                for fd in closing:
                     os.close(fd)
-                child_fds = []
             self._bwrap = proc
             info = _read_all(info_r, START_TIMEOUT)
             try:
@@ -604,7 +604,8 @@ class NamespaceRuntime(HostDirRuntime):
             else:
                 os.write(block_w, b"1")
         finally:
-            for fd in [info_r, block_w, *child_fds, *(fd for fd in null_fds if fd not in child_fds)]:
+            # each fd exactly once: a second close could hit an fd another thread has opened since
+            for fd in {info_r, block_w, *child_fds, *null_fds}:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._remember(processes=[ProcessRef.of(proc.pid, "bwrap"), ProcessRef.of(child, "init")])
