@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,19 @@ def test_oom_killed_when_any_process_of_the_command_was_killed(sandbox_state: Pa
         assert result.oom_killed
         assert not sb.run("echo fine").oom_killed
         assert sb.exec("python3 -c 'bytearray(1 << 30)'; true").oom_killed
+
+
+def test_kill_from_a_one_shot_command_then_run_gets_a_fresh_shell(ns: Sandbox) -> None:
+    for _ in range(10):
+        ns.run("true")
+        ns.exec(["/bin/kill", "-9", "-1"])
+        assert ns.run("echo ok").output == "ok\n"
+
+
+def test_sandboxes_start_from_many_threads_at_once(sandbox_state: Path) -> None:
+    def one(_: int) -> str:
+        with Sandbox(runtime="namespace") as sb:
+            return sb.run("echo hi").output
+
+    with ThreadPoolExecutor(6) as pool:
+        assert set(pool.map(one, range(18))) == {"hi\n"}
