@@ -44,6 +44,7 @@ from rock_env.protocol import (
     StreamRequest,
     error_body,
 )
+from rock_env.sandbox.files import check_member
 from rock_env.sandbox.models import CommandResult, FileInfo, SandboxInfo, SessionInfo, SnapshotInfo
 from rock_env.server.peer import proxy_request
 from rock_env.server.policy import sandbox_config_of
@@ -532,9 +533,10 @@ def _extract_single(archive: Path, dest: Path) -> Path:
             if len(tops) != 1 or not members:
                 raise InvalidArgument(f"the upload must be a tar with one top-level entry, got {sorted(tops)[:5]}.")
             for m in members:
-                if m.name.startswith("/") or ".." in m.name.split("/"):
-                    raise PathOutsideSandbox(f"tar member {m.name!r} escapes the upload.")
+                check_member(m)  # the same rules (and error) as every runtime's archive writer
             tar.extractall(dest, filter="data")
+    except tarfile.FilterError as exc:
+        raise PathOutsideSandbox(f"the upload has a member that would leave the sandbox: {exc}") from exc
     except tarfile.TarError as exc:
         raise InvalidArgument(f"the upload is not a valid tar stream: {exc}") from exc
     return dest / tops.pop()
