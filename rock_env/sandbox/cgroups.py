@@ -135,10 +135,12 @@ class CgroupSet:
             self.name,
         )
 
-    def near_limit(self, margin: int = 4) -> bool:
-        """True if the sandbox is within ``margin`` processes of its pids limit."""
+    def near_limit(self, margin: int | None = None) -> bool:
+        """True if the sandbox is within ``margin`` processes (default a quarter of the limit, at least 4) of it."""
         current, limit = self.pids_in_use()
-        return limit is not None and current >= limit - margin
+        if limit is None:
+            return False
+        return current >= limit - (max(4, limit // 4) if margin is None else margin)
 
     def limit_hits(self) -> int:
         """How many forks failed at the sandbox's pids limit so far (``pids.events`` of it and its children).

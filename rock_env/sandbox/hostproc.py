@@ -8,14 +8,11 @@ without touching the session's bash.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import select
 import signal
 import socket
 import subprocess
-import sys
-import termios
 import time
 from abc import abstractmethod
 
@@ -274,17 +271,6 @@ class HostProcessPipe(HostTreePipe):
         if self._stdin is None or self._stdin.fileno() < 0:
             raise BrokenPipeError("the process has no stdin (or it was closed)")
         self._stdin.sendall(data)
-
-    def unread_input(self) -> int:
-        """Non-zero while bytes written to a socket stdin are unread by the process (0 for a pipe or no stdin)."""
-        if not isinstance(self._stdin, socket.socket) or self._stdin.fileno() < 0:
-            return 0
-        buf = bytearray(4)
-        try:
-            fcntl.ioctl(self._stdin.fileno(), termios.TIOCOUTQ, buf)
-        except OSError:
-            return 0
-        return int.from_bytes(buf, sys.byteorder)
 
     def close_stdin(self) -> None:
         """Close stdin so that the process reads EOF."""

@@ -3,9 +3,11 @@
 A session is ``bash --norc --noprofile`` (no rc files, no prompt hooks) reading commands from
 a pipe. Each command is sent as one line::
 
-    eval $'<command>' </dev/null; printf '%s%d\\n' '<marker>' "$?"
+    printf '%s\\n' '<begin>'; eval $'<command>' </dev/null; printf '%s%d\\n' '<marker>' "$?"
 
-and its output is read until the marker, which carries the exit code. Each command gets a
+and its output is read from the begin marker (so a shell that dies before it runs the command is
+told apart from a command that killed its shell: the command is then run in a fresh shell) until
+the end marker, which carries the exit code. Each command gets a
 fresh random marker (128 bits) that appears nowhere but in that one command line written to the
 shell's stdin: no argv, environment or file in the sandbox holds it, so a program that prints
 marker-like text (even a marker it saw earlier) cannot end the output early or fake an exit
@@ -173,8 +175,9 @@ class BashSession:
         return f"__ROCK_END_{secrets.token_hex(16)}__:".encode()
 
     @staticmethod
-    def _line(command: str, marker: bytes) -> str:
-        return f"eval {ansi_c_quote(command)} </dev/null; printf '%s%d\\n' '{marker.decode()}' \"$?\"\n"
+    def _line(command: str, marker: bytes, begin: bytes | None = None) -> str:
+        head = "" if begin is None else f"printf '%s\\n' '{begin.decode()}'; "
+        return f"{head}eval {ansi_c_quote(command)} </dev/null; printf '%s%d\\n' '{marker.decode()}' \"$?\"\n"
 
     def _await_handshake(self, pipe: ProcessPipe, marker: bytes) -> bytearray:
         """Read up to the start check's marker (sent by a lazy start); the bytes after it belong to the command."""
@@ -262,7 +265,8 @@ class BashSession:
         assert self._pipe is not None
         pipe = self._pipe
         marker = self._marker()
-        line = self._line(command, marker)
+        begin = self._marker().replace(b"_END_", b"_BEGIN_")  # the shell has read the line and runs it
+        line = self._line(command, marker, begin)
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
         out = OutputBuffer(self.output_limit)
@@ -273,6 +277,8 @@ class BashSession:
             pipe.write(line.encode())
         except OSError:
             if self._handshake is None:
+                if restart_on_hang:  # the shell is gone (killed from elsewhere): the command never reached it
+                    return self._rerun(command, timeout, started)
                 return self._ended(out, started, pipe)
         handshake, self._handshake = self._handshake, None
         carried = False
@@ -280,6 +286,7 @@ class BashSession:
             pending = self._await_handshake(pipe, handshake)
             carried = bool(pending)
         keep = len(marker) + 12
+        begun = False
         while True:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
@@ -299,15 +306,23 @@ class BashSession:
                 if chunk is None:
                     continue
                 if not chunk:
-                    if restart_on_hang and not out.total and not pending and pipe.unread_input():
-                        # the shell died before it read the whole command line (killed from elsewhere just
-                        # before): the command never ran, so run it in a fresh shell
-                        self._restart()
-                        left = None if timeout is None else max(0.001, timeout - (time.monotonic() - started))
-                        result = self._run_locked(command, timeout=left, restart_on_hang=False)
-                        return result.model_copy(update={"session_restarted": True})
+                    if restart_on_hang and not begun:
+                        # the shell died before it started the command (killed from elsewhere just before):
+                        # the command never ran, so run it in a fresh shell
+                        out.add(pending)  # what earlier background jobs printed meanwhile
+                        return self._rerun(command, timeout, started, earlier=out)
                     return self._ended(out, started, pipe, pending=pending, timed_out=timed_out)
                 pending += chunk
+            if not begun:
+                at = pending.find(begin)
+                if at < 0 or pending.find(b"\n", at) < 0:
+                    if len(pending) > keep:  # output of earlier background jobs, before the command began
+                        out.add(memoryview(pending)[: len(pending) - keep])
+                        del pending[: len(pending) - keep]
+                    continue
+                out.add(pending[:at])
+                del pending[: pending.find(b"\n", at) + 1]
+                begun = True
             index = pending.find(marker)
             if index >= 0:
                 end = pending.find(b"\n", index + len(marker))
@@ -324,6 +339,17 @@ class BashSession:
             if len(pending) > keep:
                 out.add(memoryview(pending)[: len(pending) - keep])
                 del pending[: len(pending) - keep]
+
+    def _rerun(
+        self, command: str, timeout: float | None, started: float, earlier: OutputBuffer | None = None
+    ) -> CommandResult:
+        """Run ``command`` once more in a fresh shell (the first one died before it began the command)."""
+        self._restart()
+        left = None if timeout is None else max(0.001, timeout - (time.monotonic() - started))
+        result = self._run_locked(command, timeout=left, restart_on_hang=False)
+        if earlier is not None and earlier.total:
+            result = result.model_copy(update={"output": earlier.text() + result.output})
+        return result.model_copy(update={"session_restarted": True})
 
     def _ended(
         self,

@@ -152,7 +152,8 @@ def test_kill_from_a_one_shot_command_then_run_gets_a_fresh_shell(ns: Sandbox) -
     for _ in range(10):
         ns.run("true")
         ns.exec(["/bin/kill", "-9", "-1"])
-        assert ns.run("echo ok").output == "ok\n"
+        result = ns.run("echo ok")
+        assert result.output == "ok\n", result
 
 
 def test_sandboxes_start_from_many_threads_at_once(sandbox_state: Path) -> None:

@@ -79,10 +79,6 @@ class ProcessPipe(ABC):
         Used to stop the command a bash session is running without killing the session.
         """
 
-    def unread_input(self) -> int:
-        """Non-zero while bytes written to stdin are unread by the process, where the runtime can tell (else 0)."""
-        return 0
-
     def mark_command_start(self) -> None:  # noqa: B027 - an optional hook, a no-op by default
         """A session is about to send a new command (see :meth:`signal_command`). Default: nothing."""
 
