@@ -593,6 +593,9 @@ class NamespaceRuntime(HostDirRuntime):
                 for fd in closing:
                     os.close(fd)
             self._bwrap = proc
+            # recorded at once: if this process dies before bwrap has set its parent-death signal,
+            # `rock-env sandbox gc` still finds (and kills) it
+            self._remember(processes=[ProcessRef.of(proc.pid, "bwrap")])
             info = _read_all(info_r, START_TIMEOUT)
             try:
                 child = int(json.loads(info)["child-pid"])
@@ -608,7 +611,7 @@ class NamespaceRuntime(HostDirRuntime):
             for fd in {info_r, block_w, *child_fds, *null_fds}:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        self._remember(processes=[ProcessRef.of(proc.pid, "bwrap"), ProcessRef.of(child, "init")])
+        self._remember(processes=[ProcessRef.of(child, "init")])
         self._await_ready(proc)
         self._started = True
 
