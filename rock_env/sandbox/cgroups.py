@@ -119,7 +119,9 @@ class CgroupSet:
         Repeats until none is left (a fork bomb keeps forking until its last process is gone);
         returns how many kill signals were sent.
         """
-        return _kill_loop(lambda: _started_after(self.child_pids(child), since), timeout, f"{self.name}/{child}")
+        return kill_until_gone(
+            lambda: _started_after(self.child_pids(child), since), timeout, f"cgroup {self.name}/{child}"
+        )
 
     def children(self) -> list[str]:
         """Names of the child pids cgroups."""
@@ -129,7 +131,7 @@ class CgroupSet:
 
     def kill_children(self, timeout: float = 2.0, spare: frozenset[int] = frozenset()) -> int:
         """SIGKILL every process of every child cgroup but ``spare``: all but the sandbox's own (its init); kills sent."""
-        return _kill_loop(
+        return kill_until_gone(
             lambda: [pid for child in self.children() for pid in self.child_pids(child) if pid not in spare],
             timeout,
             self.name,
@@ -205,7 +207,7 @@ class CgroupSet:
 
     def kill_all(self, timeout: float = 2.0) -> None:
         """SIGKILL every process in the sandbox until none is left (a fork bomb included)."""
-        _kill_loop(self.pids, timeout, self.name)
+        kill_until_gone(self.pids, timeout, f"cgroup {self.name}")
 
     def remove(self) -> None:
         """Kill what is left and remove the cgroups (idempotent)."""
@@ -265,7 +267,7 @@ def _started_after(pids: list[int], since: tuple[int, int] | None) -> list[int]:
     return out
 
 
-def _kill_loop(list_pids: Callable[[], list[int]], timeout: float, what: str) -> int:
+def kill_until_gone(list_pids: Callable[[], list[int]], timeout: float, what: str) -> int:
     """SIGKILL what ``list_pids`` returns until it returns nothing (or ``timeout``); the number of kills sent."""
     deadline = time.monotonic() + timeout
     sent = 0
@@ -279,7 +281,7 @@ def _kill_loop(list_pids: Callable[[], list[int]], timeout: float, what: str) ->
                 os.kill(pid, signal.SIGKILL)
                 sent += 1
         if time.monotonic() > deadline:
-            logger.warning("cgroup %s still has processes %s after %.1fs", what, pids[:5], timeout)
+            logger.warning("%s still has processes %s after %.1fs of SIGKILL", what, pids[:5], timeout)
             return sent
         if not first:
             time.sleep(0.0005)  # killed processes take a moment to leave the cgroup

@@ -20,12 +20,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import threading
-import time
 from collections.abc import Callable, Collection
 from pathlib import Path
 
+from rock_env.sandbox.cgroups import kill_until_gone
 from rock_env.sandbox.state import process_start_time
 
 logger = logging.getLogger(__name__)
@@ -206,26 +205,10 @@ class ContainerCgroups:
         def victims() -> list[int]:
             return self.command_processes(spare() if callable(spare) else spare)
 
-        return _kill_loop(victims, f"container {self.container_id[:12]}")
+        return kill_until_gone(victims, KILL_TIMEOUT, f"container {self.container_id[:12]}")
 
     def kill_orphans_since(self, since: tuple[int, int]) -> int:
         """SIGKILL the orphans a command left (started after ``since``, reparented to init); kills sent."""
-        return _kill_loop(lambda: self.orphans_since(since), f"container {self.container_id[:12]} (orphans)")
-
-
-def _kill_loop(list_pids: Callable[[], list[int]], what: str, timeout: float = KILL_TIMEOUT) -> int:
-    """SIGKILL what ``list_pids`` returns until it returns nothing (or ``timeout``); the number of kills sent."""
-    deadline = time.monotonic() + timeout
-    sent = 0
-    while True:
-        pids = list_pids()
-        if not pids:
-            return sent
-        for pid in pids:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-                sent += 1
-        if time.monotonic() > deadline:
-            logger.warning("%s still has processes %s after %.1fs of SIGKILL", what, pids[:5], timeout)
-            return sent
-        time.sleep(0.001)  # killed processes take a moment to leave the cgroup
+        return kill_until_gone(
+            lambda: self.orphans_since(since), KILL_TIMEOUT, f"container {self.container_id[:12]} (orphans)"
+        )
