@@ -137,12 +137,14 @@ SESSION_WRAPPER = (
     "rock-env-shell",
 )
 # The container's init runs the keeper with its effective uid away from root too (real uid 0 stays,
-# so it can still signal every process; ``sh -p`` keeps it so): it and what it runs (the stdin relay
+# so it can still signal every process; ``-p`` keeps it so; bash where the image has it, since bash
+# retries a fork at the pids limit where dash, as pid 1, would exit and end the container): it and what it runs (the stdin relay
 # `cat`) are non-dumpable, so the
 # command lines that pass through them cannot be read from their memory or stolen from their fds.
 _INIT_WRAPPER = (
-    'k=$1; shift; command -v setpriv >/dev/null 2>&1 && exec setpriv --euid=1 -- /bin/sh -p -c "$k" rock-env-init "$@"; '
-    'exec /bin/sh -c "$k" rock-env-init "$@"'
+    'k=$1; shift; s=/bin/sh; command -v bash >/dev/null 2>&1 && s="bash --norc --noprofile"; '
+    'command -v setpriv >/dev/null 2>&1 && exec setpriv --euid=1 -- $s -p -c "$k" rock-env-init "$@"; '
+    'exec $s -c "$k" rock-env-init "$@"'
 )
 # One-shot processes through `docker exec`: cd, then exec the argv with exactly the given env.
 _EXEC_SCRIPT = 'cd -- "$1" || exit 126; shift; exec env -i "$@" 2>&1'
