@@ -21,7 +21,7 @@ from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
-from rock_env.sandbox.state import process_start_time
+from rock_env.sandbox.state import started_after
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +120,9 @@ class CgroupSet:
         returns how many kill signals were sent.
         """
         return kill_until_gone(
-            lambda: _started_after(self.child_pids(child), since), timeout, f"cgroup {self.name}/{child}"
+            lambda: [pid for pid in self.child_pids(child) if started_after(pid, since)],
+            timeout,
+            f"cgroup {self.name}/{child}",
         )
 
     def children(self) -> list[str]:
@@ -129,13 +131,18 @@ class CgroupSet:
             return sorted(e.name for e in os.scandir(self.paths["pids"]) if e.is_dir(follow_symlinks=False))
         return []
 
-    def kill_children(self, timeout: float = 2.0, spare: frozenset[int] = frozenset()) -> int:
-        """SIGKILL every process of every child cgroup but ``spare``: all but the sandbox's own (its init); kills sent."""
-        return kill_until_gone(
-            lambda: [pid for child in self.children() for pid in self.child_pids(child) if pid not in spare],
-            timeout,
-            self.name,
-        )
+    def kill_children(self, timeout: float = 2.0, spare: Callable[[], frozenset[int]] = frozenset) -> int:
+        """SIGKILL every process of every child cgroup but ``spare()``: all but the sandbox's own (its init); kills sent.
+
+        ``spare`` is asked again in every round (a running command's process tree grows meanwhile).
+        """
+
+        def victims() -> list[int]:
+            pids = [pid for child in self.children() for pid in self.child_pids(child)]
+            keep = spare()  # after the listing: a process listed and forked by the command is in it
+            return [pid for pid in pids if pid not in keep]
+
+        return kill_until_gone(victims, timeout, self.name)
 
     def near_limit(self, margin: int | None = None) -> bool:
         """True if the sandbox is within ``margin`` processes (default a quarter of the limit, at least 4) of it."""
@@ -253,18 +260,6 @@ def _read_pids(procs: Path) -> list[int]:
         return [int(x) for x in procs.read_text().split()]
     except (OSError, ValueError):
         return []
-
-
-def _started_after(pids: list[int], since: tuple[int, int] | None) -> list[int]:
-    """The pids that started after the command mark ``since`` (all with ``None``)."""
-    if since is None:
-        return pids
-    out = []
-    for pid in pids:
-        started = process_start_time(pid)
-        if started is not None and (started > since[0] or (started == since[0] and pid > since[1])):
-            out.append(pid)
-    return out
 
 
 def kill_until_gone(list_pids: Callable[[], list[int]], timeout: float, what: str) -> int:

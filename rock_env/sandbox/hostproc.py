@@ -18,7 +18,7 @@ from abc import abstractmethod
 
 from rock_env.sandbox.fsuser import creating_as
 from rock_env.sandbox.runtimes.base import ProcessPipe
-from rock_env.sandbox.state import process_start_time
+from rock_env.sandbox.state import started_after
 
 _READ_SIZE = 1 << 16
 #: the longest single wait in poll(): longer (or infinite) timeouts wait in slices of this many ms
@@ -81,6 +81,13 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+def command_tree(root: int | None, since: tuple[int, int] | None) -> frozenset[int]:
+    """``root`` and its descendants that started after the command mark ``since`` (a running command's processes)."""
+    if root is None:
+        return frozenset()
+    return frozenset({root, *(pid for pid in descendants(root) if started_after(pid, since))})
+
+
 def exit_code_of(returncode: int) -> int:
     """Map a Popen returncode (negative for signals) to the shell convention (128 + signal)."""
     return 128 - returncode if returncode < 0 else returncode
@@ -112,13 +119,7 @@ def signal_tree(root: int, sig: int, *, include_root: bool, since: tuple[int, in
         root_group = os.getpgid(root)
     rounds = 50 if sig == signal.SIGKILL else 1
     for _ in range(rounds):
-        pids = []
-        for pid in descendants(root):
-            started = process_start_time(pid)
-            if started is None:
-                continue
-            if since is None or started > since[0] or (started == since[0] and pid > since[1]):
-                pids.append(pid)
+        pids = [pid for pid in descendants(root) if started_after(pid, since)]
         if not pids:
             break
         groups: set[int] = set()

@@ -69,6 +69,19 @@ def process_start_time(pid: int) -> int | None:
         return None
 
 
+def started_after(pid: int, since: tuple[int, int] | None) -> bool:
+    """True if ``pid`` runs and started after the command mark ``since`` (every running pid with ``None``).
+
+    A mark is ``(clock ticks since boot, last pid handed out)`` (see
+    :func:`rock_env.sandbox.hostproc.command_mark`): start times have clock-tick resolution, so a
+    process is newer if it started in a later tick, or in the same tick with a higher pid.
+    """
+    started = process_start_time(pid)
+    if started is None:
+        return False
+    return since is None or started > since[0] or (started == since[0] and pid > since[1])
+
+
 def process_alive(pid: int | None, start_time: int | None) -> bool:
     """True if ``pid`` runs (not a zombie) and is the same process (same start time) as recorded."""
     if pid is None:

@@ -516,10 +516,21 @@ class Worker:
             return False
         return True
 
-    def close_all(self) -> None:
-        """Close every hosted object (worker shutdown)."""
+    def close_all(self, teardown_timeout: float = 20.0) -> None:
+        """Close every hosted object (worker shutdown), then wait for their sandboxes' background teardown.
+
+        A sandbox's ``stop()`` leaves reaping its processes, removing its cgroups and giving back its
+        host uid to a thread pool; the process is about to exit, so that work is waited for here
+        (at most ``teardown_timeout`` seconds; ``rock-env sandbox gc`` cleans up what is left).
+        """
+        from rock_env.sandbox import teardown
+
         for obj_id in self.object_ids():
             self.close(obj_id)
+        if not teardown.wait_all(teardown_timeout):
+            logger.warning(
+                "sandbox teardown still running after %.0fs; 'rock-env sandbox gc' will clean up", teardown_timeout
+            )
 
     def iter_envs(self) -> Iterator[EnvInfo]:
         """Infos of the hosted envs."""

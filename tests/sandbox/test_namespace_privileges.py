@@ -131,7 +131,7 @@ def test_fork_bomb_leaves_the_sandbox_usable(sandbox_state: Path, background: bo
         started = time.monotonic()
         result = sb.run("ls / >/dev/null && echo works", timeout=20)
         # a bomb still running in the background may add its own complaints around the output
-        assert "works" in result.output.splitlines() and time.monotonic() - started < 5
+        assert "works" in result.output.splitlines() and time.monotonic() - started < 10  # not bash's fork retry (15 s)
         assert "exec-works" in sb.exec("echo exec-works", timeout=20).output.splitlines()
         sb.create_session("fresh")
         assert "fresh-works" in sb.run("echo fresh-works", session="fresh", timeout=20).output.splitlines()

@@ -65,7 +65,7 @@ from rock_env.paths import home_dir
 from rock_env.sandbox import teardown, uids
 from rock_env.sandbox.cgroups import CgroupSet
 from rock_env.sandbox.confined import open_root
-from rock_env.sandbox.hostproc import HostProcessPipe, command_mark, descendants
+from rock_env.sandbox.hostproc import HostProcessPipe, command_mark, command_tree, descendants
 from rock_env.sandbox.models import SandboxConfig
 from rock_env.sandbox.runtimes.base import ProcessPipe
 from rock_env.sandbox.runtimes.hostdir import HostDirRuntime
@@ -74,6 +74,8 @@ from rock_env.sandbox.state import ProcessRef, is_sandbox_dir
 logger = logging.getLogger(__name__)
 
 START_TIMEOUT = 20.0
+#: while a sandbox is near its pids limit, a command's output wait wakes this often to look for a fork bomb
+GUARD_TICK = 0.25
 SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")
 #: files under /etc that hold secrets: replaced by an empty file inside the sandbox
 SECRET_FILES = ("shadow", "shadow-", "gshadow", "gshadow-", "security/opasswd", "ssh/ssh_host_*_key", "sudoers")
@@ -316,10 +318,10 @@ def _read_all(fd: int, timeout: float) -> bytes:
 class PidsGuard:
     """Frees a sandbox that a fork bomb (or any runaway job) holds at its pids limit.
 
-    The sandbox is *wedged* when it is near its pids limit and a fork failed at the limit since
-    the last look: then no command could start (nor a session's shell fork), so every command
-    process is killed (a session's own shell can be spared). Checking costs one file read while
-    the sandbox is far from its limit.
+    The sandbox is *wedged* when it is at its pids limit, or near it and a fork failed at the limit
+    since the last look: then no command could start (nor a session's shell fork), so every command
+    process is killed (a session's own shell, or a running command's processes, can be spared).
+    Checking costs one file read while the sandbox is far from its limit.
     """
 
     def __init__(self, cgroups: CgroupSet) -> None:
@@ -333,12 +335,13 @@ class PidsGuard:
             return False
         with self._lock:
             hits = self.cgroups.limit_hits()
-            wedged = hits > self._seen
+            current, limit = self.cgroups.pids_in_use()
+            wedged = hits > self._seen or (limit is not None and current >= limit)
             if wedged:
                 logger.info(
                     "sandbox cgroup %s is held at its pids limit: killing its command processes", self.cgroups.name
                 )
-                self.cgroups.kill_children(spare=spare())
+                self.cgroups.kill_children(spare=spare)
             self._seen = self.cgroups.limit_hits()
             return wedged
 
@@ -381,8 +384,33 @@ class GroupPipe(HostProcessPipe):
         self._command_start = command_mark()
 
     def _own_shell(self) -> frozenset[int]:
+        """The process and its wrapper (``nsenter`` joins the group too: killing it would orphan the shell)."""
         shell = self._tree_root()
-        return frozenset() if shell is None else frozenset({shell})
+        return frozenset({self._proc.pid} if shell is None else {self._proc.pid, shell})
+
+    def _current_processes(self) -> frozenset[int]:
+        """The process, its wrapper and what it started since the current command began (host pids)."""
+        return frozenset({self._proc.pid}) | command_tree(self._tree_root(), self._command_start)
+
+    def read(self, timeout: float | None = None) -> bytes | None:
+        """The next chunk of output (see :meth:`HostProcessPipe.read`), freeing the sandbox if a fork bomb holds it.
+
+        A command whose fork fails at the pids limit (an earlier command's fork bomb refilled the
+        sandbox) would wait in bash's fork retry for up to 15 s: each chunk of output (bash says
+        "fork: retry") and, while the sandbox is near its limit, every :data:`GUARD_TICK` seconds
+        without output, the guard looks, and kills every command process but this command's own.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            armed = self._guard.cgroups.near_limit()
+            if armed:
+                wait = GUARD_TICK if wait is None else min(wait, GUARD_TICK)
+            chunk = super().read(wait)
+            if armed or chunk:
+                self._guard.relieve(spare=self._current_processes)
+            if chunk is not None or (deadline is not None and time.monotonic() >= deadline):
+                return chunk
 
     def mark_command_start(self) -> None:
         """Remember when the session's current command started; free the sandbox first if it is wedged."""
@@ -702,9 +730,11 @@ class NamespaceRuntime(HostDirRuntime):
                     with contextlib.suppress(OSError):
                         proc.stdout.close()
             self._teardown()
-            if self._uid is not None:
-                uids.release(self._uid, self.sandbox_id)
         finally:
+            # also when the rest of the teardown failed, as long as bwrap is gone: it exits only after
+            # its init, and the kernel ends a pid namespace's other processes before its init is reaped
+            if self._uid is not None and (self._bwrap is None or self._bwrap.returncode is not None):
+                uids.release(self._uid, self.sandbox_id)
             if self._done is not None:
                 self._done.set()
 

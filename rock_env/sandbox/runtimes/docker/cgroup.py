@@ -25,7 +25,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 
 from rock_env.sandbox.cgroups import kill_until_gone
-from rock_env.sandbox.state import process_start_time
+from rock_env.sandbox.state import started_after
 
 logger = logging.getLogger(__name__)
 
@@ -95,12 +95,6 @@ def parent_of(pid: int) -> int | None:
         return int(fields[1])
     except (IndexError, ValueError):
         return None
-
-
-def started_after(pid: int, since: tuple[int, int]) -> bool:
-    """True if ``pid`` started after the command mark ``since`` (see :func:`rock_env.sandbox.hostproc.command_mark`)."""
-    started = process_start_time(pid)
-    return started is not None and (started > since[0] or (started == since[0] and pid > since[1]))
 
 
 class ContainerCgroups:
@@ -203,7 +197,11 @@ class ContainerCgroups:
         """
 
         def victims() -> list[int]:
-            return self.command_processes(spare() if callable(spare) else spare)
+            pids = self.command_processes()
+            keep = (
+                spare() if callable(spare) else spare
+            )  # after the listing: a process listed and forked by the command is in it
+            return [pid for pid in pids if pid not in keep]
 
         return kill_until_gone(victims, KILL_TIMEOUT, f"container {self.container_id[:12]}")
 

@@ -2,7 +2,8 @@
 
 Two kinds: a ``docker exec`` process (its output ends at the socket's EOF, its exit code comes
 from the API: nothing inside can fake either), and the container's *spare shell*, the default
-session's bash, reached through the container's attach socket. The spare shell's end is
+session's bash: its output comes on the container's attach socket, its input is written straight
+into the keeper's fifo (``/proc/<init>/fd/5``, see :meth:`DockerProcessPipe.open_fifo`). The spare shell's end is
 reported in band by the keeper (the container's init) as ``\\036<token>:exit:<code>``; the token
 never appears in the container's command lines, environment or files (the keeper reads it from
 its stdin), and a marker is only believed once the shell process is really gone, seen from the
@@ -22,15 +23,15 @@ import os
 import select
 import signal
 import socket
+import stat
 import struct
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 from rock_env.errors import SandboxStartError
-from rock_env.sandbox.hostproc import command_mark, descendants, signal_tree
+from rock_env.sandbox.hostproc import command_mark, command_tree, signal_tree
 from rock_env.sandbox.runtimes.base import ProcessPipe
-from rock_env.sandbox.runtimes.docker.cgroup import started_after
 from rock_env.sandbox.runtimes.docker.engine import close_socket, errors
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ class DockerProcessPipe(ProcessPipe):
         self._host_pid: int | None = None
         self._pidfd: int | None = None  # the spare shell's process, to believe its exit marker only once it is gone
         self._exit_fd: int | None = None  # a docker exec session shell's process, to see its death at once
+        self._fifo: int | None = None  # the spare shell's input: the keeper's fifo, written from the host
         self._dead_at: float | None = None
         self._closed = False
         self._poller = select.poll()
@@ -158,6 +160,51 @@ class DockerProcessPipe(ProcessPipe):
         self._poller.register(fd, select.POLLIN)
         return True
 
+    def open_fifo(self, init_pid: int) -> bool:
+        """Spare shell: write its input straight into the keeper's fifo (fd 5 of the container's init).
+
+        Nothing in the container relays it then: a relay process killed from inside (``kill -9 -1``)
+        could still take a command line off a pipe before it dies, and the line would be lost. The fd
+        is checked to be the fifo the shell reads. False if it cannot be opened.
+        """
+        shell = self._host_pid
+        if shell is None:
+            return False
+        try:
+            fd = os.open(f"/proc/{init_pid}/fd/5", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            mine, theirs = os.fstat(fd), os.stat(f"/proc/{shell}/fd/0")
+        except OSError:
+            os.close(fd)
+            return False
+        if not stat.S_ISFIFO(mine.st_mode) or (mine.st_dev, mine.st_ino) != (theirs.st_dev, theirs.st_ino):
+            os.close(fd)
+            return False
+        self._fifo = fd
+        return True
+
+    def _write_fifo(self, data: bytes) -> None:
+        """Write all of ``data`` into the spare shell's fifo (waiting while it is full; BrokenPipeError once it is gone)."""
+        assert self._fifo is not None
+        view = memoryview(data)
+        waiter: select.poll | None = None
+        while view:
+            try:
+                view = view[os.write(self._fifo, view) :]
+                continue
+            except BlockingIOError:
+                pass
+            if waiter is None:
+                waiter = select.poll()
+                waiter.register(self._fifo, select.POLLOUT)
+                if self._pidfd is not None:
+                    waiter.register(self._pidfd, select.POLLIN)
+            ready = {fd for fd, _ in waiter.poll()}
+            if self._pidfd is not None and self._pidfd in ready:
+                raise BrokenPipeError("the session's shell has ended")
+
     def _shell_gone(self) -> bool:
         """True if the spare shell has ended (or its end cannot be watched)."""
         if self._pidfd is None or self._dead_at is not None:
@@ -179,7 +226,10 @@ class DockerProcessPipe(ProcessPipe):
         """Write all of ``data`` to the process's stdin."""
         if self._closed:
             raise BrokenPipeError("the process pipe is closed")
-        self._sock.sendall(data)
+        if self._fifo is not None:
+            self._write_fifo(data)
+        else:
+            self._sock.sendall(data)
 
     def close_stdin(self) -> None:
         """Half-close the socket: the process reads EOF."""
@@ -390,7 +440,8 @@ class DockerProcessPipe(ProcessPipe):
         if found is None or not found[1].isdigit():
             return False
         self._ns_pid = int(found[1])
-        if not self.watch_exit():
+        init = self._runtime.init_pid()
+        if not self.watch_exit() or init is None or not self.open_fifo(init):
             return False
         return not self._shell_gone()
 
@@ -428,14 +479,9 @@ class DockerProcessPipe(ProcessPipe):
         self._runtime.kill_command_processes(spare=self._current_processes)
         self._hits = self._runtime.pids_limit_hits()
 
-    def _current_processes(self) -> set[int]:
+    def _current_processes(self) -> frozenset[int]:
         """This process and what it started since the current command began (host pids)."""
-        root = self._host_pid
-        if root is None:
-            return set()
-        since = self._command_start
-        tree = descendants(root)
-        return {root, *(tree if since is None else (pid for pid in tree if started_after(pid, since)))}
+        return command_tree(self._host_pid, self._command_start)
 
     def mark_command_start(self) -> None:
         """A session command starts: remember when; free the sandbox first if a fork bomb filled it.
@@ -487,10 +533,10 @@ class DockerProcessPipe(ProcessPipe):
         self._ended = True
         with contextlib.suppress(Exception):
             self._poller.unregister(self._sock.fileno())
-        for fd in (self._pidfd, self._exit_fd):
+        for fd in (self._pidfd, self._exit_fd, self._fifo):
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        self._pidfd = self._exit_fd = None
+        self._pidfd = self._exit_fd = self._fifo = None
         if self._marker is None:
             close_socket(self._sockio)

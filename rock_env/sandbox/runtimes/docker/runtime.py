@@ -70,26 +70,29 @@ READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 #: largest /dev/shm when it is not on the sandbox's tmpfs (Docker's default); never more than ``disk``
 SHM_SIZE = 64 << 20
 
-# The container's init (pid 1, a plain sh: nothing inside can signal it, so `kill -9 -1` leaves it):
+# The container's init (pid 1, bash or sh: nothing inside can signal it, so `kill -9 -1` leaves it):
 # - opens a fifo (made and unlinked at once, before anything else runs in the container) that
-#   feeds the spare shell: it keeps the fifo's write end, so the shell never reads EOF because a
-#   relay was killed (an image without mkfifo gets no spare shell: every session is a docker exec);
+#   feeds the spare shell: it keeps the fifo open (read-write) as its fd 5, so the shell never reads
+#   EOF, and the owner writes the shell's input straight into it through ``/proc/<init>/fd/5``
+#   (nothing in the container relays it, so no process killed from inside can swallow a command
+#   line on its way; an image without mkfifo gets no spare shell: every session is a docker exec);
 # - reads a random token and a nonce from the first line of its stdin (never in its argv, env or a file);
 # - a watchdog in the background kills every process of the container when the ttl ($1) has
 #   passed (the init then exits and the container is removed); it is replaced by a fresh one
 #   (the old one and its sleep killed) whenever the init wakes up in phase 2, so a watchdog killed
-#   from inside is back as soon as the relay it was killed with is;
-# - phase 1: a relay `cat` copies the container's stdin into the fifo; when stdin ends it kills
-#   every process of the container. The owner keeps the attach socket open until stop() and the
-#   container is created with StdinOnce, so stdin ends exactly when the owner closes it or dies
-#   (even by SIGKILL, even while a command runs). The spare shell reads the fifo in the foreground
-#   (sh starts background commands with SIGINT and SIGQUIT ignored, and the session would inherit
-#   that). It prints its pid (after \036 + the nonce) and waits, in the keeper's session (so that
-#   freeing a full sandbox spares it), for its start line, which makes it the session's bash in a
-#   session of its own. When it ends, its exit code is printed after \036 + the token;
+#   from inside is back as soon as the stdin watcher it was killed with is;
+# - phase 1: a watcher `cat` reads the container's stdin (nothing more comes after the first line)
+#   and, when it ends, kills every process of the container. The owner keeps the attach socket
+#   open until stop() and the container is created with StdinOnce, so stdin ends exactly when the
+#   owner closes it or dies (even by SIGKILL, even while a command runs). The spare shell reads the
+#   fifo in the foreground (sh starts background commands with SIGINT and SIGQUIT ignored, and the
+#   session would inherit that). It prints its pid (after \036 + the nonce) and waits, in the
+#   keeper's session (so that freeing a full sandbox spares it), for its start line, which makes it
+#   the session's bash in a session of its own. When it ends, its exit code is printed after
+#   \036 + the token;
 # - phase 2, once the spare shell or its helper is gone (the shell exited, or everything was killed
-#   from inside): the relay is the init's foreground `cat`, restarted whenever it is killed (a shell
-#   that survived goes on reading the fifo). The init always waits in the foreground: it reaps orphans.
+#   from inside): the watcher is the init's foreground `cat`, restarted whenever it is killed. The
+#   init always waits in the foreground: it reaps orphans.
 _KEEPER_SCRIPT = r"""exec 3<&0 </dev/null
 f=/dev/shm/.rock-env-keeper
 rm -f "$f"
@@ -111,7 +114,7 @@ dog() {
 dog
 s='printf "\036%s:spare:%s\n" "$0" "$$"; exec /bin/sh'
 if [ -n "$q" ]; then
-  { cat <&3 >&5 && kill -KILL -1; } 2>/dev/null &
+  { cat <&3 >/dev/null && kill -KILL -1; } 2>/dev/null &
   p=$!
   (/bin/sh -c "$s" "$r" 2>&1; printf '\036%s:exit:%d\n' "$t" "$?") <&5 3<&- 5<&-
   kill -KILL "$p" 2>/dev/null
@@ -121,7 +124,7 @@ fi
 t=
 while :; do
   dog
-  cat <&3 >&5 2>/dev/null && break
+  cat <&3 >/dev/null 2>/dev/null && break
 done
 kill -KILL -1
 """
