@@ -16,6 +16,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from rock_env import errors
+from rock_env.api import make, make_vec
 from rock_env.errors import (
     EnvNotFound,
     InvalidEnvId,
@@ -26,22 +27,19 @@ from rock_env.errors import (
 from rock_env.registry import (
     EnvSpec,
     list_envs,
-    make,
-    make_vec,
     pprint_registry,
     register,
     registry,
     spec,
 )
-
-__version__ = "0.1.0"
+from rock_env.version import __version__ as __version__
 
 #: Public names imported on first access: name -> "module:attr".
 _LAZY: dict[str, str] = {
     "Env": "rock_env.core:Env",
     "text_space": "rock_env.core:text_space",
-    "Sandbox": "rock_env.sandbox:Sandbox",
-    "AsyncSandbox": "rock_env.sandbox:AsyncSandbox",
+    "Sandbox": "rock_env.api:Sandbox",
+    "AsyncSandbox": "rock_env.api:AsyncSandbox",
     "SandboxConfig": "rock_env.sandbox:SandboxConfig",
     "CommandResult": "rock_env.sandbox:CommandResult",
     "make_from_config": "rock_env.config:make_from_config",
@@ -49,10 +47,11 @@ _LAZY: dict[str, str] = {
 }
 
 if TYPE_CHECKING:
+    from rock_env.api import AsyncSandbox, Sandbox
     from rock_env.config import make_from_config
     from rock_env.core import Env, text_space
     from rock_env.gym_compat import gymnasium_id
-    from rock_env.sandbox import AsyncSandbox, CommandResult, Sandbox, SandboxConfig
+    from rock_env.sandbox import CommandResult, SandboxConfig
 
 
 def __getattr__(name: str) -> Any:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import random
 import string
-from typing import TYPE_CHECKING, Any, ClassVar, SupportsFloat
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, SupportsFloat
 
 import gymnasium
 import numpy as np
@@ -33,13 +33,29 @@ from rock_env._gem import gem_core
 from rock_env.errors import EnvClosed, InvalidArgument, ResetNeeded
 
 if TYPE_CHECKING:
-    from rock_env.registry.spec import EnvSpec
-
     _GemEnv = object
 else:
     _GemEnv = gem_core().Env
 
 StepResult = tuple[str, SupportsFloat, bool, bool, dict[str, Any]]
+
+
+class SpecLike(Protocol):
+    """What an env knows of the spec it was made from (the registry's ``EnvSpec`` is one).
+
+    Declared here so that this layer does not import the registry, which is above it.
+    """
+
+    @property
+    def id(self) -> str:
+        """The registered id."""
+        ...
+
+    @property
+    def max_episode_steps(self) -> int | None:
+        """Steps after which an episode is truncated (``None``: the env decides)."""
+        ...
+
 
 #: Characters that every text space of ours accepts: printable ASCII and common symbols.
 BASE_CHARSET = string.printable + "√×÷·…–—‘’“”•→←↑↓"
@@ -61,7 +77,7 @@ class Env(_GemEnv, gymnasium.Env[str, str]):  # type: ignore[misc]
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
 
     #: The registry spec this env was made from (set by ``rock.make``), else ``None``.
-    spec: EnvSpec | None = None  # type: ignore[assignment]
+    spec: SpecLike | None = None  # type: ignore[assignment]
 
     def __init__(self, *, seed: int | None = None) -> None:
         self.action_space: Text = text_space(max_length=4096)

@@ -195,12 +195,6 @@ class SessionExists(SandboxError):
     http_status = 409
 
 
-class CommandTimeout(SandboxError, TimeoutError):
-    """A command ran past its timeout and was killed."""
-
-    http_status = 408
-
-
 class PathOutsideSandbox(SandboxError, PermissionError):
     """A path escapes the sandbox (``..``, an absolute path outside it, a symlink out)."""
 
@@ -217,12 +211,6 @@ class SnapshotNotFound(SandboxError, LookupError):
     """No snapshot with that id."""
 
     http_status = 404
-
-
-class ResourceLimitExceeded(SandboxError):
-    """A sandbox hit a memory, process or disk limit."""
-
-    http_status = 413
 
 
 class ImageBuildError(SandboxError):

@@ -31,7 +31,7 @@ def gymnasium_id(env_id: str) -> str:
 
 
 def _make_for_gymnasium(env_id: str, **kwargs: Any) -> Any:
-    from rock_env.registry import make
+    from rock_env.api import make
 
     return make(env_id, **kwargs)
 

@@ -57,7 +57,7 @@ def main(argv: Sequence[str], stdin: TextIO | None = None, stdout: TextIO | None
         raise InvalidArgument(f"--episodes must be at least 1, got {args.episodes}.")
     inp = stdin if stdin is not None else sys.stdin
     out = stdout if stdout is not None else sys.stdout
-    from rock_env.registry import make
+    from rock_env.api import make
 
     kwargs: dict[str, Any] = {"backend": args.backend}
     if args.base_url is not None:

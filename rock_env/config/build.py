@@ -69,7 +69,7 @@ def make_env(
     calls it with ``id``, ``kwargs`` and ``max_episode_steps``; ``backend``, ``base_url``, ``token``,
     ``timeout``, ``runtime`` and ``num_envs`` can be passed as extra ``instantiate`` arguments.
     """
-    from rock_env.registry import make, make_vec
+    from rock_env.api import make, make_vec
 
     env_kwargs: dict[str, Any] = {**dict(to_plain(kwargs) or {}), **extra}
     if max_episode_steps is not None:

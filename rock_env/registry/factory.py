@@ -1,4 +1,4 @@
-"""Building envs from specs: keyword validation and the local/remote backends."""
+"""Building envs from specs in this process: keyword validation, and the names of the backends."""
 
 from __future__ import annotations
 

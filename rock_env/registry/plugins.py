@@ -19,12 +19,8 @@ import threading
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
-from typing import TYPE_CHECKING
 
 from rock_env.errors import PluginError
-
-if TYPE_CHECKING:
-    from rock_env.registry.resolver import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +39,10 @@ class PluginFailure:
 
 
 class PluginLoader:
-    """Loads the entry points of one group into a registry, once."""
+    """Loads the entry points of one group, once (each plugin registers its envs itself)."""
 
-    def __init__(self, group: str, registry: Registry) -> None:
+    def __init__(self, group: str) -> None:
         self.group = group
-        self._registry = registry
         self._lock = threading.RLock()
         self._loaded = False
         #: Name of the plugin being loaded right now (its registrations get source "plugin").
@@ -67,14 +62,6 @@ class PluginLoader:
             self._loaded = True
             for ep in self.entry_points():
                 self._load_one(ep)
-
-    def reload(self) -> None:
-        """Forget what was loaded and load the group again (after installing a plugin)."""
-        with self._lock:
-            self._loaded = False
-            self.failures.clear()
-            self.loaded_names.clear()
-            self.load_all()
 
     def _load_one(self, ep: EntryPoint) -> None:
         self.loading = ep.name

@@ -43,7 +43,7 @@ class Registry:
         self._builtin_loader = builtin_loader
         self._builtins_loaded = builtin_loader is None
         self._gem_loaded = not include_gem
-        self.plugins = PluginLoader(plugin_group, self)
+        self.plugins = PluginLoader(plugin_group)
 
     # -- registration --------------------------------------------------------------------
 

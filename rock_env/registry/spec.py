@@ -6,13 +6,10 @@ import importlib
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from rock_env.errors import DependencyMissing, EntryPointError, InvalidArgument, RockEnvError
 from rock_env.registry.ids import ParsedId, parse_id
-
-if TYPE_CHECKING:
-    from rock_env.core import Env
 
 Source = Literal["builtin", "plugin", "gem", "user"]
 SOURCES: tuple[str, ...] = ("builtin", "plugin", "gem", "user")
@@ -169,12 +166,6 @@ class EnvSpec:
         if not callable(target):
             raise EntryPointError(f"entry point {self.entry_point!r} of {self.id!r} is not callable.")
         return target  # type: ignore[no-any-return]
-
-    def make(self, **kwargs: Any) -> Env:
-        """Build the env from this spec (``rock.make`` with this spec)."""
-        from rock_env.registry.factory import make_from_spec
-
-        return make_from_spec(self, **kwargs)
 
     # -- JSON ----------------------------------------------------------------------------
 

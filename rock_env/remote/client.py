@@ -5,8 +5,10 @@ the same rules:
 
 * keep-alive connections whose sockets have TCP_NODELAY (Python's defaults cost ~40 ms
   per request on loopback through Nagle and delayed ACK);
-* retries with exponential backoff for idempotent calls (and for any call whose
-  connection could not even be opened, which never reached the server);
+* one request path (:meth:`ApiClient._retrying`; the async twin is the same three lines) and one
+  :class:`RetryRule`: exponential backoff for idempotent calls, and for any call whose
+  connection could not even be opened (it never reached the server); ``post_fast`` only
+  swaps the transport for a leaner one;
 * an error answer raises the same :class:`~rock_env.errors.RockEnvError` subclass as the
   server raised; a server that cannot be reached raises :class:`ServerUnavailable`.
 """
@@ -19,7 +21,9 @@ import logging
 import os
 import socket
 import time
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypedDict, TypeVar, Unpack
 
 import httpcore
 import httpx
@@ -65,14 +69,122 @@ def _headers(token: str | None) -> dict[str, str]:
 
 def error_from_response(resp: httpx.Response) -> RockEnvError:
     """The typed error an error answer carries."""
+    return _error_from(resp.status_code, resp.content, resp.request.method, str(resp.request.url))
+
+
+def _error_from(status: int, content: bytes, method: str, where: str) -> RockEnvError:
     try:
-        data = resp.json()
+        data = json.loads(content)
     except ValueError:
         data = None
     if isinstance(data, dict) and "error" in data:
         return exception_from_body(data)
-    text = resp.text[:300]
-    return RemoteError(f"HTTP {resp.status_code} from {resp.request.method} {resp.request.url}: {text}")
+    text = content[:300].decode("utf-8", errors="replace")
+    return RemoteError(f"HTTP {status} from {method} {where}: {text}")
+
+
+#: A connection that could not be opened never delivered the request.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpcore.ConnectError, httpcore.ConnectTimeout)
+_TIMEOUTS = (httpx.TimeoutException, httpcore.TimeoutException)
+#: What one attempt may raise instead of answering (httpx for ``send``, httpcore for ``post_fast``).
+TRANSPORT_ERRORS = (
+    httpx.TransportError,
+    httpcore.TimeoutException,
+    httpcore.NetworkError,
+    httpcore.RemoteProtocolError,
+)
+
+Answer = httpx.Response | httpcore.Response
+A = TypeVar("A", httpx.Response, httpcore.Response)
+
+
+class RequestOptions(TypedDict, total=False):
+    """The keyword arguments of ``send`` and ``call`` (both clients)."""
+
+    body: BaseModel | None
+    content: Any
+    params: dict[str, Any] | None
+    idempotent: bool | None
+    timeout: float | None
+
+
+@dataclass(frozen=True)
+class RetryRule:
+    """The one rule for sending a request again, used by every call of both clients.
+
+    A request that never left (its connection could not be opened) is always sent again; one
+    that may have reached the server is sent again only if it is idempotent (by default: GET,
+    HEAD, PUT, DELETE, OPTIONS) and failed in transport or got 502/503/504. At most
+    ``retries`` times, waiting ``base_delay * 2**attempt`` seconds (at most ``max_delay``).
+    """
+
+    retries: int = 3
+    base_delay: float = 0.05
+    max_delay: float = 2.0
+    statuses: frozenset[int] = _RETRY_STATUS
+
+    def delay(self, attempt: int, *, idempotent: bool, failure: Exception | None, status: int = 0) -> float | None:
+        """Seconds to wait before attempt ``attempt + 1``, or ``None``: do not retry."""
+        if attempt >= self.retries:
+            return None
+        if failure is not None:
+            retry = isinstance(failure, _NOT_SENT) or idempotent
+        else:
+            retry = idempotent and status in self.statuses
+        return min(self.base_delay * 2**attempt, self.max_delay) if retry else None
+
+
+class _Exchange:
+    """One request's attempts so far: judges each outcome by the :class:`RetryRule`."""
+
+    __slots__ = ("attempt", "base_url", "idempotent", "method", "path", "result", "rule", "timeout")
+
+    def __init__(self, client: _Base, method: str, path: str, idempotent: bool | None) -> None:
+        self.rule = client.rule
+        self.base_url = client.base_url
+        self.timeout = client.timeout
+        self.method = method
+        self.path = path
+        self.idempotent = idempotent if idempotent is not None else method in _IDEMPOTENT
+        self.attempt = 0
+        self.result: Any = None
+
+    def judge(self, outcome: Answer | Exception) -> float | None:
+        """``None``: ``outcome`` is the answer (in :attr:`result`); else the seconds to wait before
+        trying again. Raises the typed error when the request failed for good."""
+        if isinstance(outcome, Exception):
+            delay = self.rule.delay(self.attempt, idempotent=self.idempotent, failure=outcome)
+            if delay is None:
+                raise self._failed(outcome) from outcome
+        else:
+            status = outcome.status_code if isinstance(outcome, httpx.Response) else outcome.status
+            if status < 400:
+                self.result = outcome
+                return None
+            delay = self.rule.delay(self.attempt, idempotent=self.idempotent, failure=None, status=status)
+            if delay is None:
+                raise _error_from(status, outcome.content, self.method, self.path)
+        self.attempt += 1
+        return delay
+
+    def _failed(self, exc: Exception) -> RockEnvError:
+        if isinstance(exc, _TIMEOUTS) and not isinstance(exc, _NOT_SENT):
+            return RemoteError(f"{self.method} {self.path} timed out after {self.timeout:.0f}s: {exc}")
+        return _unavailable(self.base_url, exc)
+
+
+def _outcome(attempt: Callable[[], A]) -> A | Exception:
+    try:
+        return attempt()
+    except TRANSPORT_ERRORS as exc:
+        return exc
+
+
+async def _async_outcome(attempt: Callable[[], Awaitable[A]]) -> A | Exception:
+    try:
+        return await attempt()
+    except TRANSPORT_ERRORS as exc:
+        return exc
 
 
 def _unavailable(base_url: str, exc: Exception) -> ServerUnavailable:
@@ -87,28 +199,32 @@ class _Base:
         self.base_url = resolve_url(base_url)
         self.token = resolve_token(token)
         self.timeout = timeout
-        self.retries = retries
+        self.rule = RetryRule(retries=retries)
+        #: What the httpx client of either kind is built with (the transport is the subclass's).
+        self._http_options: dict[str, Any] = {
+            "base_url": self.base_url,
+            "headers": _headers(self.token),
+            "timeout": httpx.Timeout(timeout, connect=10.0),
+        }
+
+    @property
+    def retries(self) -> int:
+        """How often a failed request is sent again at most (see :class:`RetryRule`)."""
+        return self.rule.retries
+
+    def _exchange(self, method: str, path: str, idempotent: bool | None) -> _Exchange:
+        return _Exchange(self, method, path, idempotent)
 
     @staticmethod
-    def _content(body: BaseModel | None) -> bytes | None:
-        return None if body is None else body.model_dump_json().encode()
-
-    def _should_retry(
-        self, method: str, idempotent: bool | None, attempt: int, exc: Exception | None, status: int
-    ) -> bool:
-        if attempt >= self.retries:
-            return False
-        safe = idempotent if idempotent is not None else method in _IDEMPOTENT
-        if exc is not None:
-            # A connection that could not be opened never delivered the request: always safe to retry.
-            return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout) or (
-                safe and isinstance(exc, httpx.TransportError)
-            )
-        return safe and status in _RETRY_STATUS
-
-    @staticmethod
-    def _backoff(attempt: int) -> float:
-        return float(min(0.05 * (2**attempt), 2.0))
+    def _request_args(options: RequestOptions) -> dict[str, Any]:
+        body, timeout = options.get("body"), options.get("timeout")
+        data = body.model_dump_json().encode() if body is not None else options.get("content")
+        return {
+            "content": data,
+            "params": options.get("params"),
+            "headers": {"content-type": "application/json"} if data is not None else None,
+            "timeout": timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+        }
 
 
 class ApiClient(_Base):
@@ -118,12 +234,7 @@ class ApiClient(_Base):
         self, base_url: str | None = None, token: str | None = None, timeout: float = 300.0, retries: int = 3
     ) -> None:
         super().__init__(base_url, token, timeout, retries)
-        self._http = httpx.Client(
-            base_url=self.base_url,
-            headers=_headers(self.token),
-            timeout=httpx.Timeout(timeout, connect=10.0),
-            transport=httpx.HTTPTransport(socket_options=_NODELAY),
-        )
+        self._http = httpx.Client(**self._http_options, transport=httpx.HTTPTransport(socket_options=_NODELAY))
         # The hot path (env reset/step) goes through httpcore directly: the same connection
         # machinery as httpx without its request/response objects (~150 us less per call).
         self._pool = httpcore.ConnectionPool(socket_options=_NODELAY, keepalive_expiry=60.0, max_connections=16)
@@ -138,43 +249,26 @@ class ApiClient(_Base):
         self._pool.close()
 
     def post_fast(self, path: str, body: BaseModel, model: type[M], *, idempotent: bool = False) -> M:
-        """POST a JSON body on the low-overhead path and parse the answer into ``model``."""
+        """POST a JSON body on the low-overhead path and parse the answer into ``model``.
+
+        The same request path and retry rule as :meth:`send`; only the transport is leaner.
+        """
         url = (self.base_url + path).encode()
         content = body.model_dump_json().encode()
         headers = [*self._fast_headers, (b"content-length", str(len(content)).encode())]
-        attempt = 0
-        while True:
-            try:
-                resp = self._pool.request(
-                    b"POST", url, headers=headers, content=content, extensions={"timeout": self._fast_timeout}
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                if attempt < self.retries:
-                    time.sleep(self._backoff(attempt))
-                    attempt += 1
-                    continue
-                raise _unavailable(self.base_url, exc) from exc
-            except httpcore.TimeoutException as exc:
-                raise RemoteError(f"POST {path} timed out after {self.timeout:.0f}s: {exc}") from exc
-            except (httpcore.NetworkError, httpcore.RemoteProtocolError) as exc:
-                if idempotent and attempt < self.retries:
-                    time.sleep(self._backoff(attempt))
-                    attempt += 1
-                    continue
-                raise _unavailable(self.base_url, exc) from exc
-            if resp.status >= 400:
-                if idempotent and resp.status in _RETRY_STATUS and attempt < self.retries:
-                    time.sleep(self._backoff(attempt))
-                    attempt += 1
-                    continue
-                try:
-                    data = json.loads(resp.content)
-                except ValueError:
-                    data = None
-                if isinstance(data, dict) and "error" in data:
-                    raise exception_from_body(data)
-                raise RemoteError(f"HTTP {resp.status} from POST {path}: {resp.content[:300]!r}")
-            return model.model_validate_json(resp.content)
+        extensions = {"timeout": self._fast_timeout}
+        resp = self._retrying(
+            self._exchange("POST", path, idempotent),
+            lambda: self._pool.request(b"POST", url, headers=headers, content=content, extensions=extensions),
+        )
+        return model.model_validate_json(resp.content)
+
+    @staticmethod
+    def _retrying(exchange: _Exchange, attempt: Callable[[], A]) -> A:
+        """The request path of every call: attempt, judge by the retry rule, wait, again."""
+        while (delay := exchange.judge(_outcome(attempt))) is not None:
+            time.sleep(delay)
+        return exchange.result  # type: ignore[no-any-return]
 
     def __enter__(self) -> ApiClient:
         return self
@@ -182,61 +276,15 @@ class ApiClient(_Base):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def send(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: BaseModel | None = None,
-        content: Any = None,
-        params: dict[str, Any] | None = None,
-        idempotent: bool | None = None,
-        timeout: float | None = None,
-    ) -> httpx.Response:
+    def send(self, method: str, path: str, **options: Unpack[RequestOptions]) -> httpx.Response:
         """Send a request (retrying as the rules allow); raise the typed error of an error answer."""
-        data = self._content(body) if body is not None else content
-        headers = {"content-type": "application/json"} if data is not None else None
-        attempt = 0
-        while True:
-            try:
-                resp = self._http.request(
-                    method,
-                    path,
-                    content=data,
-                    params=params,
-                    headers=headers,
-                    timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-                )
-            except httpx.TransportError as exc:
-                if self._should_retry(method, idempotent, attempt, exc, 0):
-                    time.sleep(self._backoff(attempt))
-                    attempt += 1
-                    continue
-                if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
-                    raise RemoteError(f"{method} {path} timed out after {self.timeout:.0f}s: {exc}") from exc
-                raise _unavailable(self.base_url, exc) from exc
-            if resp.status_code >= 400:
-                if self._should_retry(method, idempotent, attempt, None, resp.status_code):
-                    time.sleep(self._backoff(attempt))
-                    attempt += 1
-                    continue
-                raise error_from_response(resp)
-            return resp
+        args = self._request_args(options)
+        exchange = self._exchange(method, path, options.get("idempotent"))
+        return self._retrying(exchange, lambda: self._http.request(method, path, **args))
 
-    def call(
-        self,
-        method: str,
-        path: str,
-        model: type[M],
-        *,
-        body: BaseModel | None = None,
-        params: dict[str, Any] | None = None,
-        idempotent: bool | None = None,
-        timeout: float | None = None,
-    ) -> M:
+    def call(self, method: str, path: str, model: type[M], **options: Unpack[RequestOptions]) -> M:
         """Send and parse the answer into ``model``."""
-        resp = self.send(method, path, body=body, params=params, idempotent=idempotent, timeout=timeout)
-        return model.model_validate_json(resp.content)
+        return model.model_validate_json(self.send(method, path, **options).content)
 
 
 class AsyncApiClient(_Base):
@@ -247,10 +295,7 @@ class AsyncApiClient(_Base):
     ) -> None:
         super().__init__(base_url, token, timeout, retries)
         self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=_headers(self.token),
-            timeout=httpx.Timeout(timeout, connect=10.0),
-            transport=httpx.AsyncHTTPTransport(socket_options=_NODELAY),
+            **self._http_options, transport=httpx.AsyncHTTPTransport(socket_options=_NODELAY)
         )
 
     async def aclose(self) -> None:
@@ -263,58 +308,16 @@ class AsyncApiClient(_Base):
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def send(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: BaseModel | None = None,
-        content: Any = None,
-        params: dict[str, Any] | None = None,
-        idempotent: bool | None = None,
-        timeout: float | None = None,
-    ) -> httpx.Response:
+    async def send(self, method: str, path: str, **options: Unpack[RequestOptions]) -> httpx.Response:
         """Send a request (retrying as the rules allow); raise the typed error of an error answer."""
-        data = self._content(body) if body is not None else content
-        headers = {"content-type": "application/json"} if data is not None else None
-        attempt = 0
-        while True:
-            try:
-                resp = await self._http.request(
-                    method,
-                    path,
-                    content=data,
-                    params=params,
-                    headers=headers,
-                    timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-                )
-            except httpx.TransportError as exc:
-                if self._should_retry(method, idempotent, attempt, exc, 0):
-                    await asyncio.sleep(self._backoff(attempt))
-                    attempt += 1
-                    continue
-                if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
-                    raise RemoteError(f"{method} {path} timed out after {self.timeout:.0f}s: {exc}") from exc
-                raise _unavailable(self.base_url, exc) from exc
-            if resp.status_code >= 400:
-                if self._should_retry(method, idempotent, attempt, None, resp.status_code):
-                    await asyncio.sleep(self._backoff(attempt))
-                    attempt += 1
-                    continue
-                raise error_from_response(resp)
-            return resp
+        args = self._request_args(options)
+        exchange = self._exchange(method, path, options.get("idempotent"))
+        while (
+            delay := exchange.judge(await _async_outcome(lambda: self._http.request(method, path, **args)))
+        ) is not None:
+            await asyncio.sleep(delay)
+        return exchange.result  # type: ignore[no-any-return]
 
-    async def call(
-        self,
-        method: str,
-        path: str,
-        model: type[M],
-        *,
-        body: BaseModel | None = None,
-        params: dict[str, Any] | None = None,
-        idempotent: bool | None = None,
-        timeout: float | None = None,
-    ) -> M:
+    async def call(self, method: str, path: str, model: type[M], **options: Unpack[RequestOptions]) -> M:
         """Send and parse the answer into ``model``."""
-        resp = await self.send(method, path, body=body, params=params, idempotent=idempotent, timeout=timeout)
-        return model.model_validate_json(resp.content)
+        return model.model_validate_json((await self.send(method, path, **options)).content)

@@ -8,7 +8,7 @@ What trainers and policies read from an env is there too: ``sample_random_action
 on the server (the hosted env's own RNG draws it, so a seeded random policy plays the same
 actions as locally), ``tools`` are the hosted env's OpenAI tool schemas (and
 ``tool_call_to_action`` its own hook, when it has one), ``spec`` is the local registry's
-spec of the id, ``action_space``/``observation_space`` are copies of the hosted env's text
+spec of the id (looked up when first read, never when the env is made), ``action_space``/``observation_space`` are copies of the hosted env's text
 spaces, ``render()`` asks the hosted env, and ``with`` closes it.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 
 from gymnasium.spaces import Text
 
-from rock_env.core import Env, StepResult, text_space
+from rock_env.core import Env, SpecLike, StepResult, text_space
 from rock_env.errors import EnvInstanceNotFound, InvalidAction, RockEnvError, ServerUnavailable, WorkerLost
 from rock_env.protocol import (
     EnvInfo,
@@ -78,7 +78,8 @@ class RemoteEnv(Env):
         info: the server's :class:`~rock_env.protocol.EnvInfo` of this env.
         remote_id: its instance id on the server.
         tools: the hosted env's OpenAI tool schemas, ``None`` when it has no tools.
-        spec: the local registry's spec of the id (``None`` if the id is known to the server only).
+        spec: the local registry's spec of the id, looked up on first read (``None`` if the id is
+            known to the server only).
     """
 
     def __init__(
@@ -92,6 +93,8 @@ class RemoteEnv(Env):
         client: ApiClient | None = None,
         **kwargs: Any,
     ) -> None:
+        self._spec: SpecLike | None = None
+        self._spec_looked_up = False
         super().__init__()
         require_json(kwargs, f"the keyword arguments of {env_id!r}")
         self._client = client or ApiClient(base_url, token, timeout=timeout)
@@ -115,12 +118,27 @@ class RemoteEnv(Env):
             else RemoteTextSpace(4096, charset="".join(text_space().character_list))
         )
         self.observation_space = _space(self.info.observation_space, text_space())
-        try:
+
+    @property
+    def spec(self) -> SpecLike | None:  # type: ignore[override]
+        """The local registry's spec of the id, looked up on first read (``None``: known to the server only).
+
+        Not looked up when the env is made: an id known only to the server must not make this
+        process load GEM's registry.
+        """
+        if not self._spec_looked_up:
+            self._spec_looked_up = True
             from rock_env.registry import registry
 
-            self.spec = registry.spec(self.info.env_id)
-        except RockEnvError:
-            self.spec = None
+            try:
+                self._spec = registry.spec(self.info.env_id)
+            except RockEnvError:
+                self._spec = None
+        return self._spec
+
+    @spec.setter
+    def spec(self, value: SpecLike | None) -> None:
+        self._spec, self._spec_looked_up = value, True
 
     @property
     def base_url(self) -> str:

@@ -7,7 +7,8 @@ same from Python.
 from __future__ import annotations
 
 from rock_env.rollout.records import read_jsonl
-from rock_env.rollout.runner import EpisodeResult, RolloutResult, episode_seeds, run_rollout
+from rock_env.rollout.run import run_rollout
+from rock_env.rollout.runner import EpisodeResult, RolloutResult, episode_seeds
 from rock_env.rollout.sweep import collect_rows, write_tables
 
 __all__ = [

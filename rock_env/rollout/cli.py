@@ -129,7 +129,8 @@ def run_job(cfg: Any) -> dict[str, Any]:
 
     from hydra.core.hydra_config import HydraConfig
 
-    from rock_env.rollout.runner import SUMMARY, failed_summary, run_rollout, write_summary
+    from rock_env.rollout.run import run_rollout
+    from rock_env.rollout.runner import SUMMARY, failed_summary, write_summary
 
     hydra_cfg = HydraConfig.get()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request drowns the job's log

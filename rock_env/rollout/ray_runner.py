@@ -32,6 +32,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from rock_env.cluster.ray_connect import import_ray, init_ray
 from rock_env.config.build import make_single_env
 from rock_env.config.schema import RayClusterConfig, RolloutConfig
 from rock_env.errors import ConfigError, WorkerLost
@@ -47,7 +48,6 @@ from rock_env.rollout.runner import (
     play_episode,
     write_summary,
 )
-from rock_env.server.cluster.ray_connect import import_ray, init_ray
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ TEMP_PREFIX = "rock-ray-"
 Records = list[dict[str, Any]]
 
 
-class EpisodeWorker:
+class EpisodeActor:
     """The body of one Ray actor: an env and a policy, built on first use, that play episodes on request."""
 
     def __init__(self, config: dict[str, Any]) -> None:
@@ -104,7 +104,7 @@ class RaySession:
         """Leave Ray if this run joined it; for a private head, also kill what it left and drop its temp dir."""
         if not self.owned:
             return
-        from rock_env.server.cluster import leftovers
+        from rock_env.cluster import leftovers
 
         record_dir = Path(self.temp_dir) if self.temp_dir else None
         try:
@@ -203,7 +203,7 @@ class Scheduler:
         assert isinstance(cluster, RayClusterConfig)
         self._cluster = cluster
         self._payload = self.config.model_dump(mode="python", by_alias=True)
-        self._actor_class = self.ray.remote(EpisodeWorker).options(
+        self._actor_class = self.ray.remote(EpisodeActor).options(
             num_cpus=cluster.cpus, max_restarts=0, max_task_retries=0
         )
         self.window = REORDER_WINDOW_PER_WORKER * self.workers
@@ -295,7 +295,7 @@ def run_on_ray(
     overrides: Sequence[str] = (),
     on_episode: Callable[[EpisodeResult], None] | None = None,
 ) -> RolloutResult:
-    """:func:`~rock_env.rollout.runner.run_rollout` for ``cluster=ray`` (``config`` is validated, ``out`` exists)."""
+    """:func:`~rock_env.rollout.run.run_rollout` for ``cluster=ray`` (``config`` is validated, ``out`` exists)."""
     cluster = config.cluster
     if not isinstance(cluster, RayClusterConfig):
         raise ConfigError(f"run_on_ray needs cluster=ray, got cluster={cluster.name}.")

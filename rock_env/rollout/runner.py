@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from rock_env.config.build import make_single_env
-from rock_env.config.schema import RayClusterConfig, RemoteBackendConfig, RolloutConfig, validate_rollout_config
+from rock_env.config.schema import RayClusterConfig, RemoteBackendConfig, RolloutConfig
 from rock_env.errors import ConfigError
 from rock_env.policies import Policy, make_policy
 from rock_env.rollout.records import JsonlWriter, to_jsonable
@@ -295,28 +295,14 @@ def failed_summary(cfg: Any, error: BaseException, overrides: Sequence[str] = ()
     }
 
 
-def run_rollout(
-    cfg: Any,
-    output_dir: Path | str,
+def run_local(
+    config: RolloutConfig,
+    out: Path,
     *,
     overrides: Sequence[str] = (),
     on_episode: Callable[[EpisodeResult], None] | None = None,
 ) -> RolloutResult:
-    """Run ``cfg.episodes`` episodes and write ``trajectories.jsonl``, ``episodes.jsonl``, ``summary.json``.
-
-    ``cfg`` is a rollout config (OmegaConf node, dict or :class:`RolloutConfig`). If an env or
-    the policy fails midway (e.g. the model server goes down), the episodes finished so far stay
-    in the JSONL files, ``summary.json`` says ``"status": "failed"`` with the error, and the
-    error is raised.
-    """
-    config = validate_rollout_config(cfg)
-    check_supported(config)
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if isinstance(config.cluster, RayClusterConfig):
-        from rock_env.rollout.ray_runner import run_on_ray
-
-        return run_on_ray(config, out, overrides=overrides, on_episode=on_episode)
+    """:func:`~rock_env.rollout.run.run_rollout` in this process (``config`` is validated, ``out`` exists)."""
     seeds = episode_seeds(config.seed, config.episodes)
     result = RolloutResult(output_dir=out)
     slots: list[_Slot] = []

@@ -2,7 +2,9 @@
 
 ``Sandbox`` (sync) and ``AsyncSandbox`` (async) are one SDK over three runtimes (``local``,
 ``namespace`` with bubblewrap, ``docker``), picked by ``SandboxConfig.runtime``. With
-``base_url`` set they talk to a rock-env server instead, with the same methods.
+``base_url`` set they return the remote subclasses registered with
+:func:`register_remote_factory`, which talk to a rock-env server with the same methods.
+The API of all four classes is stated once in :mod:`rock_env.sandbox.contract`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from rock_env.sandbox.backends import register_remote_factory
 from rock_env.sandbox.models import (
     CommandResult,
     FileInfo,
@@ -23,12 +26,14 @@ from rock_env.sandbox.models import (
 from rock_env.sandbox.runtimes import RUNTIMES, runtime_class, select_runtime
 
 if TYPE_CHECKING:
-    from rock_env.sandbox.sdk import AsyncSandbox, BackgroundProcess, Sandbox
+    from rock_env.sandbox.aio import AsyncSandbox
+    from rock_env.sandbox.local import Sandbox
+    from rock_env.sandbox.processes import BackgroundProcess
 
 _LAZY = {
-    "Sandbox": "rock_env.sandbox.sdk",
-    "AsyncSandbox": "rock_env.sandbox.sdk",
-    "BackgroundProcess": "rock_env.sandbox.sdk",
+    "Sandbox": "rock_env.sandbox.local",
+    "AsyncSandbox": "rock_env.sandbox.aio",
+    "BackgroundProcess": "rock_env.sandbox.processes",
 }
 
 
@@ -51,6 +56,7 @@ __all__ = [
     "SessionInfo",
     "SnapshotInfo",
     "parse_size",
+    "register_remote_factory",
     "runtime_class",
     "select_runtime",
 ]

@@ -203,14 +203,7 @@ class CgroupSet:
         """How many processes the memory limit killed."""
         if "memory" not in self.paths:
             return 0
-        try:
-            for line in (self.paths["memory"] / "memory.oom_control").read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == "oom_kill":
-                    return int(value)
-        except (OSError, ValueError):
-            pass
-        return 0
+        return _read_counter(self.paths["memory"] / "memory.oom_control", "oom_kill")
 
     def kill_all(self, timeout: float = 2.0) -> None:
         """SIGKILL every process in the sandbox until none is left (a fork bomb included)."""
@@ -243,16 +236,27 @@ class CgroupSet:
         return out
 
 
+def counter(text: str, key: str) -> int:
+    """The value of ``key`` in the ``key value`` lines of a cgroup file (0 if missing)."""
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name == key:
+            with contextlib.suppress(ValueError):
+                return int(value)
+    return 0
+
+
+def _read_counter(path: Path, key: str) -> int:
+    """:func:`counter` ``key`` of the file ``path`` (0 if it cannot be read)."""
+    try:
+        return counter(path.read_text(), key)
+    except OSError:
+        return 0
+
+
 def _max_events(path: Path) -> int:
     """The ``max`` counter of a pids cgroup's ``pids.events`` (0 if unreadable)."""
-    try:
-        for line in (path / "pids.events").read_text().splitlines():
-            key, _, value = line.partition(" ")
-            if key == "max":
-                return int(value)
-    except (OSError, ValueError):
-        pass
-    return 0
+    return _read_counter(path / "pids.events", "max")
 
 
 def _read_pids(procs: Path) -> list[int]:

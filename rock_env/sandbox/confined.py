@@ -201,9 +201,7 @@ class ConfinedRoots:
             except IsADirectoryError:
                 raise SandboxFileNotFound(f"{path!r} is a directory; give a file path") from None
             except OSError as exc:
-                if exc.errno == errno.ELOOP:
-                    raise PathOutsideSandbox(f"{path!r} changed to a symlink while it was written; refused") from exc
-                raise SandboxFileNotFound(f"cannot write {path!r}: {exc.strerror}") from exc
+                raise _open_error(exc, path, "written", "write") from exc
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise SandboxFileNotFound(f"{path!r} is not a regular file (a fifo, socket or device)")
@@ -292,9 +290,14 @@ def _open_existing(parent: int, name: str, flags: int, path: str) -> int:
     except FileNotFoundError:
         raise SandboxFileNotFound(f"{path!r} does not exist in the sandbox") from None
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise PathOutsideSandbox(f"{path!r} changed to a symlink while it was opened; refused") from exc
-        raise SandboxFileNotFound(f"cannot open {path!r}: {exc.strerror}") from exc
+        raise _open_error(exc, path, "opened", "open") from exc
+
+
+def _open_error(exc: OSError, path: str, done: str, verb: str) -> PathOutsideSandbox | SandboxFileNotFound:
+    """The error for a failed open of ``path``: a symlink swapped in on the way (ELOOP) is an escape attempt."""
+    if exc.errno == errno.ELOOP:
+        return PathOutsideSandbox(f"{path!r} changed to a symlink while it was {done}; refused")
+    return SandboxFileNotFound(f"cannot {verb} {path!r}: {exc.strerror}")
 
 
 def _mkdir(name: str, parent: int, mode: int, owner: tuple[int, int] | None) -> None:

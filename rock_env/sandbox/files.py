@@ -17,7 +17,7 @@ import tarfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from rock_env.errors import InvalidArgument, PathOutsideSandbox
 
@@ -166,3 +166,12 @@ class IterReader(io.RawIOBase):
 def reader_of(chunks: Iterable[bytes]) -> BinaryIO:
     """Wrap byte chunks as a buffered binary file object."""
     return io.BufferedReader(IterReader(chunks), buffer_size=CHUNK)  # type: ignore[return-value]
+
+
+def chunks(stream: IO[bytes], size: int = 1 << 16) -> Iterator[bytes]:
+    """Read a binary stream in chunks of ``size`` (a body sent with chunked transfer encoding, never buffered whole)."""
+    while True:
+        block = stream.read(size)
+        if not block:
+            return
+        yield block

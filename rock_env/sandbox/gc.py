@@ -101,9 +101,7 @@ def reap_dir(directory: Path) -> list[str]:
                     done += reap(record.containers)
             except Exception as exc:
                 logger.warning("cannot reap containers of %s: %s", record.id, exc)
-    for point in mounts.mounted_below(directory):
-        if mounts.unmount(point):
-            done.append(f"unmounted {point}")
+    done += [f"unmounted {point}" for point in mounts.unmount_below(directory)]
     if mounts.mounted_below(directory):
         done.append(f"kept {directory}: something is still mounted below it")
         return done

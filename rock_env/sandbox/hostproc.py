@@ -8,8 +8,10 @@ without touching the session's bash.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,7 +20,7 @@ from abc import abstractmethod
 
 from rock_env.sandbox.fsuser import creating_as
 from rock_env.sandbox.runtimes.base import ProcessPipe
-from rock_env.sandbox.state import started_after
+from rock_env.sandbox.state import started_after, stat_fields
 
 _READ_SIZE = 1 << 16
 #: the longest single wait in poll(): longer (or infinite) timeouts wait in slices of this many ms
@@ -88,6 +90,18 @@ def command_tree(root: int | None, since: tuple[int, int] | None) -> frozenset[i
     return frozenset({root, *(pid for pid in descendants(root) if started_after(pid, since))})
 
 
+@functools.cache
+def host_executable(name: str) -> str:
+    """``name`` found on this process's ``PATH`` (a path as it is): never on the ``PATH`` of the env a process gets.
+
+    ``Popen(argv, env=env)`` looks ``argv[0]`` up on ``env["PATH"]``, and a sandbox's env is the
+    caller's to choose (``PATH=""`` would make the host's own launcher fail to start).
+    """
+    if "/" in name:
+        return name
+    return shutil.which(name) or name
+
+
 def exit_code_of(returncode: int) -> int:
     """Map a Popen returncode (negative for signals) to the shell convention (128 + signal)."""
     return 128 - returncode if returncode < 0 else returncode
@@ -106,6 +120,20 @@ def command_mark() -> tuple[int, int]:
     except (OSError, ValueError):
         last_pid = 0
     return ticks, last_pid
+
+
+def sigkill_pending(pid: int | None) -> bool:
+    """True if host process ``pid`` has a SIGKILL pending (it is about to die; a pidfd does not show it yet)."""
+    if pid is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/status", "rb") as fh:
+            for line in fh:
+                if line.startswith((b"ShdPnd:", b"SigPnd:")) and int(line.split()[1], 16) & (1 << (signal.SIGKILL - 1)):
+                    return True
+    except (OSError, ValueError, IndexError):
+        return False
+    return False
 
 
 def signal_tree(root: int, sig: int, *, include_root: bool, since: tuple[int, int] | None = None) -> None:
@@ -228,7 +256,7 @@ class HostProcessPipe(HostTreePipe):
                 ours, theirs = socket.socketpair() if stdin_socket else _PipeEnd.pair()
         try:
             self._proc = subprocess.Popen(
-                argv,
+                [host_executable(argv[0]), *argv[1:]],
                 cwd=cwd,
                 env=env,
                 stdin=theirs.fileno() if theirs is not None else subprocess.DEVNULL,
@@ -319,13 +347,10 @@ class HostProcessPipe(HostTreePipe):
             self._inner = self._tree_root()
             if self._inner is None:
                 return True  # not forked yet
-        pid = self._inner
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as fh:
-                data = fh.read()
-        except OSError:
+        fields = stat_fields(self._inner)
+        if not fields:
             return False
-        return data[data.rfind(b")") + 2 : data.rfind(b")") + 3] not in (b"Z", b"X")
+        return fields[0] not in (b"Z", b"X")
 
     def wait(self, timeout: float | None = None) -> int | None:
         """Wait for the exit code (``None`` on timeout)."""

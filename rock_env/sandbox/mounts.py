@@ -49,3 +49,8 @@ def mounted_below(root: Path) -> list[str]:
     except OSError:
         return out
     return sorted(out, key=len, reverse=True)
+
+
+def unmount_below(root: Path) -> list[str]:
+    """Lazily unmount everything at or below ``root`` (deepest first); the mount points that were unmounted."""
+    return [point for point in mounted_below(root) if unmount(point)]

@@ -157,12 +157,27 @@ class BashSession:
             with contextlib.suppress(OSError):  # a shell that is gone already is reported by the check's read
                 self._pipe.write((_INIT + self._line("true", marker)).encode())
             return
-        self._pipe.write(_INIT.encode())
+        try:
+            self._pipe.write(_INIT.encode())
+        except OSError:  # the shell is gone already (e.g. it could not enter its cwd): say what it printed
+            self._failed_start(self._pipe.wait(timeout=5), self._drain(self._pipe))
         self._broken = True
         result = self._run_locked("true", timeout=30.0, restart_on_hang=False)
         self._broken = False
         if result.exit_code != 0:
             self._failed_start(result.exit_code, result.output)
+
+    @staticmethod
+    def _drain(pipe: ProcessPipe, timeout: float = 1.0) -> str:
+        """What a shell that ended printed (up to its EOF, at most ``timeout`` seconds)."""
+        data = bytearray()
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0 and len(data) < 65536:
+            chunk = pipe.read(remaining)
+            if not chunk:
+                break
+            data += chunk
+        return data.decode(errors="replace")
 
     def _failed_start(self, code: int | None, output: str) -> NoReturn:
         assert self._pipe is not None

@@ -48,7 +48,8 @@ def is_sandbox_dir(directory: Path) -> bool:
     return bool(SANDBOX_ID_RE.match(directory.name)) and not directory.is_symlink()
 
 
-def _stat_fields(pid: int) -> list[bytes] | None:
+def stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first), or None if ``pid`` is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             data = fh.read()
@@ -60,7 +61,7 @@ def _stat_fields(pid: int) -> list[bytes] | None:
 
 def process_start_time(pid: int) -> int | None:
     """The start time of ``pid`` in clock ticks since boot (``None`` if it does not exist or is a zombie)."""
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     if not fields or fields[0] == b"Z":
         return None
     try:

@@ -25,11 +25,11 @@ from rock_env.errors import PayloadTooLarge, RequestInvalid, RockEnvError, Unaut
 from rock_env.protocol import (
     EnvResetRequest,
     EnvStepRequest,
-    ErrorBody,
     VecStepRequest,
     error_body,
     invalid_request,
 )
+from rock_env.server.error_map import error_response, json_error
 from rock_env.server.routes.envs import reset_env_op, step_env_op, step_vec_op
 from rock_env.server.service import ANONYMOUS, Service
 from rock_env.server.settings import ServerSettings
@@ -43,23 +43,6 @@ Send = Callable[[Message], Awaitable[None]]
 
 #: Paths served without a token.
 PUBLIC_PATHS = frozenset({"/api/v1/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
-#: Status codes of framework errors -> the error class name we report.
-_HTTP_ERROR_NAMES = {
-    400: "RequestInvalid",
-    401: "Unauthorized",
-    404: "NotFound",
-    405: "MethodNotAllowed",
-    408: "RequestTimeout",
-    413: "PayloadTooLarge",
-    415: "RequestInvalid",
-}
-
-
-def json_error(exc: RockEnvError) -> Response:
-    """The response for ``exc``."""
-    return Response(
-        content=error_body(exc).model_dump_json(), status_code=exc.http_status, media_type="application/json"
-    )
 
 
 class Gateway:
@@ -152,9 +135,11 @@ class Gateway:
         """Serve env reset/step and vector step without the framework's routing (the hot path).
 
         The same routes exist in FastAPI (and in /openapi.json); this only skips its routing
-        and dependency machinery, which costs more than the env step itself.
+        and dependency machinery, which costs more than the env step itself. Errors get the
+        same answers as the app's (:func:`~rock_env.server.error_map.error_response`).
         """
         service = self.service
+        path = scope["path"]
         try:
             chunks = []
             while True:
@@ -165,42 +150,25 @@ class Gateway:
                 if not message.get("more_body", False):
                     break
             raw = b"".join(chunks)
-            path = scope["path"]
             try:
                 if kind == "vecs":
-                    content = await step_vec_op(
-                        service, owner, obj, VecStepRequest.model_validate_json(raw, strict=True).actions
-                    )
+                    body = VecStepRequest.model_validate_json(raw, strict=True)
+                    content = await step_vec_op(service, owner, obj, body)
                 elif op == "step":
-                    content = await step_env_op(
-                        service, owner, obj, EnvStepRequest.model_validate_json(raw, strict=True).action
-                    )
+                    step = EnvStepRequest.model_validate_json(raw, strict=True)
+                    content = await step_env_op(service, owner, obj, step)
                 else:
-                    content = await reset_env_op(
-                        service, owner, obj, EnvResetRequest.model_validate_json(raw, strict=True)
-                    )
+                    reset = EnvResetRequest.model_validate_json(raw, strict=True)
+                    content = await reset_env_op(service, owner, obj, reset)
             except ValidationError as exc:
                 raise invalid_request(exc, f"POST {path}") from None
-        except RockEnvError as exc:
-            service.count_error(exc)
-            await json_error(exc)(scope, receive, send)
+        except Exception as exc:
+            await error_response(exc, "POST", path, service.metrics)(scope, receive, send)
             return
-        except StarletteHTTPException as exc:
-            name = _HTTP_ERROR_NAMES.get(exc.status_code, "RequestInvalid")
-            body = ErrorBody(error=name, message=str(exc.detail), status=exc.status_code)
-            service.metrics.inc("errors_total", "Errors returned, by type.", type=name)
-            content, status = body.model_dump_json().encode(), exc.status_code
-        except Exception as exc:  # a bug: answer like the app's own handler does, and log it
-            logger.exception("unexpected error in POST %s", scope["path"])
-            service.metrics.inc("errors_total", "Errors returned, by type.", type="InternalError")
-            body = ErrorBody(error="RockEnvError", message=f"internal error: {type(exc).__name__}: {exc}", status=500)
-            content, status = body.model_dump_json().encode(), 500
-        else:
-            status = 200
         await send(
             {
                 "type": "http.response.start",
-                "status": status,
+                "status": 200,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())],
             }
         )
@@ -247,62 +215,19 @@ def _token_from(scope: Scope) -> str | None:
 
 
 def install_error_handlers(app: FastAPI, service: Service) -> None:
-    """Map our errors, validation errors and framework errors to JSON 4xx answers."""
+    """Map our errors, validation errors and framework errors to JSON 4xx answers (one mapper for all)."""
 
-    async def on_rock_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RockEnvError)
-        service.count_error(exc)
-        if exc.http_status >= 500:
-            logger.warning("%s %s -> %s: %s", request.method, request.url.path, type(exc).__name__, exc)
-        return json_error(exc)
+    async def on_error(request: Request, exc: Exception) -> Response:
+        return error_response(exc, request.method, request.url.path, service.metrics)
 
-    async def on_validation(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
-        error = invalid_request(exc, f"{request.method} {request.url.path}")
-        service.count_error(error)
-        return json_error(error)
-
-    async def on_http(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException)
-        name = _HTTP_ERROR_NAMES.get(exc.status_code, "RequestInvalid")
-        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        if exc.status_code == 404 and detail == "Not Found":
-            detail = f"no route {request.method} {request.url.path}; see /openapi.json for the API."
-        if exc.status_code == 405:
-            detail = f"{request.method} is not allowed on {request.url.path}; see /openapi.json."
-        body = ErrorBody(error=name, message=detail, status=exc.status_code)
-        service.metrics.inc("errors_total", "Errors returned, by type.", type=name)
-        headers = getattr(exc, "headers", None)
-        return Response(
-            body.model_dump_json(), status_code=exc.status_code, media_type="application/json", headers=headers
-        )
-
-    async def on_disconnect(request: Request, exc: Exception) -> Response:
-        # The client went away before its request arrived whole: nobody reads an answer, nothing broke.
-        logger.debug("%s %s: the client disconnected mid-request", request.method, request.url.path)
-        service.metrics.inc("client_disconnects_total", "Requests whose client went away before the end.")
-        body = ErrorBody(
-            error="RequestInvalid", message="the client disconnected before the request body arrived.", status=400
-        )
-        return Response(body.model_dump_json(), status_code=400, media_type="application/json")
-
-    async def on_unexpected(request: Request, exc: Exception) -> Response:
-        logger.exception("unexpected error in %s %s", request.method, request.url.path)
-        service.metrics.inc("errors_total", "Errors returned, by type.", type="InternalError")
-        body = ErrorBody(error="RockEnvError", message=f"internal error: {type(exc).__name__}: {exc}", status=500)
-        return Response(body.model_dump_json(), status_code=500, media_type="application/json")
-
-    app.add_exception_handler(RockEnvError, on_rock_error)
-    app.add_exception_handler(RequestValidationError, on_validation)
-    app.add_exception_handler(StarletteHTTPException, on_http)
-    app.add_exception_handler(ClientDisconnect, on_disconnect)
-    app.add_exception_handler(Exception, on_unexpected)
+    for kind in (RockEnvError, RequestValidationError, StarletteHTTPException, ClientDisconnect, Exception):
+        app.add_exception_handler(kind, on_error)
 
 
 def create_app(settings: ServerSettings | None = None, role: Literal["admin", "worker"] = "admin") -> FastAPI:
     """Build the app; the service starts and stops with the app's lifespan."""
-    from rock_env import __version__
-    from rock_env.server.routes import compat, envs, sandboxes, stream_ws, system
+    from rock_env.server.routes import compat, envs, hosted, sandboxes, stream_ws, system
+    from rock_env.version import __version__
 
     settings = settings or ServerSettings()
     service = Service(settings, role=role)
@@ -328,6 +253,7 @@ def create_app(settings: ServerSettings | None = None, role: Literal["admin", "w
     app.include_router(sandboxes.router)
     app.include_router(stream_ws.router)
     app.include_router(compat.router)
+    app.include_router(hosted.router)
     app.include_router(system.metrics_router)
     app.add_middleware(Gateway, service=service)
     generate = app.openapi

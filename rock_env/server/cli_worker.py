@@ -65,8 +65,8 @@ def main(argv: list[str]) -> int:
     settings, worker_cfg = worker_settings(cfg)
     settings.check_bind()
     configure_logging(settings.log_level, settings.log_format)
-    from rock_env.server.agent import run_agent
     from rock_env.server.app import create_app
+    from rock_env.server.heartbeat import run_heartbeat
     from rock_env.server.runner import bind_socket, serve_on
 
     sock = bind_socket(settings.host, settings.port)
@@ -84,7 +84,7 @@ def main(argv: list[str]) -> int:
     service = app.state.service
     token = settings.all_tokens()[0].token if settings.all_tokens() else None
 
-    service.background.append(lambda: run_agent(service, str(worker_cfg["admin_url"]), advertise, token))
+    service.background.append(lambda: run_heartbeat(service, str(worker_cfg["admin_url"]), advertise, token))
 
     print(f"rock-env worker {settings.worker_id} listening on {advertise}, admin {worker_cfg['admin_url']}", flush=True)
     serve_on(app, sock, settings.log_level, settings.log_format == "json")

@@ -95,11 +95,6 @@ class Metrics:
             self._help[name] = ("gauge", help_text)
             self._gauges[name] = read
 
-    def counter_value(self, name: str, **labels: str) -> float:
-        """The current value of a counter series (0 if never incremented)."""
-        with self._lock:
-            return self._counters.get(name, {}).get(tuple(sorted(labels.items())), 0.0)
-
     def render(self) -> str:
         """All metrics in the Prometheus text exposition format 0.0.4."""
         lines: list[str] = []

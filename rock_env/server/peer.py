@@ -1,11 +1,10 @@
-"""The admin's HTTP connection to a remote worker (requests are forwarded as they came)."""
+"""The admin's HTTP connection to a remote worker (used by :class:`~rock_env.server.hosts.PeerHost`)."""
 
 from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import httpx
 
@@ -60,6 +59,18 @@ class WorkerPeer:
         except httpx.TransportError as exc:
             raise self._lost(exc, what) from exc
 
+    async def send(
+        self, method: str, path: str, params: dict[str, str], body: AsyncIterator[bytes] | None
+    ) -> httpx.Response:
+        """Send a request whose body may be a stream; the answer is returned unread (the caller closes it)."""
+        request = self._client.build_request(
+            method, path, params=params, content=body, headers={"content-type": "application/octet-stream"}
+        )
+        try:
+            return await self._client.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise self._lost(exc, f"forwarding {method} {path}") from exc
+
     @asynccontextmanager
     async def stream(
         self,
@@ -77,14 +88,3 @@ class WorkerPeer:
                 yield resp
         except httpx.TransportError as exc:
             raise self._lost(exc, what) from exc
-
-
-async def proxy_request(peer: WorkerPeer, method: str, path: str, params: dict[str, str], body: Any) -> httpx.Response:
-    """Forward a request whose body may be a stream; the answer is returned unread (``stream=True``)."""
-    request = peer._client.build_request(
-        method, path, params=params, content=body, headers={"content-type": "application/octet-stream"}
-    )
-    try:
-        return await peer._client.send(request, stream=True)
-    except httpx.TransportError as exc:
-        raise peer._lost(exc, f"forwarding {method} {path}") from exc

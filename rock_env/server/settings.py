@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from rock_env.cluster.net import is_loopback
 from rock_env.errors import ConfigError
 from rock_env.protocol import DEFAULT_MAX_BODY, describe_errors
 
@@ -137,16 +137,6 @@ class ServerSettings(BaseModel):
                 f"refusing to listen on {self.host!r} without an API token: anyone on the network could run "
                 f"commands. Set server.token=... or ${TOKEN_ENV_VAR}, or bind 127.0.0.1."
             )
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address or ``localhost``."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def settings_from(data: dict[str, Any]) -> ServerSettings:

@@ -113,11 +113,6 @@ class Store:
         with self._lock:
             self._db.execute("UPDATE workers SET status=? WHERE id=?", (status, worker_id))
 
-    def delete_worker(self, worker_id: str) -> None:
-        """Forget a worker."""
-        with self._lock:
-            self._db.execute("DELETE FROM workers WHERE id=?", (worker_id,))
-
     def workers(self) -> list[WorkerRecord]:
         """All stored workers."""
         with self._lock:

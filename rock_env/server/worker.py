@@ -10,18 +10,14 @@ the same time.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rock_env.errors import (
-    DependencyMissing,
     EnvInstanceNotFound,
     InvalidAction,
     InvalidArgument,
@@ -29,6 +25,9 @@ from rock_env.errors import (
     SandboxNotFound,
 )
 from rock_env.protocol import (
+    BatchStepRequest,
+    BatchStepResponse,
+    BatchStepResult,
     EnvInfo,
     EnvMakeRequest,
     EnvResetRequest,
@@ -38,7 +37,6 @@ from rock_env.protocol import (
     SampleActionRequest,
     SampleActionResponse,
     SandboxPlacement,
-    TextSpaceInfo,
     ToolCallRequest,
     ToolCallResponse,
     VecInfo,
@@ -49,15 +47,28 @@ from rock_env.protocol import (
     VecSampleResponse,
     VecStepResponse,
     WorkerCapacity,
+    error_body,
     jsonable,
     pack_tree,
     unpack_tree,
 )
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from rock_env.registry.spec import EnvSpec
 
-#: Exceptions from env code that mean "this input made no sense" rather than "the server broke".
-_INPUT_ERRORS = (ValueError, TypeError, KeyError, IndexError)
+from rock_env.server.capacity import default_capacity
+from rock_env.server.env_answers import (
+    INPUT_ERRORS,
+    HasTools,
+    close_quietly,
+    sample_action,
+    sub_env_kwargs,
+    text_space_info,
+    tool_schemas_of,
+    wrap_env_error,
+)
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -67,90 +78,8 @@ class _Slot:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def detect_runtimes(allow_local: bool = False) -> list[str]:
-    """Sandbox runtimes this worker offers: ``namespace`` with bwrap, ``docker`` with a daemon socket,
-    and ``local`` (no isolation: clients get host access) only when ``allow_local``
-    (``worker.allow_local_runtime``)."""
-    runtimes = []
-    if shutil.which("bwrap"):
-        runtimes.append("namespace")
-    if shutil.which("docker") and os.path.exists("/var/run/docker.sock"):
-        runtimes.append("docker")
-    if allow_local:
-        runtimes.append("local")
-    return runtimes
-
-
-def default_capacity(slots: int = 4096, allow_local: bool = False) -> WorkerCapacity:
-    """This host's CPUs, memory and the runtimes it offers (``local`` only if ``allow_local``)."""
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):
-        memory = 0
-    return WorkerCapacity(
-        cpus=float(os.cpu_count() or 1), memory=memory, slots=slots, runtimes=detect_runtimes(allow_local)
-    )
-
-
-def _wrap_env_error(exc: Exception, what: str) -> RockEnvError:
-    if isinstance(exc, RockEnvError):
-        return exc
-    if isinstance(exc, ImportError):  # an optional dependency the env imports late
-        return DependencyMissing(
-            f"{what} needs the Python package {(exc.name or '?').split('.')[0]!r}, which is not installed on this "
-            f"host ({exc}). Install it: pip install {(exc.name or '').split('.')[0] or '<package>'}"
-        )
-    if isinstance(exc, _INPUT_ERRORS):
-        return InvalidAction(f"{what} rejected the input: {type(exc).__name__}: {exc}")
-    return RockEnvError(f"{what} failed: {type(exc).__name__}: {exc}")
-
-
-def text_space_info(space: Any) -> TextSpaceInfo | None:
-    """The wire form of a gymnasium ``Text`` space (``None`` for any other space)."""
-    from gymnasium.spaces import Text
-
-    if not isinstance(space, Text):
-        return None
-    return TextSpaceInfo(
-        max_length=space.max_length, min_length=space.min_length, charset="".join(space.character_list)
-    )
-
-
-def tool_schemas_of(env: Any) -> list[dict[str, Any]] | None:
-    """The env's ``tools`` as OpenAI tool schemas (JSON), ``None`` when it has none or they are not JSON."""
-    tools = getattr(env, "tools", None)
-    if tools is None:
-        tools = getattr(getattr(env, "unwrapped", None), "tools", None)
-    if tools is None:
-        return None
-    try:
-        if callable(tools):
-            tools = tools()
-        out: list[dict[str, Any]] = []
-        for tool in tools:
-            if hasattr(tool, "openai_schema"):
-                tool = tool.openai_schema()
-            elif hasattr(tool, "model_dump"):
-                tool = tool.model_dump(mode="json")
-            if not isinstance(tool, dict):
-                logger.warning("env tool %r is not an OpenAI tool schema; not sending the tools", tool)
-                return None
-            out.append(jsonable(tool))
-    except Exception:
-        logger.exception("reading the tools of %r failed", env)
-        return None
-    return out
-
-
-def _sample(env: Any) -> str:
-    """``env.sample_random_action()`` (or a sample of its action space) as text."""
-    sample = getattr(env, "sample_random_action", None)
-    action = sample() if callable(sample) else env.action_space.sample()
-    return action if isinstance(action, str) else str(action)
-
-
 class Worker:
-    """Hosts objects by id. Not a server: :mod:`rock_env.server.service` puts HTTP in front."""
+    """Hosts objects by id. Not a server: :mod:`rock_env.server.hosts` puts it behind the host interface."""
 
     def __init__(self, worker_id: str, capacity: WorkerCapacity | None = None) -> None:
         self.id = worker_id
@@ -158,7 +87,6 @@ class Worker:
         self._envs: dict[str, _Slot] = {}
         self._vecs: dict[str, _Slot] = {}
         self._sandboxes: dict[str, _Slot] = {}
-        self._processes: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     # -- bookkeeping ---------------------------------------------------------------------
@@ -206,12 +134,10 @@ class Worker:
 
     # -- envs ----------------------------------------------------------------------------
 
-    def make_env(self, obj_id: str, req: EnvMakeRequest) -> EnvInfo:
-        """Build ``req.env_id`` in this process and host it as ``obj_id``."""
-        from rock_env.registry import registry
+    def make_env(self, obj_id: str, req: EnvMakeRequest, spec: EnvSpec) -> EnvInfo:
+        """Build the env of ``spec`` (the admin resolved ``req.env_id`` to it) and host it as ``obj_id``."""
         from rock_env.registry.factory import make_from_spec
 
-        spec = registry.spec(req.env_id)
         kwargs = dict(req.kwargs)
         if req.seed is not None:
             kwargs["seed"] = req.seed
@@ -221,7 +147,7 @@ class Worker:
             env = make_from_spec(spec, **kwargs)
         except RockEnvError:
             raise
-        except _INPUT_ERRORS as exc:
+        except INPUT_ERRORS as exc:
             raise InvalidArgument(
                 f"cannot build {spec.id!r} with kwargs {sorted(kwargs)}: {type(exc).__name__}: {exc}"
             ) from exc
@@ -254,7 +180,7 @@ class Worker:
                 else:
                     obs, info = slot.obj.reset(seed=req.seed, options=req.options)
             except Exception as exc:
-                raise _wrap_env_error(exc, f"reset of env {obj_id!r}") from exc
+                raise wrap_env_error(exc, f"reset of env {obj_id!r}") from exc
         return EnvResetResponse.model_construct(observation=jsonable(obs), info=jsonable(info))
 
     def env_step(self, obj_id: str, action: str | None) -> EnvStepResponse:
@@ -264,7 +190,7 @@ class Worker:
             try:
                 obs, reward, terminated, truncated, info = slot.obj.step(action)
             except Exception as exc:
-                raise _wrap_env_error(exc, f"step of env {obj_id!r}") from exc
+                raise wrap_env_error(exc, f"step of env {obj_id!r}") from exc
         return EnvStepResponse.model_construct(
             observation=jsonable(obs),
             reward=float(reward),
@@ -280,9 +206,9 @@ class Worker:
             try:
                 if req.seed_action_space or req.action_space_seed is not None:
                     slot.obj.action_space.seed(req.action_space_seed)
-                action = _sample(slot.obj)
+                action = sample_action(slot.obj)
             except Exception as exc:
-                raise _wrap_env_error(exc, f"sample_random_action of env {obj_id!r}") from exc
+                raise wrap_env_error(exc, f"sample_random_action of env {obj_id!r}") from exc
         return SampleActionResponse(action=action)
 
     def env_tool_call_to_action(self, obj_id: str, req: ToolCallRequest) -> ToolCallResponse:
@@ -298,7 +224,7 @@ class Worker:
             try:
                 action = convert(req.name, req.arguments)
             except Exception as exc:
-                raise _wrap_env_error(exc, f"tool_call_to_action of env {obj_id!r}") from exc
+                raise wrap_env_error(exc, f"tool_call_to_action of env {obj_id!r}") from exc
         return ToolCallResponse(action=action if isinstance(action, str) else str(action))
 
     def env_render(self, obj_id: str) -> RenderResponse:
@@ -308,7 +234,7 @@ class Worker:
             try:
                 out = slot.obj.render()
             except Exception as exc:
-                raise _wrap_env_error(exc, f"render of env {obj_id!r}") from exc
+                raise wrap_env_error(exc, f"render of env {obj_id!r}") from exc
         return RenderResponse(render=None if out is None else out if isinstance(out, str) else repr(out))
 
     def close_env(self, obj_id: str) -> None:
@@ -318,30 +244,34 @@ class Worker:
         if slot is None:
             raise EnvInstanceNotFound(f"no env with id {obj_id!r} on worker {self.id!r} (closed already?).")
         with slot.lock:
-            _close_quietly(slot.obj, obj_id)
+            close_quietly(slot.obj, obj_id)
 
     # -- vector envs ---------------------------------------------------------------------
 
-    def make_vec(self, obj_id: str, req: VecMakeRequest) -> VecInfo:
-        """Build a local vector env (``rock_env.vector``) of ``req.num_envs`` copies."""
-        from rock_env.registry import registry
-        from rock_env.vector import make_vec
+    def make_vec(self, obj_id: str, req: VecMakeRequest, spec: EnvSpec) -> VecInfo:
+        """Build a local vector env (``rock_env.vector``) of ``req.num_envs`` copies of ``spec``'s env."""
+        from rock_env.vector import AsyncVectorEnv, EnvFactory, SyncVectorEnv
 
-        spec = registry.spec(req.env_id)
-        extra: dict[str, Any] = {"num_workers": req.num_workers} if req.mode == "async" else {}
+        kwargs = dict(req.kwargs)
+        options = {k: kwargs.pop(k) for k in ("timeout", "close_timeout") if k in kwargs}
         try:
-            vec = make_vec(
-                spec.id,
-                req.num_envs,
-                mode=req.mode,
-                autoreset_mode=req.autoreset_mode,
-                seed=req.seed,
-                **extra,
-                **dict(req.kwargs),
-            )
+            factories = [EnvFactory(spec, k) for k in sub_env_kwargs(kwargs, req.num_envs)]
+            if req.mode == "async":
+                vec: Any = AsyncVectorEnv(
+                    factories,
+                    autoreset_mode=req.autoreset_mode,
+                    seed=req.seed,
+                    num_workers=req.num_workers,
+                    env_id=spec.id,
+                    **options,
+                )
+            else:
+                if options.get("timeout") is not None:
+                    raise InvalidArgument("num_workers and timeout only apply to mode='async'.")
+                vec = SyncVectorEnv(factories, autoreset_mode=req.autoreset_mode, seed=req.seed, env_id=spec.id)
         except RockEnvError:
             raise
-        except _INPUT_ERRORS as exc:
+        except INPUT_ERRORS as exc:
             raise InvalidArgument(
                 f"cannot build a vector env of {spec.id!r} with kwargs {sorted(req.kwargs)}: {type(exc).__name__}: {exc}"
             ) from exc
@@ -373,7 +303,7 @@ class Worker:
                         options["reset_mask"] = np.asarray(options["reset_mask"])
                 obs, infos = slot.obj.reset(seed=req.seed, options=options)
             except Exception as exc:
-                raise _wrap_env_error(exc, f"reset of vector env {obj_id!r}") from exc
+                raise wrap_env_error(exc, f"reset of vector env {obj_id!r}") from exc
         return VecResetResponse.model_construct(observations=jsonable(list(obs)), infos=pack_tree(infos))
 
     def vec_step(self, obj_id: str, actions: list[str | None]) -> VecStepResponse:
@@ -387,7 +317,7 @@ class Worker:
             try:
                 obs, rewards, terminations, truncations, infos = slot.obj.step(actions)
             except Exception as exc:
-                raise _wrap_env_error(exc, f"step of vector env {obj_id!r}") from exc
+                raise wrap_env_error(exc, f"step of vector env {obj_id!r}") from exc
         return VecStepResponse.model_construct(
             observations=jsonable(list(obs)),
             rewards=[float(r) for r in rewards],
@@ -395,6 +325,16 @@ class Worker:
             truncations=[bool(t) for t in truncations],
             infos=pack_tree(infos),
         )
+
+    def batch_step(self, req: BatchStepRequest) -> BatchStepResponse:
+        """Step several hosted envs; an env that fails reports its error, the others still step."""
+        results = []
+        for item in req.steps:
+            try:
+                results.append(BatchStepResult.model_construct(result=self.env_step(item.env, item.action), error=None))
+            except RockEnvError as exc:
+                results.append(BatchStepResult(error=error_body(exc)))
+        return BatchStepResponse.model_construct(results=results)
 
     @staticmethod
     def _vec_tools(vec: Any) -> list[dict[str, Any]] | None:
@@ -406,7 +346,7 @@ class Worker:
             first = vec.get_attr("tools")[0]
         except Exception:
             return None
-        return tool_schemas_of(_HasTools(first))
+        return tool_schemas_of(HasTools(first))
 
     def vec_sample_actions(self, obj_id: str) -> VecSampleResponse:
         """``sample_random_action()`` of every sub-env (each from its own RNG)."""
@@ -415,11 +355,11 @@ class Worker:
             try:
                 envs = getattr(slot.obj, "envs", None)
                 if envs is not None:
-                    actions = [_sample(env) for env in envs]
+                    actions = [sample_action(env) for env in envs]
                 else:
                     actions = [str(a) for a in slot.obj.call("sample_random_action")]
             except Exception as exc:
-                raise _wrap_env_error(exc, f"sample_random_action of vector env {obj_id!r}") from exc
+                raise wrap_env_error(exc, f"sample_random_action of vector env {obj_id!r}") from exc
         return VecSampleResponse(actions=actions)
 
     def vec_render(self, obj_id: str) -> VecRenderResponse:
@@ -429,7 +369,7 @@ class Worker:
             try:
                 renders = slot.obj.render()
             except Exception as exc:
-                raise _wrap_env_error(exc, f"render of vector env {obj_id!r}") from exc
+                raise wrap_env_error(exc, f"render of vector env {obj_id!r}") from exc
         return VecRenderResponse(renders=[None if r is None else r if isinstance(r, str) else repr(r) for r in renders])
 
     def close_vec(self, obj_id: str) -> None:
@@ -439,7 +379,7 @@ class Worker:
         if slot is None:
             raise EnvInstanceNotFound(f"no vector env with id {obj_id!r} on worker {self.id!r} (closed already?).")
         with slot.lock:
-            _close_quietly(slot.obj, obj_id)
+            close_quietly(slot.obj, obj_id)
 
     # -- sandboxes -----------------------------------------------------------------------
 
@@ -463,35 +403,16 @@ class Worker:
         )
         with self._lock:
             self._sandboxes[obj_id] = _Slot(sandbox, info)
-            self._processes[obj_id] = {}
         return info
 
     def sandbox(self, obj_id: str) -> Any:
         """The hosted sandbox object."""
         return self._sandbox(obj_id).obj
 
-    def add_process(self, obj_id: str, proc: Any) -> str:
-        """Remember a background process of a sandbox; its handle id."""
-        procs = self._processes.setdefault(obj_id, {})
-        for key in [k for k, p in procs.items() if not p.running and len(procs) > 256]:
-            procs.pop(key, None)
-        proc_id = f"proc-{len(procs)}-{proc.pid}"
-        procs[proc_id] = proc
-        return proc_id
-
-    def process(self, obj_id: str, proc_id: str) -> Any:
-        """A background process by handle id."""
-        self._sandbox(obj_id)
-        proc = self._processes.get(obj_id, {}).get(proc_id)
-        if proc is None:
-            raise InvalidArgument(f"no background process {proc_id!r} in sandbox {obj_id!r}.")
-        return proc
-
     def stop_sandbox(self, obj_id: str) -> None:
         """Stop and forget the sandbox."""
         with self._lock:
             slot = self._sandboxes.pop(obj_id, None)
-            self._processes.pop(obj_id, None)
         if slot is None:
             raise SandboxNotFound(f"no sandbox with id {obj_id!r} on worker {self.id!r} (stopped already?).")
         try:
@@ -531,20 +452,3 @@ class Worker:
             logger.warning(
                 "sandbox teardown still running after %.0fs; 'rock-env sandbox gc' will clean up", teardown_timeout
             )
-
-    def iter_envs(self) -> Iterator[EnvInfo]:
-        """Infos of the hosted envs."""
-        for slot in list(self._envs.values()):
-            yield slot.info
-
-
-@dataclass
-class _HasTools:
-    tools: Any
-
-
-def _close_quietly(obj: Any, obj_id: str) -> None:
-    try:
-        obj.close()
-    except Exception:
-        logger.exception("closing %s failed", obj_id)

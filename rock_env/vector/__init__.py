@@ -8,8 +8,8 @@
     envs.close()
 
 * :class:`SyncVectorEnv` steps the sub-envs one after the other in this process.
-* :class:`AsyncVectorEnv` hosts them in worker processes (several envs per worker) and steps
-  the workers in parallel.
+* :class:`AsyncVectorEnv` hosts them in env processes (several envs per process) and steps
+  the processes in parallel.
 * Autoreset modes (:mod:`rock_env.vector.autoreset`), info batching (:mod:`rock_env.vector.infos`)
   and error handling (:mod:`rock_env.vector.base`) are the same for both; for the same seeds
   and actions both modes give the same transcript.

@@ -11,7 +11,7 @@ The modes are Gymnasium's :class:`gymnasium.vector.AutoresetMode`:
 * ``DISABLED``: nothing is reset automatically; reset ended sub-envs yourself with
   ``reset(options={"reset_mask": mask})``. Stepping an ended sub-env raises ``ResetNeeded``.
 
-Both :class:`~rock_env.vector.SyncVectorEnv` and the worker processes of
+Both :class:`~rock_env.vector.SyncVectorEnv` and the env processes of
 :class:`~rock_env.vector.AsyncVectorEnv` use :func:`step_sub_env`, so the two modes give
 identical transcripts.
 """

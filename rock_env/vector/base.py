@@ -17,7 +17,7 @@ Errors: a malformed batch of actions (wrong count, an action that is neither a s
 ``None``) raises
 :class:`~rock_env.errors.InvalidAction` before any sub-env is touched, and so does stepping an
 ended sub-env with ``autoreset_mode="disabled"`` (:class:`~rock_env.errors.ResetNeeded`); the
-vector env stays usable. An exception raised *inside* a sub-env (or a worker's death, or
+vector env stays usable. An exception raised *inside* a sub-env (or an env process's death, or
 ``KeyboardInterrupt`` during a call) closes the vector env and is re-raised as the same
 rock_env error class with the sub-env index in the message, or as
 :class:`~rock_env.errors.SubEnvError` for other exceptions; ``env_index`` on the error names
@@ -248,7 +248,7 @@ class VectorEnv(gymnasium.vector.VectorEnv[tuple[str, ...], Sequence[str], np.nd
         """Run a sub-env operation; any failure closes the vector env before it propagates.
 
         The close is graceful: sub-envs that can still be reached are closed (releasing e.g.
-        their sandboxes); async workers that are dead or do not answer are killed.
+        their sandboxes); async env processes that are dead or do not answer are killed.
         """
         try:
             return method(*args)
@@ -295,7 +295,7 @@ class VectorEnv(gymnasium.vector.VectorEnv[tuple[str, ...], Sequence[str], np.nd
         raise NotImplementedError
 
     def close(self, *, terminate: bool = False) -> None:  # type: ignore[override]
-        """Close every sub-env (and worker). Idempotent; ``terminate`` skips graceful shutdown."""
+        """Close every sub-env (and env process). Idempotent; ``terminate`` skips graceful shutdown."""
         if self.closed:
             return
         self.closed = True

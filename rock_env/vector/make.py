@@ -7,6 +7,7 @@ from typing import Any
 
 from rock_env.errors import InvalidArgument
 from rock_env.registry import registry as default_registry
+from rock_env.registry.factory import make_from_spec
 from rock_env.registry.spec import EnvSpec
 from rock_env.vector.async_env import AsyncVectorEnv
 from rock_env.vector.autoreset import SubEnv
@@ -22,7 +23,7 @@ class EnvFactory:
     """A picklable zero-argument factory: the env of ``spec`` with ``kwargs`` (``rock.make``'s local path).
 
     The spec is resolved in the parent and travels with the factory, so ids registered at run
-    time with ``rock.register`` also work in the worker processes of an async vector env.
+    time with ``rock.register`` also work in the env processes of an async vector env.
     """
 
     def __init__(self, spec: EnvSpec, kwargs: Mapping[str, Any] | None = None) -> None:
@@ -31,7 +32,7 @@ class EnvFactory:
 
     def __call__(self) -> SubEnv:
         """Build one sub-env."""
-        return self.spec.make(**self.kwargs)  # type: ignore[return-value]
+        return make_from_spec(self.spec, **self.kwargs)  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         return f"EnvFactory({self.spec.id!r}, {self.kwargs!r})"
@@ -76,16 +77,16 @@ def make_vec(
         env_id: a registered id (each sub-env is ``rock.make(env_id, **kwargs)``), a zero-argument
             factory, or a list of ids/factories (one per sub-env).
         num_envs: the number of sub-envs (default 1, or the length of the list).
-        mode: ``"sync"`` (in this process) or ``"async"`` (worker processes, in parallel).
+        mode: ``"sync"`` (in this process) or ``"async"`` (env processes, in parallel).
         autoreset_mode: ``"next_step"`` (default), ``"same_step"``, ``"disabled"`` or a
             :class:`gymnasium.vector.AutoresetMode`.
         seed: seeds of the first ``reset()`` if it gets none: an int (sub-env ``i`` gets
             ``seed + i``) or one seed per sub-env.
         env_kwargs: keyword arguments of every sub-env (a dict) or of each (a list of dicts);
             extra ``**kwargs`` are added to every sub-env's.
-        num_workers: async only: worker processes (default: available CPUs, at most ``num_envs``).
-        timeout: async only: seconds a worker may take for one call before it is killed.
-        close_timeout: async only: seconds ``close()`` waits for workers before killing them.
+        num_workers: async only: env processes (default: available CPUs, at most ``num_envs``).
+        timeout: async only: seconds an env process may take for one call before it is killed.
+        close_timeout: async only: seconds ``close()`` waits for env processes before killing them.
     """
     if mode not in MODES:
         raise InvalidArgument(f"mode must be 'sync' or 'async', got {mode!r}.")
@@ -106,7 +107,7 @@ def make_vec(
         )
     per_env = _per_env_kwargs(env_kwargs, len(entries))
     ids = [entry for entry in entries if isinstance(entry, str)]
-    # unknown ids fail here, with suggestions, before any env or worker starts
+    # unknown ids fail here, with suggestions, before any env or env process starts
     specs = {unique: default_registry.spec(unique) for unique in dict.fromkeys(ids)}
     factories: list[Callable[[], SubEnv]] = []
     for entry, extra in zip(entries, per_env, strict=True):

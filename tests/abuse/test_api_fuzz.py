@@ -25,29 +25,20 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
-import hypothesis
-import hypothesis.errors
 import pytest
 import requests
 import schemathesis
-from schemathesis.checks import CHECKS, is_check_class, load_all_checks
 from schemathesis.core.failures import FailureGroup
 from schemathesis.generation.modes import GenerationMode
 
 from tests.abuse import hostscan
 from tests.abuse.conftest import new_server, runtime_available
+from tests.fuzzing import all_checks, env_params, failure_report, sandbox_params, send_examples
 
 pytestmark = [pytest.mark.abuse, pytest.mark.server, pytest.mark.slow, pytest.mark.bwrap]
 
 #: (generation mode, examples per operation)
 PASSES = [(GenerationMode.POSITIVE, 8), (GenerationMode.NEGATIVE, 5)]
-NOT_HELD = {"positive_data_acceptance"}
-ENV_ID = "game:Sokoban-v0-easy"
-
-
-def all_checks() -> list[Any]:
-    load_all_checks()
-    return [c for c in CHECKS.get_all() if not is_check_class(c) and c.__name__ not in NOT_HELD]
 
 
 def scrub(value: Any) -> Any:
@@ -92,35 +83,12 @@ class LiveObjects:
         try:
             if "{sandbox}" in path:
                 if method.upper() == "DELETE" and path.endswith("{sandbox}"):
-                    params["sandbox"] = sid = self._new_sandbox()
+                    sid = self._new_sandbox()
                     cleanup.append(lambda: http.delete(f"/api/v1/sandboxes/{sid}"))
                 else:
-                    params["sandbox"] = sid = self._shared_sandbox()
-                base = f"/api/v1/sandboxes/{sid}"
-                if "{name}" in path:
-                    made = http.post(f"{base}/sessions", json={"name": "fuzz"})
-                    assert made.status_code in (200, 409), made.text
-                    params["name"] = "fuzz"
-                if "{proc}" in path:
-                    proc = http.post(f"{base}/processes", json={"cmd": "true"})
-                    assert proc.status_code == 200, proc.text
-                    params["proc"] = proc.json()["id"]
-                if "{snapshot_id}" in path:
-                    snap = http.post(f"{base}/snapshots")
-                    assert snap.status_code == 200, snap.text
-                    params["snapshot_id"] = snap.json()["snapshot_id"]
-            if "{env}" in path:
-                env = http.post("/api/v1/envs", json={"env_id": ENV_ID})
-                assert env.status_code == 200, env.text
-                params["env"] = eid = env.json()["id"]
-                http.post(f"/api/v1/envs/{eid}/reset", json={"seed": 0})
-                cleanup.append(lambda: http.delete(f"/api/v1/envs/{eid}"))
-            if "{vec}" in path:
-                vec = http.post("/api/v1/vecs", json={"env_id": ENV_ID, "num_envs": 2})
-                assert vec.status_code == 200, vec.text
-                params["vec"] = vid = vec.json()["id"]
-                http.post(f"/api/v1/vecs/{vid}/reset", json={"seed": 0})
-                cleanup.append(lambda: http.delete(f"/api/v1/vecs/{vid}"))
+                    sid = self._shared_sandbox()
+                params.update(sandbox_params(http, path, sid, session_statuses=(200, 409)))
+            params.update(env_params(http, path, cleanup))
             yield params
         finally:
             for close in cleanup:
@@ -154,17 +122,7 @@ def fuzz_operation(
     tally: Tally,
 ) -> None:
     """Send ``examples`` generated requests of ``mode`` to ``operation`` and check every answer."""
-    strategy = operation.as_strategy(generation_mode=mode, path_parameters=params or None)
 
-    @hypothesis.given(case=strategy)
-    @hypothesis.settings(
-        max_examples=examples,
-        deadline=None,
-        suppress_health_check=list(hypothesis.HealthCheck),
-        database=None,
-        derandomize=True,
-        phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
-    )
     def check(case: schemathesis.Case) -> None:
         if isinstance(case.body, dict | list):
             case.body = scrub(case.body)
@@ -190,8 +148,7 @@ def fuzz_operation(
                 f"{label} -> {response.status_code}: {' '.join(str(exc).split())[:240]}"
             )
 
-    with contextlib.suppress(hypothesis.errors.Unsatisfiable):
-        check()  # Unsatisfiable: nothing to negate (e.g. an operation whose only input is a pinned id)
+    send_examples(operation, mode, examples, params, check)
 
 
 def test_api_fuzz_all_checks_no_5xx(request: pytest.FixtureRequest) -> None:
@@ -227,7 +184,7 @@ def test_api_fuzz_all_checks_no_5xx(request: pytest.FixtureRequest) -> None:
     assert len(operations) >= 40, [op.label for op in operations]
     assert set(tally.seen) == {op.label for op in operations}, "every operation got requests"
     failures = tally.failures
-    report = "\n".join(f"{kind} ({len(items)}):\n  " + "\n  ".join(items[:8]) for kind, items in failures.items())
+    report = failure_report(failures)
     assert not tally.server_errors, (
         f"{len(tally.server_errors)} 5xx answers in {elapsed:.0f}s:\n  "
         + "\n  ".join(tally.server_errors[:20])

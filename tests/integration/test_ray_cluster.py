@@ -114,8 +114,8 @@ def test_private_head_serves_and_its_leftovers_are_reaped_after_an_admin_crash(t
 
 
 def run_private_head(tmp_path: Path, temp: str) -> None:
+    from rock_env.cluster.leftovers import RECORD_NAME, ray_descendants
     from rock_env.sandbox.state import ProcessRef
-    from rock_env.server.cluster.leftovers import RECORD_NAME, ray_descendants
 
     proc = ServerProcess.admin(
         tmp_path,

@@ -88,3 +88,43 @@ def test_nobody_listening_is_server_unavailable_after_retries() -> None:
         port = sock.getsockname()[1]
     with ApiClient(f"http://127.0.0.1:{port}", retries=2) as client, pytest.raises(ServerUnavailable):
         client.call("POST", "/api/v1/envs", Ok)
+
+
+def test_the_fast_path_follows_the_same_retry_rule(flaky: tuple[Flaky, BackgroundServer]) -> None:
+    """``post_fast`` (env reset/step) retries a 503 only when told the call is idempotent, like ``send``."""
+    app, srv = flaky
+    with ApiClient(srv.url, retries=3) as client:
+        with pytest.raises(RemoteError, match="HTTP 503 from POST /step"):
+            client.post_fast("/step", Ok(), Ok)
+        assert app.seen["POST /step"] == 1
+        assert client.post_fast("/reset", Ok(), Ok, idempotent=True) == Ok()
+        assert app.seen["POST /reset"] == 3
+        with pytest.raises(WorkerLost, match="w1 is gone"):
+            client.post_fast("/lost", Ok(), Ok, idempotent=True)
+        assert app.seen["POST /lost"] == 1
+    with ApiClient(srv.url, retries=1) as client:
+        with pytest.raises(RemoteError, match="HTTP 503"):
+            client.post_fast("/again", Ok(), Ok, idempotent=True)  # two 503s, one retry allowed
+        assert app.seen["POST /again"] == 2
+
+
+def test_the_retry_rule() -> None:
+    """One rule: a request that never left is always retried; one that may have reached the
+    server only when idempotent (transport failure, or 502/503/504); at most ``retries`` times."""
+    import httpcore
+    import httpx
+
+    from rock_env.remote.client import RetryRule
+
+    rule = RetryRule(retries=2)
+    refused = httpcore.ConnectError("refused")
+    reset = httpx.ReadError("reset by peer")
+    assert rule.delay(0, idempotent=False, failure=refused) == 0.05
+    assert rule.delay(1, idempotent=False, failure=httpx.ConnectTimeout("slow")) == 0.1
+    assert rule.delay(2, idempotent=False, failure=refused) is None
+    assert rule.delay(0, idempotent=False, failure=reset) is None
+    assert rule.delay(0, idempotent=True, failure=reset) == 0.05
+    assert rule.delay(0, idempotent=True, failure=None, status=503) == 0.05
+    assert rule.delay(0, idempotent=True, failure=None, status=500) is None
+    assert rule.delay(0, idempotent=False, failure=None, status=503) is None
+    assert RetryRule(retries=10).delay(9, idempotent=True, failure=None, status=502) == 2.0

@@ -194,3 +194,73 @@ def test_none_and_bad_actions_behave_like_local(server: BackgroundServer) -> Non
         assert r_step[0] == l_step[0] and r_step[1].tolist() == l_step[1].tolist() == [-0.1, 0.0]
         with pytest.raises(InvalidAction, match=r"index 1 \(int\)"):
             rvec.step(["\\boxed{up}", 3])  # type: ignore[list-item]
+
+
+SERVER_ONLY_ID = "srvonly:Guess-v0"
+GEM_ID = "game:GuessTheNumber-v0-easy"
+CLIENT = """
+import json, sys
+import rock_env as rock
+
+url, server_only, gem_id = sys.argv[1:4]
+out = {}
+for env_id in (server_only, gem_id):
+    with rock.make(env_id, backend="remote", base_url=url) as env:
+        out[env_id] = [env.reset(seed=3), env.step("5")[:4]]
+with rock.make_vec(server_only, 2, backend="remote", base_url=url) as vec:
+    out["vec"] = list(vec.reset(seed=1)[0])
+gem = sys.modules.get("gem")
+out["gem_modules"] = sorted(m for m in sys.modules if m == "gem" or m.startswith("gem."))
+out["gem_init_ran"] = gem is not None and "make" in vars(gem)
+out["registry_loaded_gem"] = rock.registry._gem_loaded
+print(json.dumps(out))
+"""
+
+
+def test_an_id_known_only_to_the_server_needs_no_local_lookup_and_no_gem(server: BackgroundServer) -> None:
+    """The client sends the id and kwargs as they are: an id the client's registry does not know
+    (registered in the server's process only) and a GEM id both work, and the client never loads
+    GEM's registry or envs (only ``gem.core``, which the env base class subclasses)."""
+    import json
+    import subprocess
+    import sys
+
+    rock.register(SERVER_ONLY_ID, "tests.envs_for_tests:GuessEnv", override=True)
+    run = subprocess.run(
+        [sys.executable, "-c", CLIENT, server.url, SERVER_ONLY_ID, GEM_ID],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["registry_loaded_gem"] is False
+    assert out["gem_init_ran"] is False
+    assert [m for m in out["gem_modules"] if m.startswith("gem.envs")] == []
+    assert set(out["gem_modules"]) <= {"gem", "gem.core", "gem.utils", "gem.utils.seeding"}
+    for env_id in (SERVER_ONLY_ID, GEM_ID):
+        local = rock.make(env_id)  # a GEM env is no context manager
+        want = [list(local.reset(seed=3)), list(local.step("5")[:4])]
+        local.close()
+        assert out[env_id] == json.loads(json.dumps(want)), env_id
+    with rock.make_vec(SERVER_ONLY_ID, 2) as lvec:
+        assert out["vec"] == list(lvec.reset(seed=1)[0])
+
+
+def test_rock_sandbox_is_ready_for_base_url_without_importing_the_remote_client() -> None:
+    """``rock.Sandbox`` comes from the dispatch module (``rock_env.api``), which registers the remote
+    sandbox classes with the SDK: ``rock.Sandbox(..., base_url=URL)`` needs no other import."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, rock_env as rock\n"
+        "assert 'rock_env.remote.sandbox' not in sys.modules\n"
+        "sync_cls, async_cls = rock.Sandbox, rock.AsyncSandbox\n"
+        "from rock_env.sandbox.backends import remote_classes\n"
+        "remote_sync, remote_async = remote_classes()\n"
+        "print(issubclass(remote_sync, sync_cls), issubclass(remote_async, async_cls), remote_sync.__name__)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["True", "True", "RemoteSandbox"]

@@ -49,3 +49,42 @@ def test_wire_models_reject_unknown_fields_and_bad_values() -> None:
         EnvStepRequest.model_validate({"action": "x", "actoin": "y"})
     with pytest.raises(ValueError):
         VecMakeRequest.model_validate({"env_id": "game:Sokoban-v0", "num_envs": 0})
+
+
+def test_control_models_stay_out_of_the_client_side() -> None:
+    """Admin <-> worker models live in ``protocol.control``; no client-facing protocol module and
+    no client module (``rock_env.remote``) imports it."""
+    from tests.test_layers import all_imports
+
+    control = "rock_env.protocol.control"
+    client_side = ("rock_env.protocol.envs", "rock_env.protocol.vecs", "rock_env.protocol.sandboxes")
+    users = sorted(
+        str(i) for i in all_imports() if i.target == control and i.source.startswith(("rock_env.remote", *client_side))
+    )
+    assert users == []
+    import rock_env.protocol as protocol
+
+    worker_models = {name for name in protocol.__all__ if name.startswith("Worker")}
+    assert worker_models and all(getattr(protocol, n).__module__ == control for n in worker_models)
+
+
+def test_every_wire_model_is_exported_from_the_package() -> None:
+    """``from rock_env.protocol import X`` keeps working for every model of every topic module."""
+    import importlib
+
+    from pydantic import BaseModel
+
+    import rock_env.protocol as protocol
+
+    for topic in ("common", "errors", "codec", "envs", "vecs", "sandboxes", "compat", "control"):
+        module = importlib.import_module(f"rock_env.protocol.{topic}")
+        for name, value in vars(module).items():
+            public = not name.startswith("_")
+            if (
+                public
+                and isinstance(value, type)
+                and issubclass(value, BaseModel)
+                and value.__module__ == module.__name__
+            ):
+                assert getattr(protocol, name) is value, f"rock_env.protocol does not export {topic}.{name}"
+                assert name in protocol.__all__

@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
+from rock_env.cluster.ray_connect import LOOPBACK_ENV_VAR
 from rock_env.config import compose_config, validate_rollout_config
 from rock_env.config.schema import RayClusterConfig
 from rock_env.errors import ConfigError, ServerUnavailable, WorkerLost
 from rock_env.rollout import episode_seeds, ray_runner, read_jsonl, run_rollout
 from rock_env.rollout.ray_runner import worker_count
-from rock_env.server.cluster.ray_connect import LOOPBACK_ENV_VAR
 from tests.processes import pids_with_cmdline
 from tests.rollout.helpers import files_of
 
@@ -205,7 +205,7 @@ _LOCAL_HEAD_SCRIPT = textwrap.dedent(
     import json, sys
     from rock_env.config import compose_config
     from rock_env.rollout import run_rollout
-    from rock_env.server.cluster.leftovers import ray_descendants
+    from rock_env.cluster.leftovers import ray_descendants
 
     seen = {}
     def look(ep):

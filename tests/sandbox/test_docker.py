@@ -16,9 +16,8 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -42,11 +41,9 @@ from rock_env.sandbox.runtimes.docker import (
 )
 from rock_env.sandbox.sdk import new_sandbox_id
 from rock_env.sandbox.state import SandboxRecord
+from tests.sandbox.dockerutil import MakeSandbox, SandboxFactory, bare_runtime
 
 pytestmark = pytest.mark.docker
-
-#: the ``make_sandbox`` fixture: ``make_sandbox(**config_fields)`` -> a started docker sandbox
-MakeSandbox = Callable[..., Sandbox]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -81,18 +78,10 @@ def wait_gone(sandbox_id: str, timeout: float = 10.0) -> bool:
 @pytest.fixture
 def make_sandbox(docker_image: str) -> Iterator[MakeSandbox]:
     """Factory of started docker sandboxes; stops them and checks their containers are gone."""
-    made: list[Sandbox] = []
-
-    def make(**fields: Any) -> Sandbox:
-        sb = Sandbox(runtime="docker", image=docker_image, **fields)
-        made.append(sb)
-        sb.start()
-        return sb
-
+    make = SandboxFactory(runtime="docker", image=docker_image)
     yield make
-    for sb in made:
-        sb.stop()
-    for sb in made:
+    make.stop_all()
+    for sb in make.made:
         assert wait_gone(sb.id), f"container of {sb.id} still exists after stop()"
         assert not sb.state_dir.exists()
 
@@ -438,23 +427,15 @@ def test_workspace_tmpfs_is_unmounted_and_reaped(docker_image: str, tmp_path: Pa
 
 
 def test_absolute_ttl_is_enforced_inside_the_container(docker_image: str, tmp_path: Path) -> None:
-    sandbox_id = new_sandbox_id()
-    runtime = DockerRuntime(SandboxConfig(image=docker_image, ttl=1), sandbox_id, tmp_path / sandbox_id)
-    runtime.start()
-    try:
+    with bare_runtime(tmp_path, image=docker_image, ttl=1) as runtime:
         assert runtime.alive()
         assert wait_gone(runtime.sandbox_id, timeout=15), "the container outlived its ttl"
         assert not runtime.alive()
-    finally:
-        runtime.stop()
 
 
 def test_ttl_kills_a_busy_default_session(docker_image: str, tmp_path: Path) -> None:
     # the spare shell runs in the foreground of the container's init script: the ttl watchdog must still win
-    sandbox_id = new_sandbox_id()
-    runtime = DockerRuntime(SandboxConfig(image=docker_image, ttl=2), sandbox_id, tmp_path / sandbox_id)
-    runtime.start()
-    try:
+    with bare_runtime(tmp_path, image=docker_image, ttl=2) as runtime:
         shell = runtime.initial_shell()
         assert shell is not None
         assert runtime.initial_shell() is None  # only once
@@ -462,8 +443,6 @@ def test_ttl_kills_a_busy_default_session(docker_image: str, tmp_path: Path) -> 
         assert shell.read(30) == b"up\n"
         assert shell.wait(20) is not None, "the ttl did not end the session's command"
         assert wait_gone(runtime.sandbox_id, timeout=15), "the container outlived its ttl"
-    finally:
-        runtime.stop()
 
 
 @pytest.mark.parametrize("ttl", [300, None])

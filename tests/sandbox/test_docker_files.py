@@ -18,22 +18,13 @@ import pytest
 
 from rock_env.errors import PathOutsideSandbox, SandboxFileNotFound
 from rock_env.sandbox import Sandbox
-from rock_env.sandbox.runtimes.docker import LABEL_OWNER, docker_api
-from rock_env.sandbox.runtimes.docker.engine import owner_label
-
-MakeSandbox = Callable[..., Sandbox]
-
-
-def own_containers() -> list[str]:
-    """Ids of the containers (running or not) this test process created."""
-    items = docker_api().containers(all=True, filters={"label": f"{LABEL_OWNER}={owner_label()}"})
-    return sorted(item["Id"] for item in items)
+from tests.sandbox.dockerutil import MakeSandbox, SandboxFactory, own_containers
 
 
 @pytest.fixture
 def make_sandbox(request: pytest.FixtureRequest, sandbox_state: Path) -> Iterator[MakeSandbox]:
     """Factory of started sandboxes (docker by default); stops them and checks no container is left."""
-    made: list[Sandbox] = []
+    factory = SandboxFactory()
     before: list[str] | None = None
 
     def make(runtime: str = "docker", **fields: Any) -> Sandbox:
@@ -42,14 +33,10 @@ def make_sandbox(request: pytest.FixtureRequest, sandbox_state: Path) -> Iterato
             fields.setdefault("image", request.getfixturevalue("docker_image"))
             if before is None:
                 before = own_containers()
-        sb = Sandbox(runtime=runtime, **fields)
-        made.append(sb)
-        sb.start()
-        return sb
+        return factory(runtime=runtime, **fields)
 
     yield make
-    for sb in made:
-        sb.stop()
+    factory.stop_all()
     if before is not None:
         assert own_containers() == before, "containers left behind"
 

@@ -10,45 +10,26 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from rock_env.sandbox import Sandbox
-from rock_env.sandbox.runtimes.docker import LABEL_OWNER, docker_api
-from rock_env.sandbox.runtimes.docker.engine import owner_label
+from rock_env.sandbox.runtimes.docker import docker_api
+from tests.sandbox.dockerutil import MakeSandbox, bare_runtime, docker_sandboxes
 
 pytestmark = pytest.mark.docker
 
-MakeSandbox = Callable[..., Sandbox]
 MiB = 1 << 20
-
-
-def own_containers() -> list[str]:
-    """Ids of the containers (running or not) this test process created."""
-    items = docker_api().containers(all=True, filters={"label": f"{LABEL_OWNER}={owner_label()}"})
-    return sorted(item["Id"] for item in items)
 
 
 @pytest.fixture
 def make_sandbox(docker_image: str, sandbox_state: Path) -> Iterator[MakeSandbox]:
     """Factory of started docker sandboxes; stops them and checks that no container is left."""
-    before = own_containers()
-    made: list[Sandbox] = []
-
-    def make(**fields: Any) -> Sandbox:
-        fields.setdefault("image", docker_image)
-        sb = Sandbox(runtime="docker", **fields)
-        made.append(sb)
-        sb.start()
-        return sb
-
-    yield make
-    for sb in made:
-        sb.stop()
-    assert own_containers() == before, "containers left behind"
+    with docker_sandboxes(docker_image) as make:
+        yield make
 
 
 # --- OOM ---------------------------------------------------------------------------------
@@ -241,23 +222,16 @@ def test_keeper_without_mkfifo_still_recovers(image_without_mkfifo: str, make_sa
 
 def test_ttl_holds_after_the_watchdog_was_killed(docker_image: str, tmp_path: Path) -> None:
     # the runtime alone (no SDK reaper on the host): only the keeper's watchdog ends the container
-    from rock_env.sandbox import SandboxConfig
-    from rock_env.sandbox.runtimes.docker import LABEL_SANDBOX, DockerRuntime
-    from rock_env.sandbox.sdk import new_sandbox_id
+    from rock_env.sandbox.runtimes.docker import LABEL_SANDBOX
 
-    sandbox_id = new_sandbox_id()
-    runtime = DockerRuntime(SandboxConfig(image=docker_image, ttl=4), sandbox_id, tmp_path / sandbox_id)
-    runtime.start()
-    try:
+    with bare_runtime(tmp_path, image=docker_image, ttl=4) as runtime:
         started = time.monotonic()
         killer = runtime.open_process(["sh", "-c", "kill -9 -1; echo sent"], stdin=False)
         assert killer.read(30) == b"sent\n"
         killer.close()
         assert runtime.alive(), "kill -9 -1 ended the container"
         deadline = started + 20
-        while docker_api().containers(all=True, filters={"label": f"{LABEL_SANDBOX}={sandbox_id}"}):
+        while docker_api().containers(all=True, filters={"label": f"{LABEL_SANDBOX}={runtime.sandbox_id}"}):
             assert time.monotonic() < deadline, "the container outlived its ttl after its watchdog was killed"
             time.sleep(0.1)
         assert time.monotonic() - started > 2
-    finally:
-        runtime.stop()

@@ -14,46 +14,26 @@ import re
 import secrets
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rock_env.sandbox import Sandbox
-from rock_env.sandbox.runtimes.docker import DROPPED_CAPS, LABEL_OWNER, LABEL_SANDBOX, READONLY_PATHS, docker_api
-from rock_env.sandbox.runtimes.docker.engine import owner_label
+from rock_env.sandbox.runtimes.docker import DROPPED_CAPS, LABEL_SANDBOX, READONLY_PATHS, docker_api
+from tests.sandbox.dockerutil import MakeSandbox, docker_sandboxes
 
 pytestmark = pytest.mark.docker
-
-MakeSandbox = Callable[..., Sandbox]
 
 #: the capabilities left to root in a container (Docker's default set minus DROPPED_CAPS), by number
 KEPT_CAPS = {"CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "FSETID": 4, "KILL": 5, "SETGID": 6, "SETUID": 7, "SETPCAP": 8}
 
 
-def own_containers() -> list[str]:
-    """Ids of the containers (running or not) this test process created."""
-    items = docker_api().containers(all=True, filters={"label": f"{LABEL_OWNER}={owner_label()}"})
-    return sorted(item["Id"] for item in items)
-
-
 @pytest.fixture
 def make_sandbox(docker_image: str, sandbox_state: Path) -> Iterator[MakeSandbox]:
     """Factory of started docker sandboxes; stops them and checks that no container is left."""
-    before = own_containers()
-    made: list[Sandbox] = []
-
-    def make(**fields: Any) -> Sandbox:
-        sb = Sandbox(runtime="docker", image=docker_image, **fields)
-        made.append(sb)
-        sb.start()
-        return sb
-
-    yield make
-    for sb in made:
-        sb.stop()
-    assert own_containers() == before, "containers left behind"
+    with docker_sandboxes(docker_image) as make:
+        yield make
 
 
 def test_container_is_unprivileged_with_a_small_capability_set(make_sandbox: MakeSandbox) -> None:

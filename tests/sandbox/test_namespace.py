@@ -208,7 +208,7 @@ def test_base_image_rootfs_built_without_a_registry(sandbox_state: Path) -> None
 
 
 def test_secret_list_is_cached_until_a_secret_appears(tmp_path: Path) -> None:
-    from rock_env.sandbox.runtimes.namespace import _secret_stamp, _secrets_in
+    from rock_env.sandbox.runtimes.namespace.rootfs import _secret_stamp, _secrets_in
 
     etc = tmp_path / "etc"
     (etc / "ssh").mkdir(parents=True)

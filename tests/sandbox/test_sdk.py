@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import rock_env as rock
 from rock_env.errors import InvalidArgument, SandboxClosed, SessionExists, SessionNotFound
 from rock_env.sandbox import AsyncSandbox, Sandbox, SandboxConfig
 from rock_env.sandbox.runtimes import select_runtime
@@ -132,10 +133,14 @@ async def test_async_sandbox_runs_concurrently(sandbox_state: Path) -> None:
 
 
 def test_base_url_returns_the_remote_client_with_the_same_config() -> None:
-    remote = Sandbox(runtime="namespace", memory="1g", base_url="http://127.0.0.1:9")
+    # the public entry point (rock_env.Sandbox) registers the remote classes with the sandbox layer
+    remote = rock.Sandbox(runtime="namespace", memory="1g", base_url="http://127.0.0.1:9")
     assert type(remote).__name__ == "RemoteSandbox"
+    assert isinstance(remote, Sandbox)
     assert remote.config == SandboxConfig(runtime="namespace", memory="1g")
-    assert type(AsyncSandbox(runtime="local", base_url="http://127.0.0.1:9")).__name__ == "AsyncRemoteSandbox"
+    remote_async = rock.AsyncSandbox(runtime="local", base_url="http://127.0.0.1:9")
+    assert type(remote_async).__name__ == "AsyncRemoteSandbox"
+    assert isinstance(remote_async, AsyncSandbox)
 
 
 def test_background_job_survives_a_later_timeout(any_sandbox: Sandbox) -> None:

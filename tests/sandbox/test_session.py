@@ -6,10 +6,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from rock_env.errors import SandboxClosed
+from rock_env.errors import RockEnvError, SandboxClosed
+from rock_env.sandbox import Sandbox
 from rock_env.sandbox.hostproc import HostProcessPipe, descendants
 from rock_env.sandbox.session import BASH_ARGV, BashSession, ansi_c_quote
 
@@ -159,3 +161,22 @@ def test_lazy_start_of_a_shell_that_dies_is_a_clear_error(tmp_path: Path) -> Non
     )
     with pytest.raises(SandboxClosed, match=r"did not start.*cannot start"):
         broken.run("echo never")
+
+
+@pytest.mark.parametrize(
+    ("fields", "said"),
+    [
+        ({"cwd": "/nonexistent"}, "/nonexistent"),
+        ({"cwd": "/etc/passwd"}, "/etc/passwd"),
+        ({"env": {"PATH": ""}}, "did not start"),
+    ],
+)
+def test_a_session_that_cannot_start_is_a_typed_error_and_the_sandbox_goes_on(
+    any_sandbox: Sandbox, fields: dict[str, Any], said: str
+) -> None:
+    """A session that cannot start (bad cwd, an env without PATH) is a typed error naming why, not a crash."""
+    with pytest.raises(RockEnvError) as caught:
+        any_sandbox.create_session("broken", **fields)
+    assert said in str(caught.value)
+    assert "broken" not in [s.name for s in any_sandbox.sessions()]
+    assert any_sandbox.run("echo still-fine").output == "still-fine\n"

@@ -182,9 +182,7 @@ def test_mark_worker_lost_makes_its_objects_raise_worker_lost_naming_them(tmp_pa
         service.register_worker(
             WorkerRegisterRequest(worker_id="ray-aaaaaaaa-1", url="http://127.0.0.1:9", capacity=capacity)
         )
-    peer = service.workers["ray-aaaaaaaa-1"].peer
-    assert peer is not None
-    asyncio.run(peer.aclose())
+    asyncio.run(service.workers["ray-aaaaaaaa-1"].host.aclose())
 
 
 def test_config_groups_compose_for_the_admin() -> None:
@@ -217,9 +215,9 @@ def test_loopback_addresses(address: str, loopback: bool) -> None:
 
 
 def test_leftover_ray_processes_are_recorded_and_reaped(tmp_path: Path) -> None:
+    from rock_env.cluster import leftovers
     from rock_env.sandbox import hostproc
     from rock_env.sandbox.state import ProcessRef
-    from rock_env.server.cluster import leftovers
 
     # a parent (standing in for the admin) with a Ray-looking child and an ordinary one
     script = '(exec -a "ray::FakeAgent" sleep 60) & (exec sleep 60) & wait'

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rock_env.errors import ConfigError, ServerUnavailable
-from rock_env.server.cluster import ray_connect
-from rock_env.server.cluster.ray_connect import (
+from rock_env.cluster import ray_connect
+from rock_env.cluster.ray_connect import (
     LOOPBACK_ENV_VAR,
     gcs_host_port,
     import_ray,
@@ -19,6 +18,7 @@ from rock_env.server.cluster.ray_connect import (
     init_ray,
     recorded_cluster,
 )
+from rock_env.errors import ConfigError, ServerUnavailable
 
 
 def free_port() -> int:

@@ -12,7 +12,6 @@ real namespace sandbox, not a 404.
 from __future__ import annotations
 
 import collections
-import contextlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,15 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import hypothesis
-import hypothesis.errors
 import pytest
 import requests
 import schemathesis
-from schemathesis.checks import CHECKS, is_check_class, load_all_checks
 from schemathesis.core.failures import FailureGroup
 from schemathesis.generation.modes import GenerationMode
 
+from tests.fuzzing import all_checks, env_params, failure_report, sandbox_params, send_examples
 from tests.server.conftest import serve
 
 pytestmark = [pytest.mark.server, pytest.mark.slow, pytest.mark.bwrap]
@@ -37,20 +34,6 @@ pytestmark = [pytest.mark.server, pytest.mark.slow, pytest.mark.bwrap]
 #: a minute or two on 2 cores. Operations whose only input is a pinned id get one example (there is
 #: nothing else to vary); the last pass sends made-up ids to every operation that takes one.
 PASSES = [(GenerationMode.POSITIVE, True, 18), (GenerationMode.NEGATIVE, True, 8), (GenerationMode.POSITIVE, False, 6)]
-#: Checks we do not hold the API to, and why.
-NOT_HELD = {
-    # "Valid data should have been accepted": a schema cannot say which env kwargs an env takes, which
-    # env ids are registered or which sandbox paths exist; those schema-valid requests get a 4xx with
-    # the reason (InvalidEnvKwargs 422, EnvNotFound 404, ...), which is the point of this suite.
-    "positive_data_acceptance",
-}
-ENV_ID = "game:Sokoban-v0-easy"
-
-
-def all_checks() -> list[Any]:
-    """Every check function schemathesis has (``--checks all``), minus :data:`NOT_HELD`."""
-    load_all_checks()
-    return [c for c in CHECKS.get_all() if not is_check_class(c) and c.__name__ not in NOT_HELD]
 
 
 @contextmanager
@@ -62,32 +45,10 @@ def live_objects(http: httpx.Client, path: str) -> Iterator[dict[str, str]]:
         if "{sandbox}" in path:
             sb = http.post("/api/v1/sandboxes", json={"config": {"runtime": "namespace", "memory": "512m"}})
             assert sb.status_code == 200, sb.text
-            params["sandbox"] = sid = sb.json()["id"]
+            sid = sb.json()["id"]
             cleanup.append(lambda: http.delete(f"/api/v1/sandboxes/{sid}"))
-            base = f"/api/v1/sandboxes/{sid}"
-            if "{name}" in path:
-                assert http.post(f"{base}/sessions", json={"name": "fuzz"}).status_code == 200
-                params["name"] = "fuzz"
-            if "{proc}" in path:
-                proc = http.post(f"{base}/processes", json={"cmd": "true"})
-                assert proc.status_code == 200, proc.text
-                params["proc"] = proc.json()["id"]
-            if "{snapshot_id}" in path:
-                snap = http.post(f"{base}/snapshots")
-                assert snap.status_code == 200, snap.text
-                params["snapshot_id"] = snap.json()["snapshot_id"]
-        if "{env}" in path:
-            env = http.post("/api/v1/envs", json={"env_id": ENV_ID})
-            assert env.status_code == 200, env.text
-            params["env"] = eid = env.json()["id"]
-            http.post(f"/api/v1/envs/{eid}/reset", json={"seed": 0})
-            cleanup.append(lambda: http.delete(f"/api/v1/envs/{eid}"))
-        if "{vec}" in path:
-            vec = http.post("/api/v1/vecs", json={"env_id": ENV_ID, "num_envs": 2})
-            assert vec.status_code == 200, vec.text
-            params["vec"] = vid = vec.json()["id"]
-            http.post(f"/api/v1/vecs/{vid}/reset", json={"seed": 0})
-            cleanup.append(lambda: http.delete(f"/api/v1/vecs/{vid}"))
+            params.update(sandbox_params(http, path, sid))
+        params.update(env_params(http, path, cleanup))
         yield params
     finally:
         for close in cleanup:
@@ -105,17 +66,7 @@ def fuzz(
     seen: collections.Counter[str],
 ) -> None:
     """Send ``examples`` generated requests of ``mode`` to ``operation``; record every failed check."""
-    strategy = operation.as_strategy(generation_mode=mode, path_parameters=params or None)
 
-    @hypothesis.given(case=strategy)
-    @hypothesis.settings(
-        max_examples=examples,
-        deadline=None,
-        suppress_health_check=list(hypothesis.HealthCheck),
-        database=None,
-        derandomize=True,
-        phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
-    )
     def check(case: schemathesis.Case) -> None:
         label = f"{case.method} {case.formatted_path} [{mode.value}]"
         seen[operation.label] += 1
@@ -132,8 +83,7 @@ def fuzz(
                     f"{label} -> {response.status_code} {response.text[:200]!r}: {' '.join(str(failure).split())[:300]}"
                 )
 
-    with contextlib.suppress(hypothesis.errors.Unsatisfiable):
-        check()  # Unsatisfiable: nothing to negate (e.g. a GET whose only parameter is pinned to a live object)
+    send_examples(operation, mode, examples, params, check)
 
 
 def test_every_operation_passes_all_checks(tmp_path: Path) -> None:
@@ -156,5 +106,5 @@ def test_every_operation_passes_all_checks(tmp_path: Path) -> None:
     elapsed = time.monotonic() - started
     assert len(operations) >= 50, [op.label for op in operations]
     assert set(seen) == {op.label for op in operations}, "every operation got requests"
-    report = "\n".join(f"{kind} ({len(items)}):\n  " + "\n  ".join(items[:8]) for kind, items in failures.items())
+    report = failure_report(failures)
     assert not failures, f"{sum(map(len, failures.values()))} failures in {elapsed:.0f}s:\n{report}"

@@ -7,12 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from rock_env.vector._worker import WORKER_ENV_VAR
+from rock_env.vector.subproc import PARENT_ENV_VAR
 
 
 def live_workers() -> list[int]:
     """Pids of live vector worker processes started by this (test) process."""
-    marker = f"{WORKER_ENV_VAR}={os.getpid()}".encode()
+    marker = f"{PARENT_ENV_VAR}={os.getpid()}".encode()
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():

@@ -22,6 +22,10 @@ displacement score and an explicit stack instead of numpy arrays copied at every
 recursion. The placement draws from a plain-Python replica of numpy's seeding and PCG64
 (:mod:`rock_env.games.sokoban.pcg64`, checked against numpy at import; numpy's own
 generator is used if that check fails).
+
+The module is a little over 500 lines on purpose: the three stages share the grid encoding,
+the bit boards and the draw order, and the exact reproduction of GEM's levels depends on them
+staying side by side (a split would scatter one algorithm over several files).
 """
 
 from __future__ import annotations

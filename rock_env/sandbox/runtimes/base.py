@@ -191,6 +191,14 @@ class Runtime(ABC):
         session env and defaults such as PATH and HOME); ``cwd`` an absolute path inside.
         """
 
+    def session_argv(self, argv: list[str]) -> list[str]:
+        """The argv that starts a session's shell ``argv`` (default: as given).
+
+        Runtimes wrap it to keep the shell out of the sandbox's reach (non-dumpable), so that the
+        commands it is sent and their end markers cannot be read from inside.
+        """
+        return argv
+
     def open_session(
         self,
         argv: list[str],
@@ -199,12 +207,16 @@ class Runtime(ABC):
         cwd: str | None = None,
         env: dict[str, str] | None = None,
     ) -> ProcessPipe:
-        """Start the shell of the bash session ``name`` (default: :meth:`open_process`).
+        """Start the shell of the bash session ``name`` (default: :meth:`open_process` of :meth:`session_argv`).
 
         Runtimes that can group processes give each session a group of its own, so that what a
         session's commands leave behind (orphans of a fork bomb) can be killed without touching
         other sessions or the sandbox itself.
         """
+        return self._start_session(self.session_argv(argv), name, cwd, env)
+
+    def _start_session(self, argv: list[str], name: str, cwd: str | None, env: dict[str, str] | None) -> ProcessPipe:
+        """Start the (wrapped) shell of session ``name``: :meth:`open_process` unless the runtime groups sessions."""
         return self.open_process(argv, cwd=cwd, env=env)
 
     # --- files -----------------------------------------------------------------------------

@@ -133,8 +133,7 @@ class HostDirRuntime(Runtime):
         self._close_files()
         if self.cgroups is not None:
             self.cgroups.remove()
-        for point in mounts.mounted_below(self.state_dir):
-            mounts.unmount(point)
+        mounts.unmount_below(self.state_dir)
         if is_sandbox_dir(self.state_dir):
             shutil.rmtree(self.state_dir, ignore_errors=True)
 

@@ -8,10 +8,10 @@ loop and its worker is marked lost at once: clients get :class:`~rock_env.errors
 naming their env or sandbox, and a fresh actor takes the node's place.
 
 Modules: :mod:`.settings` (the ``cluster`` and ``ray_workers`` config groups),
-:mod:`.placement` (the Ray-free placement logic), :mod:`.actor` (the worker inside an actor),
-:mod:`.ray_backend` (the Ray calls), :mod:`.ray_connect` (joining Ray; shared with
-``rock-env rollout cluster=ray``) and :mod:`.hook` (wiring into the admin's service:
-``attach_cluster``; it imports Ray only when called).
+:mod:`.placement` (the Ray-free placement logic), :mod:`.actor` (the node actor that runs a
+worker), :mod:`.ray_backend` (the Ray calls) and :mod:`.hook` (wiring into the admin's service:
+``attach_cluster``; it imports Ray only when called). Joining Ray and reaping a private head's
+leftovers live in :mod:`rock_env.cluster`, shared with ``rock-env rollout cluster=ray``.
 """
 
 from __future__ import annotations

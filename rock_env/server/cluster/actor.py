@@ -1,10 +1,10 @@
 """The rock-env worker inside a Ray actor (one per node, placed by the admin).
 
-:class:`WorkerActor` is a plain class; :mod:`.ray_backend` turns it into a threaded Ray
+:class:`NodeActor` is a plain class; :mod:`.ray_backend` turns it into a threaded Ray
 actor. Its constructor does what ``rock-env worker start --admin URL`` does, in the actor's
 process: it serves the worker app on the node's IP (a free port) from a background thread
-and runs the agent that registers and heartbeats with the admin. ``wait_stopped`` blocks
-until :meth:`WorkerActor.stop`, so the admin learns of the actor's death when that call fails.
+and runs the heartbeat link that registers and heartbeats with the admin. ``wait_stopped`` blocks
+until :meth:`NodeActor.stop`, so the admin learns of the actor's death when that call fails.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
-class WorkerActor:
-    """A worker app served from this process until :meth:`stop`."""
+class NodeActor:
+    """The actor on one Ray node: it serves a worker app from this process until :meth:`stop`."""
 
     def __init__(
         self,
@@ -28,8 +28,8 @@ class WorkerActor:
         token: str | None,
         worker: dict[str, Any],
     ) -> None:
-        from rock_env.server.agent import run_agent
         from rock_env.server.app import create_app
+        from rock_env.server.heartbeat import run_heartbeat
         from rock_env.server.logs import configure_logging
         from rock_env.server.runner import BackgroundServer
         from rock_env.server.settings import settings_from
@@ -46,7 +46,7 @@ class WorkerActor:
         service = app.state.service
         self._server = BackgroundServer(app, host=host, port=0, log_level=settings.log_level)
         advertise = f"http://{host if ':' not in host else f'[{host}]'}:{self._server.port}"
-        service.background.append(lambda: run_agent(service, admin_url, advertise, token))
+        service.background.append(lambda: run_heartbeat(service, admin_url, advertise, token))
         self._server.start()
         self._stopped = threading.Event()
         self.worker_id = worker_id

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rock_env.server.cluster import leftovers
+from rock_env.cluster import leftovers
+from rock_env.cluster.ray_connect import LOOPBACK_ENV_VAR, address_is_loopback, init_ray
 from rock_env.server.cluster.placement import NodeView
-from rock_env.server.cluster.ray_connect import LOOPBACK_ENV_VAR, address_is_loopback, init_ray
 from rock_env.server.cluster.settings import RayClusterSettings
 
 logger = logging.getLogger(__name__)
@@ -100,12 +100,12 @@ class RayBackend:
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        from rock_env.server.cluster.actor import WorkerActor
+        from rock_env.server.cluster.actor import NodeActor
 
         if not self.admin_url:
             raise RuntimeError("the admin URL is not known yet")
         if self._actor_class is None:
-            self._actor_class = ray.remote(WorkerActor)
+            self._actor_class = ray.remote(NodeActor)
         actor = self._actor_class.options(
             name=f"rock-env-worker-{worker_id}",
             namespace=self.settings.namespace,

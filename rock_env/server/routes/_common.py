@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-import httpx
 from fastapi import Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from rock_env.errors import EnvInstanceNotFound, RockEnvError, SandboxNotFound, WorkerLost
-from rock_env.protocol import ErrorBody, exception_from_body
+from rock_env.protocol import ErrorBody
 from rock_env.server.service import Service
-from rock_env.server.store import ObjectRecord
 
 M = TypeVar("M", bound=BaseModel)
 JSON = "application/json"
@@ -43,59 +40,7 @@ def raw_json(content: bytes) -> Response:
     return Response(content, media_type=JSON)
 
 
-def check_peer_response(svc: Service, rec: ObjectRecord | None, resp: httpx.Response) -> bytes:
-    """The body of a worker's answer, or raise the error it carries (the same class)."""
-    if resp.status_code < 400:
-        return resp.content
-    try:
-        data: Any = resp.json()
-    except ValueError:
-        data = {"error": "RemoteError", "message": resp.text[:500]}
-    exc = exception_from_body(data if isinstance(data, dict) else {"message": str(data)})
-    if rec is not None and isinstance(exc, (EnvInstanceNotFound, SandboxNotFound)):
-        svc._mark_lost([rec.id], f"worker {rec.worker_id!r} no longer has it (the worker restarted)")
-        raise WorkerLost(f"{rec.kind} {rec.id!r} is gone: its worker {rec.worker_id!r} restarted. Make a new one.")
-    raise exc
-
-
-def parse_peer(svc: Service, rec: ObjectRecord | None, resp: httpx.Response, model: type[M]) -> M:
-    """Parse a worker's answer into ``model`` (or raise its error)."""
-    return model.model_validate_json(check_peer_response(svc, rec, resp))
-
-
-async def forward(
-    svc: Service,
-    rec: ObjectRecord,
-    method: str,
-    path: str,
-    body: bytes | None,
-    params: dict[str, str] | None = None,
-) -> bytes:
-    """Send the request on to the worker hosting ``rec``; its JSON answer, or raise its error."""
-    entry = svc.entry_of(rec)
-    assert entry.peer is not None
-    resp = await entry.peer.request(
-        method,
-        path,
-        content=body,
-        params=params,
-        headers={"content-type": JSON},
-        what=f"forwarding {method} {path}",
-    )
-    return check_peer_response(svc, rec, resp)
-
-
-__all__ = [
-    "JSON",
-    "RockEnvError",
-    "check_peer_response",
-    "forward",
-    "model_response",
-    "owner_of",
-    "parse_peer",
-    "raw_json",
-    "service_of",
-]
+__all__ = ["JSON", "model_response", "owner_of", "raw_json", "service_of"]
 
 
 #: Schemas the bodies of :func:`body_schema` refer to; :func:`rock_env.server.app.create_app` adds them to

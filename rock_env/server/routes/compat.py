@@ -15,6 +15,7 @@ from rock_env.protocol import (
     EnvMakeRequest,
     EnvResetRequest,
     EnvResetResponse,
+    EnvStepRequest,
     EnvStepResponse,
     RockCloseRequest,
     RockCloseResponse,
@@ -77,7 +78,8 @@ async def rock_reset(request: Request) -> Response:
 async def rock_step(request: Request) -> Response:
     """Step: ``{"observation", "reward", "terminated", "truncated", "info"}``."""
     body = await parse_body(request, RockStepRequest)
-    return raw_json(await step_env_op(service_of(request), owner_of(request), body.sandbox_id, body.action))
+    step = EnvStepRequest.model_construct(action=body.action)
+    return raw_json(await step_env_op(service_of(request), owner_of(request), body.sandbox_id, step))
 
 
 @router.post(
@@ -97,8 +99,8 @@ async def rock_close(request: Request) -> Response:
 @router.post("/list", response_model=RockListResponse, responses=ERROR_RESPONSES, summary="ROCK: list")
 async def rock_list(request: Request) -> Response:
     """The env ids this server can make."""
-    import rock_env
+    from rock_env.api import list_envs  # the registry with every family registered (tool envs too)
 
     svc = service_of(request)
-    specs = await svc.blocking(rock_env.list_envs)
+    specs = await svc.blocking(list_envs)
     return model_response(RockListResponse(env_id=[s.id for s in specs]))

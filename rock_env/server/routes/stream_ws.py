@@ -13,7 +13,8 @@ The protocol (the twin of the server-sent-events route ``POST .../stream``):
 4. Any message from the client after the request, or the client going away, stops the
    command (it is killed) and ends the stream.
 
-If another worker hosts the sandbox, the admin relays that worker's server-sent events.
+The sandbox's host runs the command (:meth:`~rock_env.server.hosts.Host.events`): in this process, or
+on another worker whose server-sent events the admin relays.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
@@ -32,7 +33,6 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from rock_env.errors import RequestInvalid, RockEnvError
 from rock_env.protocol import StreamRequest, describe_errors, error_body, invalid_request
-from rock_env.server.routes.sandboxes import local_output_events
 from rock_env.server.service import Service
 from rock_env.server.store import ObjectRecord
 
@@ -62,34 +62,6 @@ async def deny(websocket: WebSocket, exc: RockEnvError) -> None:
         await websocket.send_denial_response(Response(body, status_code=exc.http_status, media_type="application/json"))
     except RuntimeError:  # the ASGI server lacks the denial-response extension
         await websocket.close(code=close_code_of(exc.http_status), reason=_reason(type(exc).__name__))
-
-
-async def peer_output_events(svc: Service, rec: ObjectRecord, body: StreamRequest) -> AsyncGenerator[tuple[str, Any]]:
-    """The events of the hosting worker's server-sent-events stream (the same items as locally)."""
-    from rock_env.server.routes._common import check_peer_response
-
-    entry = svc.entry_of(rec)
-    assert entry.peer is not None
-    path = f"/api/v1/sandboxes/{rec.id}/stream"
-    headers = {"content-type": "application/json"}
-    content = body.model_dump_json().encode()
-    async with entry.peer.stream("POST", path, content=content, headers=headers, what=f"streaming {path}") as resp:
-        if resp.status_code >= 400:
-            await resp.aread()
-            check_peer_response(svc, rec, resp)
-        yield "started", {}
-        event, data = "message", list[str]()
-        async for line in resp.aiter_lines():
-            if line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:"):
-                data.append(line[5:].strip())
-            elif line == "" and data:
-                payload = json.loads("\n".join(data))
-                yield event, payload
-                if event != "output":
-                    return
-                event, data = "message", []
 
 
 @router.websocket("/{sandbox}/stream/ws")
@@ -138,7 +110,7 @@ async def _serve(websocket: WebSocket, svc: Service, rec: ObjectRecord) -> None:
                 'e.g. {"cmd": "ls -l"}.'
             ) from None
         raise error from None
-    source = local_output_events(svc, rec.id, body) if svc.is_local(rec) else peer_output_events(svc, rec, body)
+    source = svc.host_of(rec).events(rec.id, body)
     try:
         await anext(source)  # ("started", {}); errors starting the command are raised here
         sender = asyncio.ensure_future(_send_events(websocket, source))

@@ -29,7 +29,7 @@ router = APIRouter(prefix="/api/v1", tags=["system"])
 @router.get("/health", response_model=Health, summary="Health")
 async def health(request: Request) -> Response:
     """Liveness and a summary; served without a token."""
-    from rock_env import __version__
+    from rock_env.version import __version__
 
     svc = service_of(request)
     live = [r for r in svc.records.values() if r.status == "live"]

@@ -1,9 +1,12 @@
 """The docker runtime: one container per sandbox, driven through the Docker Engine API.
 
-The package is split by job: :mod:`.engine` (the API client, labels, reaping), :mod:`.runtime`
-(:class:`DockerRuntime`: lifecycle, limits, files, snapshots), :mod:`.pipe` (processes over hijacked
-API sockets), :mod:`.cgroup` (the container's cgroups seen from the host) and :mod:`.archive`
-(files through the archive API when the daemon cannot see this host's mounts).
+The package is split by job: :mod:`.engine` (the API client, stream framing, labels, reaping),
+:mod:`.keeper` (what runs inside on rock-env's behalf: the keeper as pid 1, the shell wrappers, its
+fifo), :mod:`.runtime` (:class:`DockerRuntime`: container creation, lifecycle, limits, processes),
+:mod:`.files` (the writable layer: its tmpfs, files, snapshots), :mod:`.pipe` (processes over
+hijacked API sockets), :mod:`.cgroup` (the container's cgroups seen from the host: OOM kills, the
+pids limit) and :mod:`.archive` (files through the archive API when the daemon cannot see this
+host's mounts).
 
 Isolation: no network (``network_mode=none``) unless ``config.network``; never privileged;
 ``no-new-privileges``; the capabilities of :data:`DROPPED_CAPS` dropped from Docker's set (what is
@@ -33,9 +36,10 @@ it hit the pids limit, every command process; ``oom_killed`` counts every proces
 killed while a command ran (the memory cgroup's counter), not only the last one.
 
 Speed: ``docker exec`` costs a ``runc exec`` (tens of ms), so the container is created with a
-*spare shell*: the keeper runs a ``setsid sh`` on a relay of the container's stdin. The attach socket
-is opened before start, so :meth:`DockerRuntime.initial_shell` (the SDK's default session) only writes
-one line to it (``cd ... && exec env -i ... bash``) instead of paying for a ``docker exec``. Other
+*spare shell*: the keeper runs a ``sh`` that reads a fifo the owner writes from the host (the
+keeper's fd 5, ``/proc/<init>/fd/5``). So :meth:`DockerRuntime.initial_shell` (the SDK's default
+session) only writes one line into it (``cd ... && exec setsid env -i ... bash``) instead of paying
+for a ``docker exec``. Other
 processes use ``docker exec``. Output is read straight from the hijacked attach/exec socket with
 ``poll`` (no polling loops). The spare shell's end is reported in band by the keeper after a random
 token that it reads from its stdin (never in the container's argv, env or files), and believed only

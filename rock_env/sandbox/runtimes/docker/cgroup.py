@@ -24,8 +24,8 @@ import threading
 from collections.abc import Callable, Collection
 from pathlib import Path
 
-from rock_env.sandbox.cgroups import kill_until_gone
-from rock_env.sandbox.state import started_after
+from rock_env.sandbox.cgroups import counter, kill_until_gone
+from rock_env.sandbox.state import started_after, stat_fields
 
 logger = logging.getLogger(__name__)
 
@@ -59,42 +59,23 @@ def _controller_paths(init_pid: int, container_id: str) -> dict[str, Path]:
     return {name: directory for name, directory in out.items() if directory.is_dir()}
 
 
-def _key_value(text: str, key: str) -> int:
-    """The value of ``key`` in ``key value`` lines (0 if missing)."""
-    for line in text.splitlines():
-        name, _, value = line.partition(" ")
-        if name == key:
-            with contextlib.suppress(ValueError):
-                return int(value)
-    return 0
+def _stat_field(pid: int, index: int) -> int | None:
+    """Field ``index`` (0: the state) of ``/proc/<pid>/stat`` after the command name, or None if it is gone."""
+    fields = stat_fields(pid)
+    try:
+        return None if fields is None else int(fields[index])
+    except (IndexError, ValueError):
+        return None
 
 
 def session_of(pid: int) -> int | None:
     """The session id of host process ``pid`` (host pid numbers), or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    try:
-        return int(fields[3])  # state, ppid, pgrp, session
-    except (IndexError, ValueError):
-        return None
+    return _stat_field(pid, 3)  # state, ppid, pgrp, session
 
 
 def parent_of(pid: int) -> int | None:
     """The parent pid of host process ``pid``, or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    try:
-        return int(fields[1])
-    except (IndexError, ValueError):
-        return None
+    return _stat_field(pid, 1)
 
 
 class ContainerCgroups:
@@ -112,6 +93,7 @@ class ContainerCgroups:
         self._fds: dict[str, int] = {}  # counter files kept open: read with pread, several per command
         self._lock = threading.Lock()
         self._limit: int | None = None
+        self._seen_hits = 0  # the pids limit hits at the last look (free_if_full, kill_command_processes)
         memory = self.paths.get("memory")
         v1 = memory is None or (memory / "memory.oom_control").exists()
         self._oom_file = "memory.oom_control" if v1 else "memory.events"  # cgroup v1 or v2
@@ -150,11 +132,11 @@ class ContainerCgroups:
 
     def oom_kills(self) -> int:
         """How many processes the memory limit killed so far (every one, not only a command's last)."""
-        return _key_value(self._read("memory", self._oom_file), "oom_kill")
+        return counter(self._read("memory", self._oom_file), "oom_kill")
 
     def limit_hits(self) -> int:
         """How many forks failed at the container's pids limit so far (``pids.events``)."""
-        return _key_value(self._read("pids", "pids.events"), "max")
+        return counter(self._read("pids", "pids.events"), "max")
 
     def pids_in_use(self) -> tuple[int, int | None]:
         """(tasks in the container now, its pids limit or None)."""
@@ -203,7 +185,27 @@ class ContainerCgroups:
             )  # after the listing: a process listed and forked by the command is in it
             return [pid for pid in pids if pid not in keep]
 
-        return kill_until_gone(victims, KILL_TIMEOUT, f"container {self.container_id[:12]}")
+        sent = kill_until_gone(victims, KILL_TIMEOUT, f"container {self.container_id[:12]}")
+        self._seen_hits = self.limit_hits()
+        return sent
+
+    def free_if_full(self, spare: Collection[int] = (), room: int = 1) -> int:
+        """If the container is full of processes, kill every command process but ``spare``; the limit hits so far.
+
+        Full: fewer than ``room`` pids left below its limit (what the caller is about to start needs),
+        or near it (within a quarter) after a fork failed at the limit since the last look (a fork
+        bomb whose processes wait in bash's fork retry holds the sandbox without filling it at every moment).
+        """
+        hits = self.limit_hits()
+        current, limit = self.pids_in_use()
+        if limit is not None and (
+            current + room > limit or (hits > self._seen_hits and current >= limit - max(room, limit // 4))
+        ):
+            logger.info("container %s is at its pids limit: killing every command process", self.container_id[:12])
+            self.kill_command_processes(spare)
+            hits = self.limit_hits()
+        self._seen_hits = hits
+        return hits
 
     def kill_orphans_since(self, since: tuple[int, int]) -> int:
         """SIGKILL the orphans a command left (started after ``since``, reparented to init); kills sent."""

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import socket
+import struct
 import threading
 import time
 from pathlib import Path
@@ -80,6 +81,16 @@ def owner_label() -> str:
     return f"{socket.gethostname()}/{pid}/{process_start_time(pid) or 0}"
 
 
+def container_labels(sandbox_id: str, extra: dict[str, str], ttl: float | None) -> dict[str, str]:
+    """The labels of a new sandbox container: ``extra``, then its sandbox id, owner, creation time and expiry (with a ttl)."""
+    now = time.time()
+    labels = dict(extra)
+    labels.update({LABEL_SANDBOX: sandbox_id, LABEL_OWNER: owner_label(), LABEL_CREATED: f"{now:.0f}"})
+    if ttl is not None:
+        labels[LABEL_EXPIRES] = f"{now + ttl:.0f}"
+    return labels
+
+
 def owner_alive(label: str) -> bool:
     """True unless the owner recorded in ``label`` is a process of this host that is gone."""
     host, _, rest = label.partition("/")
@@ -117,6 +128,26 @@ def daemon_shares_mounts() -> bool:
                         shares = True
         _shares_mounts = shares
     return _shares_mounts
+
+
+def decode_frames(raw: bytearray) -> bytearray:
+    """The payload of the complete frames at the start of ``raw`` (removed from it) of a multiplexed stream.
+
+    A non-TTY attach or exec stream is a sequence of frames: an 8-byte header (stream type, three
+    zero bytes, big-endian payload size) and the payload; stdout and stderr are merged here. An
+    incomplete frame stays in ``raw`` until the rest arrives.
+    """
+    out = bytearray()
+    pos = 0
+    while len(raw) - pos >= 8:
+        size = struct.unpack_from(">I", raw, pos + 4)[0]
+        if len(raw) - pos - 8 < size:
+            break
+        out += raw[pos + 8 : pos + 8 + size]
+        pos += 8 + size
+    if pos:
+        del raw[:pos]
+    return out
 
 
 def close_socket(sock: Any) -> None:

@@ -14,6 +14,10 @@ helper was killed too), the end is reported with exit code 137.
 Signals go to host pids (the daemon is local), with the same tree walk as the host runtimes;
 a command's SIGKILL also kills, through the container's cgroup, the orphans it left and, if
 the sandbox hit its pids limit, every command process (see :mod:`.cgroup`).
+
+One cohesive module of about 500 lines: both kinds are one class that shares the socket reads,
+the exit-marker scan, the pids-limit watch and the signals; the keeper's side of the spare shell
+(its fifo) is in :mod:`.keeper`, the stream framing in :mod:`.engine`.
 """
 
 from __future__ import annotations
@@ -23,19 +27,16 @@ import os
 import select
 import signal
 import socket
-import stat
-import struct
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Collection
+from typing import Any, Protocol
 
 from rock_env.errors import SandboxStartError
-from rock_env.sandbox.hostproc import command_mark, command_tree, signal_tree
+from rock_env.sandbox.hostproc import command_mark, command_tree, sigkill_pending, signal_tree
 from rock_env.sandbox.runtimes.base import ProcessPipe
-from rock_env.sandbox.runtimes.docker.engine import close_socket, errors
-
-if TYPE_CHECKING:
-    from rock_env.sandbox.runtimes.docker.runtime import DockerRuntime
+from rock_env.sandbox.runtimes.docker.engine import close_socket, decode_frames, errors
+from rock_env.sandbox.runtimes.docker.keeper import open_keeper_fifo, write_fifo
 
 _READ_SIZE = 1 << 18
 #: bytes ``wait`` keeps while draining output nobody reads (beyond: dropped)
@@ -48,18 +49,35 @@ PIDS_CHECK_INTERVAL = 0.1
 _DYING_WAIT = 5.0
 
 
-def _sigkill_pending(pid: int | None) -> bool:
-    """True if host process ``pid`` has a SIGKILL pending (it is about to die; a pidfd does not show it yet)."""
-    if pid is None:
-        return False
-    try:
-        with open(f"/proc/{pid}/status", "rb") as fh:
-            for line in fh:
-                if line.startswith((b"ShdPnd:", b"SigPnd:")) and int(line.split()[1], 16) & (1 << (signal.SIGKILL - 1)):
-                    return True
-    except (OSError, ValueError, IndexError):
-        return False
-    return False
+class Container(Protocol):
+    """What a pipe needs of the sandbox whose container it runs in (:class:`~.runtime.DockerRuntime` is one)."""
+
+    container_name: str
+
+    @property
+    def api(self) -> Any:
+        """The Docker API client."""
+
+    def init_pid(self) -> int | None:
+        """Host pid of the container's init."""
+
+    def host_pid_of(self, ns_pid: int) -> int | None:
+        """Host pid of the container's process ``ns_pid``."""
+
+    def ns_pid_of(self, host_pid: int) -> int | None:
+        """The container's pid of host process ``host_pid``."""
+
+    def pids_limit_hits(self) -> int:
+        """How many forks failed at the container's pids limit so far."""
+
+    def free_pids(self, spare: Collection[int] = ()) -> int:
+        """Kill every command process but ``spare`` if the container is full; the limit hits so far."""
+
+    def kill_command_processes(self, spare: Collection[int] | Callable[[], Collection[int]] = ()) -> None:
+        """Kill every command process but ``spare``."""
+
+    def kill_orphans_since(self, since: tuple[int, int]) -> None:
+        """Kill the orphans a command left (started after ``since``)."""
 
 
 class DockerProcessPipe(ProcessPipe):
@@ -74,7 +92,7 @@ class DockerProcessPipe(ProcessPipe):
 
     def __init__(
         self,
-        runtime: DockerRuntime,
+        runtime: Container,
         sock: Any,
         *,
         exec_id: str | None = None,
@@ -170,40 +188,13 @@ class DockerProcessPipe(ProcessPipe):
         shell = self._host_pid
         if shell is None:
             return False
-        try:
-            fd = os.open(f"/proc/{init_pid}/fd/5", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError:
-            return False
-        try:
-            mine, theirs = os.fstat(fd), os.stat(f"/proc/{shell}/fd/0")
-        except OSError:
-            os.close(fd)
-            return False
-        if not stat.S_ISFIFO(mine.st_mode) or (mine.st_dev, mine.st_ino) != (theirs.st_dev, theirs.st_ino):
-            os.close(fd)
-            return False
-        self._fifo = fd
-        return True
+        self._fifo = open_keeper_fifo(init_pid, shell)
+        return self._fifo is not None
 
     def _write_fifo(self, data: bytes) -> None:
         """Write all of ``data`` into the spare shell's fifo (waiting while it is full; BrokenPipeError once it is gone)."""
         assert self._fifo is not None
-        view = memoryview(data)
-        waiter: select.poll | None = None
-        while view:
-            try:
-                view = view[os.write(self._fifo, view) :]
-                continue
-            except BlockingIOError:
-                pass
-            if waiter is None:
-                waiter = select.poll()
-                waiter.register(self._fifo, select.POLLOUT)
-                if self._pidfd is not None:
-                    waiter.register(self._pidfd, select.POLLIN)
-            ready = {fd for fd, _ in waiter.poll()}
-            if self._pidfd is not None and self._pidfd in ready:
-                raise BrokenPipeError("the session's shell has ended")
+        write_fifo(self._fifo, data, self._pidfd)
 
     def _shell_gone(self) -> bool:
         """True if the spare shell has ended (or its end cannot be watched)."""
@@ -242,16 +233,7 @@ class DockerProcessPipe(ProcessPipe):
         self._scan = max(0, self._scan - size)
 
     def _decode(self) -> None:
-        raw = self._raw
-        pos = 0
-        while len(raw) - pos >= 8:
-            size = struct.unpack_from(">I", raw, pos + 4)[0]
-            if len(raw) - pos - 8 < size:
-                break
-            self._out += raw[pos + 8 : pos + 8 + size]
-            pos += 8 + size
-        if pos:
-            del raw[:pos]
+        self._out += decode_frames(self._raw)
         self._find_marker()
 
     def _find_marker(self) -> None:
@@ -372,7 +354,7 @@ class DockerProcessPipe(ProcessPipe):
             while not self._ended and self._fill(0):
                 if len(self._out) > _WAIT_BUFFER:
                     break
-            if not self._ended and self._in_session and (self._process_gone() or _sigkill_pending(self._host_pid)):
+            if not self._ended and self._in_session and (self._process_gone() or sigkill_pending(self._host_pid)):
                 deadline = time.monotonic() + _DYING_WAIT
                 while not self._ended and (remaining := deadline - time.monotonic()) > 0:
                     if self._dead_at is None and not self._process_gone():

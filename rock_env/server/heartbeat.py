@@ -1,4 +1,4 @@
-"""A standalone worker's link to its admin: register, heartbeat, close orphans."""
+"""A standalone worker's heartbeat link to its admin: register, heartbeat, close orphans."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 
 import httpx
 
+from rock_env.errors import ConfigError
 from rock_env.protocol import WorkerHeartbeatRequest, WorkerHeartbeatResponse, WorkerRegisterRequest
 from rock_env.server.peer import nodelay_async_transport
 from rock_env.server.service import Service
@@ -14,10 +15,11 @@ from rock_env.server.service import Service
 logger = logging.getLogger(__name__)
 
 
-async def run_agent(service: Service, admin_url: str, advertise_url: str, token: str | None) -> None:
+async def run_heartbeat(service: Service, admin_url: str, advertise_url: str, token: str | None) -> None:
     """Register with the admin and heartbeat every ``heartbeat_interval`` seconds until cancelled."""
     worker = service.worker
-    assert worker is not None
+    if worker is None:
+        raise ConfigError("a heartbeat link needs a worker to report: start it in a worker process (role='worker').")
     headers = {"authorization": f"Bearer {token}"} if token else {}
     interval = service.settings.heartbeat_interval
     registered = False

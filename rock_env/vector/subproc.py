@@ -1,12 +1,13 @@
-"""The worker process of :class:`~rock_env.vector.AsyncVectorEnv`.
+"""The env process of :class:`~rock_env.vector.AsyncVectorEnv`: a child process hosting sub-envs.
 
-A worker hosts a contiguous shard of the sub-envs. It is started with
-``python -c "from rock_env.vector._worker import main; main(FD)"`` (no fork, no re-import of the
+(Not a server worker: in rock-env "worker" means the server's worker only.) An env process
+hosts a contiguous shard of the sub-envs. It is started with
+``python -c "from rock_env.vector.subproc import main; main(FD)"`` (no fork, no re-import of the
 parent's ``__main__``), talks over one socket (a :class:`multiprocessing.connection.Connection`)
 and exits when told to, when the parent's end of the socket closes, or when its parent died
 (a watchdog thread checks every second, also while a sub-env is busy).
 
-Protocol (parent -> worker, worker -> parent), one reply per request:
+Protocol (parent -> env process, env process -> parent), one reply per request:
 
 * ``("init", {"sys_path", "factories" (cloudpickle bytes), "indices", "mode"})`` ->
   ``("ok", (observation_space, action_space))`` of the shard's first env (``None`` if not a Space);
@@ -14,7 +15,7 @@ Protocol (parent -> worker, worker -> parent), one reply per request:
 * ``("step", (actions, needs_reset))`` -> ``("ok", [(obs, reward, terminated, truncated, info, final), ...])``;
 * ``("call", (name, args, kwargs))`` -> ``("ok", [result, ...])`` (calls the attribute, or returns it);
 * ``("set_attr", (name, values))`` -> ``("ok", None)``;
-* ``("close", None)`` -> ``("ok", None)`` and the worker exits.
+* ``("close", None)`` -> ``("ok", None)`` and the env process exits.
 
 A failure is answered with ``("error", (env_index, type_name, message, traceback, is_rock_error))``.
 """
@@ -32,10 +33,10 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-#: Environment variable set in every worker: the pid of the parent (to find strays after a crash).
-WORKER_ENV_VAR = "ROCK_ENV_VECTOR_WORKER"
+#: Environment variable set in every env process: the pid of the parent (to find strays after a crash).
+PARENT_ENV_VAR = "ROCK_ENV_VECTOR_PARENT"
 
-#: Seconds between the worker's checks that its parent is still alive.
+#: Seconds between the env process's checks that its parent is still alive.
 ORPHAN_CHECK_INTERVAL = 1.0
 
 
@@ -47,7 +48,7 @@ def _error_reply(env_index: int | None, exc: BaseException) -> tuple[str, tuple[
 
 
 class _Shard:
-    """The envs of one worker and the commands on them."""
+    """The envs of one env process and the commands on them."""
 
     def __init__(self) -> None:
         self.current: int | None = None
@@ -140,7 +141,7 @@ def serve(conn: Connection) -> None:
                 conn.send(("ok", None))
                 break
             elif shard is None:
-                raise RuntimeError(f"worker got {command!r} before init")
+                raise RuntimeError(f"env process got {command!r} before init")
             elif command == "reset":
                 reply = ("ok", shard.reset(payload))
             elif command == "step":
@@ -155,7 +156,7 @@ def serve(conn: Connection) -> None:
                 conn.send(("ok", None))
                 break
             else:
-                raise RuntimeError(f"unknown worker command {command!r}")
+                raise RuntimeError(f"unknown env process command {command!r}")
         except BaseException as exc:  # report everything, the parent decides
             index = shard.current if shard is not None else None
             reply = _error_reply(index, exc)
@@ -192,14 +193,14 @@ def _exit_when_orphaned(parent_pid: int, interval: float) -> None:
 
 
 def main(fd: int) -> None:
-    """Entry point of a worker process: serve on the socket ``fd``.
+    """Entry point of an env process: serve on the socket ``fd``.
 
-    The worker exits when told to, when the parent's end of the socket closes, or (checked
+    The env process exits when told to, when the parent's end of the socket closes, or (checked
     every second by a watchdog thread, even while a sub-env is busy) when the parent died.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business; it closes us
     parent_pid = os.getppid()
-    os.environ.setdefault(WORKER_ENV_VAR, str(parent_pid))
+    os.environ.setdefault(PARENT_ENV_VAR, str(parent_pid))
     threading.Thread(
         target=_exit_when_orphaned, args=(parent_pid, ORPHAN_CHECK_INTERVAL), name="orphan-watchdog", daemon=True
     ).start()

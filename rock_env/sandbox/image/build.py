@@ -1,11 +1,11 @@
-"""Base images without a registry: a Debian rootfs built with debootstrap.
+"""Building base images without a registry: a Debian rootfs made with debootstrap.
 
 ``build_base_image()`` runs ``debootstrap --variant=minbase`` against the Debian mirror that apt
-uses on this machine (read from ``/etc/apt/sources.list`` and ``/etc/apt/sources.list.d/``), then
+uses on this machine (:mod:`.mirror`), then
 
 - keeps the result as a rootfs directory and a tarball under the library's data directory
-  (for the namespace runtime), and/or
-- imports it into Docker as a tar stream (``docker import``), tagged e.g. ``rock-env/base:bookworm``
+  (:mod:`.store`; for the namespace runtime), and/or
+- imports it into Docker as a tar stream (:mod:`.importer`), tagged e.g. ``rock-env/base:bookworm``
   and labelled with the cache key, the builder version and the package list.
 
 Builds are cached: the key is a hash of the builder version, the suite, the variant, the
@@ -33,52 +33,19 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rock_env.errors import ConfigError, ImageBuildError, ImageNotFound, RuntimeUnavailable
+from rock_env.errors import ConfigError, ImageBuildError, RuntimeUnavailable
+from rock_env.sandbox import mounts
+from rock_env.sandbox.image import importer
+from rock_env.sandbox.image.mirror import default_mirror
+from rock_env.sandbox.image.store import DEFAULT_IMAGE_NAME, DEFAULT_SUITE, images_dir, link_name
 
 logger = logging.getLogger(__name__)
 
-#: Bump when the build recipe changes so that cached images are rebuilt.
-BUILDER_VERSION = 1
-DEFAULT_SUITE = "bookworm"
 DEFAULT_PACKAGES: tuple[str, ...] = ("python3", "bash", "coreutils", "git", "procps")
-DEFAULT_IMAGE_NAME = f"rock-env/base:{DEFAULT_SUITE}"
-#: Label keys put on imported Docker images.
-LABEL_KEY = "rock_env.image.key"
-LABEL_BUILDER = "rock_env.image.builder_version"
-LABEL_PACKAGES = "rock_env.image.packages"
-LABEL_SUITE = "rock_env.image.suite"
 
 _PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.\-]*$")
 _SUITE_RE = re.compile(r"^[a-z][a-z0-9\-]*$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._\-/]*(:[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127})?$")
-_SOURCES_LIST = Path("/etc/apt/sources.list")
-_SOURCES_DIR = Path("/etc/apt/sources.list.d")
-
-
-#: the data directory of root (namespace sandboxes run under unprivileged uids that must reach its images)
-SYSTEM_DATA_DIR = Path("/var/lib/rock-env")
-
-
-def data_dir() -> Path:
-    """The library's data directory: ``$ROCK_ENV_DATA_DIR``, else ``$XDG_DATA_HOME/rock-env``,
-    else ``/var/lib/rock-env`` for root and ``~/.local/share/rock-env`` for other users.
-
-    Root's home is private (mode 700), and a namespace sandbox's mounts are made by its
-    unprivileged host uid, which must be able to reach the rootfs it binds read-only.
-    """
-    explicit = os.environ.get("ROCK_ENV_DATA_DIR")
-    if explicit:
-        return Path(explicit).expanduser().absolute()
-    xdg = os.environ.get("XDG_DATA_HOME")
-    if not xdg and os.geteuid() == 0:
-        return SYSTEM_DATA_DIR
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
-    return (base / "rock-env").absolute()
-
-
-def images_dir(root: Path | None = None) -> Path:
-    """Where built rootfs directories and tarballs are kept (``<data dir>/images``)."""
-    return (data_dir() if root is None else Path(root).absolute()) / "images"
 
 
 class BaseImageSpec(BaseModel):
@@ -94,7 +61,7 @@ class BaseImageSpec(BaseModel):
     def key(self) -> str:
         """The cache key: a short hash of the builder version and every input that changes the result."""
         payload = {
-            "builder": BUILDER_VERSION,
+            "builder": importer.BUILDER_VERSION,
             "suite": self.suite,
             "variant": self.variant,
             "arch": self.arch,
@@ -119,9 +86,6 @@ class BuiltImage(BaseModel):
     seconds: float = Field(default=0.0, description="wall time of the call")
 
 
-# --- mirror discovery --------------------------------------------------------------------
-
-
 def _dpkg_arch() -> str:
     try:
         out = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, timeout=10, check=True)
@@ -129,89 +93,6 @@ def _dpkg_arch() -> str:
     except (OSError, subprocess.SubprocessError):
         machine = platform.machine()
         return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
-
-
-def _apt_source_entries(
-    sources_list: Path = _SOURCES_LIST, sources_dir: Path = _SOURCES_DIR
-) -> list[tuple[str, list[str], list[str]]]:
-    """Every enabled ``deb`` source apt knows: (uri, suites, components), in apt's file order."""
-    entries: list[tuple[str, list[str], list[str]]] = []
-    files: list[Path] = []
-    if sources_list.is_file():
-        files.append(sources_list)
-    if sources_dir.is_dir():
-        files += sorted(p for p in sources_dir.iterdir() if p.suffix in {".list", ".sources"} and p.is_file())
-    for path in files:
-        try:
-            text = path.read_text(errors="replace")
-        except OSError:
-            continue
-        if path.suffix == ".sources":
-            entries += _parse_deb822(text)
-        else:
-            entries += _parse_one_line(text)
-    return entries
-
-
-def _parse_one_line(text: str) -> list[tuple[str, list[str], list[str]]]:
-    out: list[tuple[str, list[str], list[str]]] = []
-    for raw in text.splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if not line.startswith("deb "):
-            continue
-        line = re.sub(r"\[[^\]]*\]", " ", line[4:])  # drop [arch=... signed-by=...]
-        parts = line.split()
-        if len(parts) >= 2:
-            out.append((parts[0], [parts[1]], parts[2:]))
-    return out
-
-
-def _parse_deb822(text: str) -> list[tuple[str, list[str], list[str]]]:
-    out: list[tuple[str, list[str], list[str]]] = []
-    for stanza in re.split(r"\n\s*\n", text):
-        fields: dict[str, str] = {}
-        last = ""
-        for raw in stanza.splitlines():
-            if raw.lstrip().startswith("#") or not raw.strip():
-                continue
-            if raw[0] in " \t" and last:
-                fields[last] += " " + raw.strip()
-                continue
-            name, _, value = raw.partition(":")
-            last = name.strip().lower()
-            fields[last] = value.strip()
-        if "deb" not in fields.get("types", "").split():
-            continue
-        if fields.get("enabled", "yes").lower() in {"no", "false", "0"}:
-            continue
-        for uri in fields.get("uris", "").split():
-            out.append((uri, fields.get("suites", "").split(), fields.get("components", "").split()))
-    return out
-
-
-def default_mirror(
-    suite: str = DEFAULT_SUITE, *, sources_list: Path = _SOURCES_LIST, sources_dir: Path = _SOURCES_DIR
-) -> str:
-    """The Debian mirror apt uses on this machine for ``suite`` (``$ROCK_ENV_DEBIAN_MIRROR`` wins).
-
-    Raises :class:`ImageBuildError` when apt has no source serving ``suite`` with the ``main`` component.
-    """
-    override = os.environ.get("ROCK_ENV_DEBIAN_MIRROR")
-    if override:
-        return override
-    entries = _apt_source_entries(sources_list, sources_dir)
-    for uri, suites, components in entries:
-        if suite in suites and "main" in components:
-            return uri
-    known = sorted({f"{uri} {' '.join(suites)}" for uri, suites, _ in entries}) or ["(none)"]
-    raise ImageBuildError(
-        f"no apt source for Debian suite {suite!r} with component 'main' in {sources_list} or {sources_dir}/ "
-        f"(apt sources found: {'; '.join(known)}). Pass a mirror explicitly "
-        "(rock-env image build-base --mirror http://deb.debian.org/debian) or set ROCK_ENV_DEBIAN_MIRROR."
-    )
-
-
-# --- the build ---------------------------------------------------------------------------
 
 
 def _validate(name: str, spec: BaseImageSpec) -> None:
@@ -242,13 +123,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 def _unmount_below(root: Path) -> None:
     """Lazily unmount anything a failed debootstrap left mounted below ``root`` (proc, sys, ...)."""
-    prefix = str(root.resolve())
-    try:
-        mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
-    except OSError:
-        return
-    for target in sorted((m for m in mounts if m == prefix or m.startswith(prefix + "/")), reverse=True):
-        subprocess.run(["umount", "-l", target], capture_output=True, check=False)
+    mounts.unmount_below(root.resolve())
 
 
 def _run_debootstrap(spec: BaseImageSpec, target: Path, mirror: str, log_path: Path) -> None:
@@ -324,82 +199,6 @@ def _tar_command(root: Path, output: str) -> list[str]:
     return ["tar", "--numeric-owner", "--xattrs", "-C", str(root), "-cf", output, "."]
 
 
-def _docker_client() -> Any:
-    import docker
-    import docker.errors
-
-    try:
-        client = docker.from_env(timeout=600)
-        client.ping()
-    except docker.errors.DockerException as exc:
-        raise RuntimeUnavailable(
-            f"the Docker daemon does not answer ({exc}); start it (e.g. 'bash scripts/ensure-docker.sh' as root) "
-            "or build a rootfs only with 'rock-env image build-base --rootfs-only'"
-        ) from exc
-    return client
-
-
-def docker_image_labels(client: Any, name: str) -> dict[str, str] | None:
-    """Labels of the Docker image ``name``, or None when Docker has no such image."""
-    import docker.errors
-
-    try:
-        info = client.api.inspect_image(name)
-    except docker.errors.ImageNotFound:
-        return None
-    return dict((info.get("Config") or {}).get("Labels") or {})
-
-
-def _docker_import(client: Any, name: str, spec: BaseImageSpec, key: str, src: Path | subprocess.Popen[bytes]) -> str:
-    repo, _, tag = name.rpartition(":") if ":" in name.rsplit("/", 1)[-1] else (name, "", "latest")
-    labels = {
-        LABEL_KEY: key,
-        LABEL_BUILDER: str(BUILDER_VERSION),
-        LABEL_PACKAGES: ",".join(sorted(set(spec.packages))),
-        LABEL_SUITE: spec.suite,
-    }
-    changes = [f"LABEL {k}={json.dumps(v)}" for k, v in labels.items()]
-    changes += [
-        'ENV PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"',
-        'ENV LANG="C.UTF-8"',
-        "WORKDIR /workspace",
-        'CMD ["/bin/bash"]',
-    ]
-    if isinstance(src, Path):
-        # A path is streamed from disk by requests (with a Content-Length), never read whole.
-        client.api.import_image(src=str(src), repository=repo, tag=tag, changes=changes)
-    else:
-        assert src.stdout is not None
-        # A generator body is sent with chunked transfer encoding: a tar stream straight from tar.
-        client.api.import_image(src=_chunks(src.stdout), repository=repo, tag=tag, changes=changes)
-    image_id: str = client.api.inspect_image(name)["Id"]
-    logger.info("imported %s into Docker as %s (%s)", key, name, image_id[:19])
-    return image_id
-
-
-def _chunks(stream: Any, size: int = 1 << 20) -> Iterator[bytes]:
-    while True:
-        block = stream.read(size)
-        if not block:
-            return
-        yield block
-
-
-def _link_name(root: Path, name: str, key: str) -> None:
-    by_name = root / "by-name"
-    by_name.mkdir(parents=True, exist_ok=True)
-    link = by_name / _safe_name(name)
-    tmp = by_name / f".{_safe_name(name)}.{os.getpid()}"
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    tmp.symlink_to(Path("..") / key)
-    tmp.replace(link)
-
-
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._\-]", "_", name)
-
-
 def build_base_image(
     name: str = DEFAULT_IMAGE_NAME,
     *,
@@ -440,12 +239,12 @@ def build_base_image(
     key = spec.key()
     base = images_dir(root)
     entry = base / key
-    client = _docker_client() if docker else None
+    client = importer.docker_client() if docker else None
 
     def finish(mirror_used: str | None, image_id: str | None, *, cached: bool) -> BuiltImage:
         """Link the name to the rootfs (if kept) and describe the build."""
         if rootfs:
-            _link_name(base, name, key)
+            link_name(base, name, key)
         return BuiltImage(
             key=key,
             name=name,
@@ -468,8 +267,8 @@ def build_base_image(
         have_rootfs = bool(manifest) and (entry / "rootfs").is_dir() and (entry / "rootfs.tar").is_file()
         image_id: str | None = None
         if client is not None and not force:
-            labels = docker_image_labels(client, name)
-            if labels is not None and labels.get(LABEL_KEY) == key:
+            labels = importer.docker_image_labels(client, name)
+            if labels is not None and labels.get(importer.LABEL_KEY) == key:
                 image_id = client.api.inspect_image(name)["Id"]
         need_docker = client is not None and image_id is None
         need_rootfs = rootfs and not have_rootfs
@@ -479,7 +278,7 @@ def build_base_image(
         used_mirror: str | None = manifest.get("mirror")
         if need_docker and have_rootfs and not need_rootfs:
             # The rootfs is cached: importing the tarball takes seconds.
-            image_id = _docker_import(client, name, spec, key, entry / "rootfs.tar")
+            image_id = importer.docker_import(client, name, spec, key, entry / "rootfs.tar")
         else:
             used_mirror = mirror or default_mirror(spec.suite)
             base.mkdir(parents=True, exist_ok=True)
@@ -495,7 +294,7 @@ def build_base_image(
                     new_manifest = {
                         "key": key,
                         "name": name,
-                        "builder_version": BUILDER_VERSION,
+                        "builder_version": importer.BUILDER_VERSION,
                         "spec": spec.model_dump(mode="json"),
                         "mirror": used_mirror,
                         "created": time.time(),
@@ -507,11 +306,11 @@ def build_base_image(
                     work.rename(entry)
                     # The rootfs is kept even if the import fails: a retry only imports.
                     if client is not None:
-                        image_id = _docker_import(client, name, spec, key, entry / "rootfs.tar")
+                        image_id = importer.docker_import(client, name, spec, key, entry / "rootfs.tar")
                 else:
                     proc = subprocess.Popen(_tar_command(target, "-"), stdout=subprocess.PIPE)
                     try:
-                        image_id = _docker_import(client, name, spec, key, proc)
+                        image_id = importer.docker_import(client, name, spec, key, proc)
                     finally:
                         proc.wait()
             finally:
@@ -521,45 +320,4 @@ def build_base_image(
         return finish(used_mirror, image_id, cached=False)
 
 
-def base_rootfs(name: str = DEFAULT_IMAGE_NAME, *, root: Path | None = None) -> Path:
-    """The rootfs directory built for ``name`` (for the namespace runtime).
-
-    Raises :class:`ImageNotFound` with the command to build it when there is none.
-    """
-    link = images_dir(root) / "by-name" / _safe_name(name)
-    target = link / "rootfs"
-    if not target.is_dir():
-        raise ImageNotFound(
-            f"no rootfs built for image {name!r} under {images_dir(root)}; build it with "
-            f"'rock-env image build-base --name {name} --rootfs-only' (or without --rootfs-only for Docker too)"
-        )
-    return target.resolve()
-
-
-def list_built(root: Path | None = None) -> list[dict[str, Any]]:
-    """Manifests of every cached rootfs build under the data directory."""
-    out: list[dict[str, Any]] = []
-    base = images_dir(root)
-    if not base.is_dir():
-        return out
-    for manifest in sorted(base.glob("*/manifest.json")):
-        with contextlib.suppress(OSError, ValueError):
-            out.append(json.loads(manifest.read_text()))
-    return out
-
-
-__all__ = [
-    "BUILDER_VERSION",
-    "DEFAULT_IMAGE_NAME",
-    "DEFAULT_PACKAGES",
-    "DEFAULT_SUITE",
-    "BaseImageSpec",
-    "BuiltImage",
-    "base_rootfs",
-    "build_base_image",
-    "data_dir",
-    "default_mirror",
-    "docker_image_labels",
-    "images_dir",
-    "list_built",
-]
+__all__ = ["DEFAULT_PACKAGES", "BaseImageSpec", "BuiltImage", "build_base_image"]

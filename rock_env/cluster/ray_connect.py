@@ -16,9 +16,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from rock_env.cluster.net import is_loopback
 from rock_env.errors import ConfigError, ServerUnavailable
 from rock_env.sandbox.hostproc import pids_named
-from rock_env.server.settings import is_loopback
 
 logger = logging.getLogger(__name__)
 
