@@ -191,11 +191,6 @@ class DockerProcessPipe(ProcessPipe):
         self._fifo = open_keeper_fifo(init_pid, shell)
         return self._fifo is not None
 
-    def _write_fifo(self, data: bytes) -> None:
-        """Write all of ``data`` into the spare shell's fifo (waiting while it is full; BrokenPipeError once it is gone)."""
-        assert self._fifo is not None
-        write_fifo(self._fifo, data, self._pidfd)
-
     def _shell_gone(self) -> bool:
         """True if the spare shell has ended (or its end cannot be watched)."""
         if self._pidfd is None or self._dead_at is not None:
@@ -217,8 +212,8 @@ class DockerProcessPipe(ProcessPipe):
         """Write all of ``data`` to the process's stdin."""
         if self._closed:
             raise BrokenPipeError("the process pipe is closed")
-        if self._fifo is not None:
-            self._write_fifo(data)
+        if self._fifo is not None:  # the spare shell (BrokenPipeError once it is gone)
+            write_fifo(self._fifo, data, self._pidfd)
         else:
             self._sock.sendall(data)
 
