@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: setup system venv docker image demo test lint typecheck clean
+.PHONY: setup system system-test venv docker image demo test lint typecheck clean
 
 setup: system venv docker
 
@@ -31,7 +31,10 @@ image: venv docker
 demo: system venv
 	$(BIN)/python -m rock_env.demo
 
-test: setup image
+system-test:
+	bash --norc --noprofile scripts/setup-system.sh --test
+
+test: setup system-test image
 	$(BIN)/python -m pytest -n 2 --timeout 600 $(PYTEST_ARGS)
 
 lint: venv
