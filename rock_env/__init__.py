@@ -37,6 +37,7 @@ from rock_env.version import __version__ as __version__
 #: Public names imported on first access: name -> "module:attr".
 _LAZY: dict[str, str] = {
     "Env": "rock_env.core:Env",
+    "amake": "rock_env.api:amake",
     "text_space": "rock_env.core:text_space",
     "Sandbox": "rock_env.api:Sandbox",
     "AsyncSandbox": "rock_env.api:AsyncSandbox",
@@ -44,10 +45,13 @@ _LAZY: dict[str, str] = {
     "CommandResult": "rock_env.sandbox:CommandResult",
     "make_from_config": "rock_env.config:make_from_config",
     "gymnasium_id": "rock_env.gym_compat:gymnasium_id",
+    "ModelService": "rock_env.agents.model_service:ModelService",
+    "AsyncModelService": "rock_env.agents.model_service:AsyncModelService",
 }
 
 if TYPE_CHECKING:
-    from rock_env.api import AsyncSandbox, Sandbox
+    from rock_env.agents.model_service import AsyncModelService, ModelService
+    from rock_env.api import AsyncSandbox, Sandbox, amake
     from rock_env.config import make_from_config
     from rock_env.core import Env, text_space
     from rock_env.gym_compat import gymnasium_id
@@ -72,7 +76,12 @@ from rock_env.gym_compat import register_gymnasium_aliases  # noqa: E402
 
 register_gymnasium_aliases()
 
+from rock_env.registry.gem_bridge import install_gem_bridge  # noqa: E402
+
+install_gem_bridge(make)  # gem.make / gem.make_vec (and so ROLL) resolve our ids with rock_env.make
+
 __all__ = [
+    "AsyncModelService",
     "AsyncSandbox",
     "CommandResult",
     "Env",
@@ -80,10 +89,12 @@ __all__ = [
     "EnvSpec",
     "InvalidEnvId",
     "InvalidEnvKwargs",
+    "ModelService",
     "ResetNeeded",
     "RockEnvError",
     "Sandbox",
     "SandboxConfig",
+    "amake",
     "errors",
     "gymnasium_id",
     "list_envs",

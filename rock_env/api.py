@@ -21,9 +21,11 @@ from rock_env.errors import InvalidArgument
 from rock_env.registry import list_envs, registry
 from rock_env.registry.builtin import register_family
 from rock_env.registry.factory import check_backend, make_from_spec
+from rock_env.registry.hub_source import set_remote_factory
 from rock_env.registry.ids import check_id_type, parse_id
 
 if TYPE_CHECKING:
+    from rock_env.remote.aio import AsyncRemoteEnv
     from rock_env.remote.env import RemoteEnv
     from rock_env.remote.vector import RemoteVecEnv
     from rock_env.sandbox import AsyncSandbox, Sandbox
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 
 #: The built-in families of the layers above the registry (the registry imports only its own layer).
 register_family("rock_env.tools.specs")
+register_family("rock_env.agents.agent_specs")
 
 
 def make(env_id: str, *, backend: str = "local", base_url: str | None = None, **kwargs: Any) -> Any:
@@ -55,6 +58,23 @@ def make_remote(env_id: str, *, base_url: str | None = None, **kwargs: Any) -> R
 
     parse_id(check_id_type(env_id))
     return make_remote_env(env_id, base_url=base_url, **kwargs)
+
+
+async def amake(env_id: str, *, base_url: str | None = None, coalesce: bool = False, **kwargs: Any) -> AsyncRemoteEnv:
+    """The async make: an :class:`~rock_env.remote.aio.AsyncRemoteEnv` on the server at ``base_url``.
+
+    ``await env.areset()`` / ``await env.astep(action)``; all envs of one event loop share one
+    bounded connection pool per server. ``coalesce=True`` batches the steps of one loop turn into
+    one request per server. ``kwargs`` are the env's (and ``token``, ``timeout``, ``idle_ttl``).
+    """
+    from rock_env.remote.aio import AsyncRemoteEnv
+
+    parse_id(check_id_type(env_id))
+    return await AsyncRemoteEnv.create(env_id, base_url=base_url, coalesce=coalesce, **kwargs)
+
+
+#: ``hub:NAME-vN`` envs that run on their server are made there with make_remote (the registry cannot import it).
+set_remote_factory(make_remote)
 
 
 def make_vec(
@@ -108,4 +128,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["AsyncSandbox", "Sandbox", "list_envs", "make", "make_remote", "make_vec", "sandbox_classes"]
+__all__ = ["AsyncSandbox", "Sandbox", "amake", "list_envs", "make", "make_remote", "make_vec", "sandbox_classes"]

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "image": ("rock_env.sandbox.image_cli", "build local base images (no registry needed)"),
     "admin": ("rock_env.server.cli_admin", "run the admin server (embedded worker included)"),
     "worker": ("rock_env.server.cli_worker", "run a worker that joins an admin"),
+    "hub": ("rock_env.hub_cli", "push, list and show env specs in the admin's env hub"),
 }
 
 

@@ -7,6 +7,17 @@ Subclasses implement ``_reset`` and ``_step``; the public methods here add what 
 needs: per-env seeding, ``ResetNeeded`` before the first reset, after the end of an
 episode and after ``close``.
 
+An env written the GEM or Gymnasium way works too: a subclass that overrides ``reset`` and
+``step`` itself and calls ``super().reset(seed=seed)`` gets the seeding (``np_random``, ``rng``)
+and an episode marked as running; the base ``reset`` then returns ``("", {})`` for the
+subclass to replace (Gymnasium's returns ``None``; both are meant to be ignored).
+
+GEM's wrappers (``gem.core.EnvWrapper`` and its subclasses) copy every public attribute that
+``dir(env)`` lists when they are built, usually before the first reset. So every public
+attribute of an env can be read before the first reset without an error, and attributes
+whose reading starts something (a sandbox, a session) are named in ``live_attributes``:
+``dir()`` leaves them out, so a wrapper does not start them (read them on ``wrapper.unwrapped``).
+
 Seeding is per env, never global:
 
 * ``reset(seed=n)`` reseeds ``self.np_random`` (a ``numpy.random.Generator``) and
@@ -76,6 +87,10 @@ class Env(_GemEnv, gymnasium.Env[str, str]):  # type: ignore[misc]
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
 
+    #: Attributes whose reading starts or builds something (e.g. a sandbox): not listed by ``dir()``,
+    #: so that GEM's wrappers, which copy what ``dir()`` lists when they are built, leave them alone.
+    live_attributes: ClassVar[frozenset[str]] = frozenset()
+
     #: The registry spec this env was made from (set by ``rock.make``), else ``None``.
     spec: SpecLike | None = None  # type: ignore[assignment]
 
@@ -125,7 +140,12 @@ class Env(_GemEnv, gymnasium.Env[str, str]):  # type: ignore[misc]
     # -- public protocol -----------------------------------------------------------------
 
     def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:  # type: ignore[override]
-        """Start a new episode and return ``(observation, info)``."""
+        """Start a new episode and return ``(observation, info)``.
+
+        A subclass that overrides ``reset`` itself (the GEM/Gymnasium way) and calls
+        ``super().reset(seed=seed)`` gets the seeding and a running episode; it returns its own
+        observation (this returns ``("", {})`` for it).
+        """
         if self._closed:
             raise EnvClosed(f"{type(self).__name__} was closed; make a new env instead of resetting it.")
         if seed is None and self._pending_seed is not None:
@@ -133,7 +153,16 @@ class Env(_GemEnv, gymnasium.Env[str, str]):  # type: ignore[misc]
         self._pending_seed = None
         if seed is not None:
             self._seed(seed)
-        obs, info = self._reset(seed=seed, options=dict(options or {}))
+        if type(self)._reset is Env._reset:
+            if type(self).reset is Env.reset:
+                raise NotImplementedError(
+                    f"{type(self).__name__} implements neither _reset() nor reset(): implement _reset(seed, options) "
+                    "(and _step), or override reset()/step() and call super().reset(seed=seed)."
+                )
+            obs: str = ""
+            info: dict[str, Any] = {}
+        else:
+            obs, info = self._reset(seed=seed, options=dict(options or {}))
         self._needs_reset = False
         self.elapsed_steps = 0
         self._last_obs = obs
@@ -184,6 +213,11 @@ class Env(_GemEnv, gymnasium.Env[str, str]):  # type: ignore[misc]
     def _step(self, action: str) -> StepResult:
         """Apply ``action`` in a running episode."""
         raise NotImplementedError
+
+    def __dir__(self) -> list[str]:
+        """The attribute names, without :attr:`live_attributes` (see the module docstring)."""
+        hidden = type(self).live_attributes
+        return [name for name in super().__dir__() if name not in hidden]
 
     def __repr__(self) -> str:
         env_id = self.spec.id if self.spec is not None else None

@@ -295,6 +295,59 @@ class RequestTimeout(RequestInvalid):
     http_status = 408
 
 
+# --- env hub -----------------------------------------------------------------------------
+
+
+class HubError(RegistryError):
+    """Base class of env hub errors (``rock-env hub``, ``hub:NAME-vN`` ids)."""
+
+    http_status = 422
+
+
+class HubSpecInvalid(HubError, ValueError):
+    """A hub spec is malformed or names something the server cannot build; the message says what and how to fix it."""
+
+    http_status = 422
+
+
+class HubVersionConflict(HubError):
+    """A hub spec version exists already with other content (versions are immutable: push a new version)."""
+
+    http_status = 409
+
+
+class HubSpecNotFound(EnvNotFound):
+    """No hub spec with that name (or version); the message lists the versions there are."""
+
+
+# --- model service (rock_env.agents) ------------------------------------------------------
+
+
+class ModelServiceError(RockEnvError):
+    """Base class of the model service's errors."""
+
+
+class ModelRequestNotFound(ModelServiceError, LookupError):
+    """No pending model request with that id (answered already, timed out, or its sandbox stopped)."""
+
+    http_status = 404
+
+
+class UpstreamError(ModelServiceError):
+    """The upstream OpenAI-compatible server of a pass-through model service failed or is unreachable."""
+
+    http_status = 502
+
+
+# --- agent envs (rock_env.agents) -------------------------------------------------------
+
+
+class HarnessFailed(EnvError):
+    """An agent env's harness exited, or asked nothing of the model, before its episode could start."""
+
+    http_status = 502
+
+
 def _all_subclasses(cls: type[RockEnvError]) -> list[type[RockEnvError]]:
     out: list[type[RockEnvError]] = [cls]
     for sub in cls.__subclasses__():

@@ -15,7 +15,7 @@ Layers, bottom to top (a module may import its own layer and the ones below)::
     remote
     api, cluster
     server, rollout, policies, config, gym_compat
-    cli, demo, play, the package itself (rock_env/__init__.py)
+    cli, demo, play, hub_cli, the package itself (rock_env/__init__.py)
 
 ``validation`` (the shared input checks) and ``_gem`` (lazy GEM access) import only ``errors``
 and sit with it; ``cluster``
@@ -64,6 +64,7 @@ LAYERS: dict[str, int] = {
     "cli": 7,
     "demo": 7,
     "play": 7,
+    "hub_cli": 7,
     "": 7,  # rock_env/__init__.py: the public API re-exports from everywhere
 }
 

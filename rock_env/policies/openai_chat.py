@@ -11,6 +11,10 @@ through ``env.tool_call_to_action(name, arguments)`` when the env has it, else a
 ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``. A reply that the env cannot parse
 is still passed to the env, which applies its own invalid-action handling.
 
+Agent envs (``agent:`` ids) are different: their observation is a harness's model request
+(``info["request"]``), which is sent upstream as it is; the reply (an assistant message, tool
+calls included) is the action, as JSON text.
+
 GEM envs put part of the prompt in ``info["prefix"]``/``info["suffix"]`` (Sokoban's board and
 "Enter your move." live in the suffix); they are added around the observation the way GEM's
 observation wrappers do, so the model sees what the env means it to see.
@@ -118,6 +122,9 @@ class OpenAIChatPolicy(Policy):
 
     def act(self, env: Any, observation: str, info: dict[str, Any]) -> Any:
         """Ask the model for the next action."""
+        request = info.get("request") if isinstance(info, dict) else None
+        if isinstance(request, dict) and isinstance(request.get("messages"), list):
+            return self._answer_request(request)
         if self.messages and self.messages[-1]["role"] == "assistant":
             self._add_observation(observation_text(observation, info))
         message = self._complete()
@@ -133,6 +140,24 @@ class OpenAIChatPolicy(Policy):
             return self._tool_action(env, call)
         self._pending_tool_call = None
         return content if isinstance(content, str) else ""
+
+    def _answer_request(self, request: dict[str, Any]) -> str:
+        """An agent env's observation is a harness's model request: send it upstream as it is.
+
+        The request's messages, tools and sampling fields go to the model server (the policy's
+        ``temperature``/``max_tokens`` only where the request sets none; ``model`` is the policy's);
+        the assistant message that comes back is the action, as JSON text (what local and remote
+        agent envs both take).
+        """
+        payload: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        payload.update({k: v for k, v in request.items() if k not in ("model", "stream", "stream_options")})
+        payload["model"] = self.model
+        message = self._complete(payload)
+        reply: dict[str, Any] = {"role": "assistant", "content": message.get("content")}
+        if message.get("tool_calls"):
+            reply["tool_calls"] = message["tool_calls"]
+        self.messages = [*request["messages"], reply]
+        return json.dumps(reply, ensure_ascii=False)
 
     def _add_observation(self, observation: str) -> None:
         if self._pending_tool_call is not None:
@@ -169,16 +194,17 @@ class OpenAIChatPolicy(Policy):
 
     # -- HTTP ----------------------------------------------------------------------------
 
-    def _complete(self) -> dict[str, Any]:
+    def _complete(self, payload: dict[str, Any] | None = None) -> dict[str, Any]:
         url = f"{self.base_url}/chat/completions"
-        payload: dict[str, Any] = {
-            "model": self.model,
-            "messages": self.messages,
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-        }
-        if self._tools:
-            payload["tools"] = self._tools
+        if payload is None:
+            payload = {
+                "model": self.model,
+                "messages": self.messages,
+                "temperature": self.temperature,
+                "max_tokens": self.max_tokens,
+            }
+            if self._tools:
+                payload["tools"] = self._tools
         last_error = ""
         for attempt in range(self.max_retries + 1):
             if attempt:

@@ -5,10 +5,13 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class _RockRequest(BaseModel):
+class RockRequest(BaseModel):
     """A ROCK request body: fields we do not use are accepted (ROCK's clients may send more)."""
 
     model_config = ConfigDict(extra="allow")
+
+
+_RockRequest = RockRequest
 
 
 class _RockInstanceRequest(_RockRequest):
@@ -63,6 +66,7 @@ __all__ = [
     "RockListResponse",
     "RockMakeRequest",
     "RockMakeResponse",
+    "RockRequest",
     "RockResetRequest",
     "RockStepRequest",
 ]

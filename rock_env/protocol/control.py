@@ -30,8 +30,13 @@ class WorkerCapacity(BaseModel):
 
     cpus: float = Field(ge=0)
     memory: int = Field(ge=0, description="bytes")
-    slots: int = Field(ge=0, description="how many envs and sandboxes it hosts at most")
+    slots: int = Field(ge=0, description="how many sandboxes (and envs that own one) it hosts at most")
     runtimes: list[str] = Field(default_factory=list, description="sandbox runtimes it has, e.g. ['local', 'docker']")
+    max_envs: int = Field(
+        default=1 << 20, ge=0, description="light envs (no sandbox) it can host by memory: its budget / env_memory"
+    )
+    env_memory: int = Field(default=0, ge=0, description="bytes one light env costs there (measured; 0: not yet)")
+    rss: int = Field(default=0, ge=0, description="the worker process's resident memory, bytes")
 
 
 class WorkerRegisterRequest(WireModel):
@@ -50,6 +55,10 @@ class WorkerHeartbeatRequest(WireModel):
 
     objects: list[str] = Field(default_factory=list)
     used_slots: int = Field(default=0, ge=0)
+    used: dict[str, float] = Field(
+        default_factory=dict, description="objects used since the last beat (the direct data plane): id -> time"
+    )
+    capacity: WorkerCapacity | None = Field(default=None, description="its capacity now (memory measured)")
 
 
 class WorkerHeartbeatResponse(BaseModel):
@@ -69,6 +78,7 @@ class WorkerInfo(BaseModel):
     capacity: WorkerCapacity
     used_slots: int
     last_heartbeat: float
+    light_envs: int = Field(default=0, description="live envs without a sandbox (limited by capacity.max_envs)")
 
 
 class WorkerList(BaseModel):

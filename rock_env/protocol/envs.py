@@ -50,6 +50,12 @@ class EnvInfo(BaseModel):
     tool_call_hook: bool = Field(default=False, description="the env turns tool calls into actions itself")
     action_space: TextSpaceInfo | None = Field(default=None, description="None: not a text space")
     observation_space: TextSpaceInfo | None = Field(default=None, description="None: not a text space")
+    worker_url: str | None = Field(
+        default=None, description="the worker that hosts it, for the direct data plane (None: talk to the admin)"
+    )
+    grant: str | None = Field(
+        default=None, description="the bearer token the worker accepts for this object only (None: no auth there)"
+    )
 
 
 class EnvList(BaseModel):

@@ -43,6 +43,12 @@ class VecInfo(BaseModel):
     idle_ttl: float | None = None
     status: Literal["live", "lost", "closed"] = "live"
     tools: list[JsonDict] | None = Field(default=None, description="the sub-envs' OpenAI tool schemas, if any")
+    worker_url: str | None = Field(
+        default=None, description="the worker that hosts it, for the direct data plane (None: talk to the admin)"
+    )
+    grant: str | None = Field(
+        default=None, description="the bearer token the worker accepts for this object only (None: no auth there)"
+    )
 
 
 class VecSampleResponse(BaseModel):

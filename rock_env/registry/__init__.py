@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from rock_env.registry import hub_source
 from rock_env.registry.builtin import builtin_specs
 from rock_env.registry.ids import ParsedId, format_id, parse_id
 from rock_env.registry.resolver import Registry, spec_from_fields
@@ -18,6 +19,7 @@ from rock_env.registry.spec import EnvSpec
 
 #: The process-wide default registry.
 registry = Registry(builtin_specs)
+registry.add_source(hub_source.HUB_NAMESPACE, hub_source.resolve)  # hub:NAME-vN ids (the env hub)
 
 
 def register(

@@ -44,6 +44,13 @@ class Registry:
         self._builtins_loaded = builtin_loader is None
         self._gem_loaded = not include_gem
         self.plugins = PluginLoader(plugin_group)
+        #: Namespaces resolved by a source of their own (e.g. ``hub``: the env hub), after our own specs.
+        self._sources: dict[str, Callable[[str], EnvSpec]] = {}
+
+    def add_source(self, namespace: str, resolve: Callable[[str], EnvSpec]) -> None:
+        """Resolve ids of ``namespace`` with ``resolve(id) -> EnvSpec`` (not plugins or GEM); not listed."""
+        with self._lock:
+            self._sources[namespace] = resolve
 
     # -- registration --------------------------------------------------------------------
 
@@ -81,7 +88,11 @@ class Registry:
             found = self._own.get(text)
             if found is not None:
                 return found
-            parse_id(text)  # malformed ids get a grammar error, not a "not found"
+            parsed = parse_id(text)  # malformed ids get a grammar error, not a "not found"
+            source = self._sources.get(parsed.namespace or "")
+        if source is not None:
+            return source(text)  # outside the lock: a source may do I/O
+        with self._lock:
             self.plugins.load_all()
             found = self._own.get(text)
             if found is not None:

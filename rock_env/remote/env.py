@@ -38,6 +38,7 @@ from rock_env.protocol import (
     require_json,
 )
 from rock_env.remote.client import ApiClient
+from rock_env.remote.pool import Route, shared_client
 
 logger = logging.getLogger(__name__)
 
@@ -97,17 +98,34 @@ class RemoteEnv(Env):
         self._spec_looked_up = False
         super().__init__()
         require_json(kwargs, f"the keyword arguments of {env_id!r}")
-        self._client = client or ApiClient(base_url, token, timeout=timeout)
-        self._owns_client = client is None
+        # the process's one pool for this server, shared by every remote env, vector env and sandbox
+        self._client = client or shared_client(base_url, token, timeout=timeout)
         request = EnvMakeRequest(env_id=env_id, kwargs=kwargs, idle_ttl=idle_ttl)
-        try:
-            self.info: EnvInfo = self._client.call("POST", "/api/v1/envs", EnvInfo, body=request, idempotent=False)
-        except BaseException:
-            if self._owns_client:
-                self._client.close()
-            raise
+        self.info: EnvInfo = self._client.call("POST", "/api/v1/envs", EnvInfo, body=request, idempotent=False)
+        self._setup()
+
+    @classmethod
+    def attach(cls, info: EnvInfo, client: ApiClient) -> RemoteEnv:
+        """A handle on an env the server made already (``info``: its placement answer), using ``client``."""
+        env = cls.__new__(cls)
+        env._spec, env._spec_looked_up = None, False
+        Env.__init__(env)
+        env._client = client
+        env.info = info
+        env._setup()
+        return env
+
+    def _setup(self) -> None:
+        """Everything a handle derives from the placement answer :attr:`info`."""
         self.remote_id = self.info.id
         self._base = f"/api/v1/envs/{self.remote_id}"
+        #: where reset/step go: the hosting worker directly when the placement named one, else the admin
+        self._route = Route(
+            self._base,
+            self.info.worker_url,
+            self.info.grant,
+            f"env {self.remote_id!r} ({self.info.env_id}) on worker {self.info.worker_id!r}",
+        )
         self.tools: list[dict[str, Any]] | None = self.info.tools
         if self.info.tool_call_hook:  # only then, like a local env that has (or lacks) the method
             self.tool_call_to_action = self._tool_call_to_action
@@ -147,14 +165,14 @@ class RemoteEnv(Env):
 
     def _reset(self, seed: int | None, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         body = EnvResetRequest(seed=seed, options=options or None)
-        answer = self._client.post_fast(f"{self._base}/reset", body, EnvResetResponse)
+        answer = self._route.post(self._client, "reset", body, EnvResetResponse)
         return answer.observation, answer.info
 
     def _step(self, action: str) -> StepResult:
         if action is not None and not isinstance(action, str):  # None goes through, like to a local env
             raise InvalidAction(f"a remote env takes text actions, got {type(action).__name__}: pass str(action).")
         body = EnvStepRequest(action=action)
-        answer = self._client.post_fast(f"{self._base}/step", body, EnvStepResponse)
+        answer = self._route.post(self._client, "step", body, EnvStepResponse)
         return answer.observation, answer.reward, answer.terminated, answer.truncated, answer.info
 
     def sample_random_action(self) -> str:
@@ -199,9 +217,6 @@ class RemoteEnv(Env):
                 self._client.call("DELETE", self._base, Ok)
             except (EnvInstanceNotFound, WorkerLost, ServerUnavailable) as exc:
                 logger.debug("closing remote env %s: %s", self.remote_id, exc)
-            finally:
-                if self._owns_client:
-                    self._client.close()
         super().close()
 
     def __repr__(self) -> str:

@@ -152,8 +152,14 @@ class RemoteState:
         base_url: str | None = None,
         token: str | None = None,
         timeout: float = 600.0,
+        model_service: Any = None,
         **fields: Any,
     ) -> None:
+        if model_service is not None:
+            raise InvalidArgument(
+                "model_service is not supported for a remote sandbox (base_url=...) yet; use a local sandbox, "
+                "or an agent env with backend='remote' (its model service runs on the worker next to the sandbox)"
+            )
         self.config = merge_config(config, fields)
         self.id = None
         self.placement = None

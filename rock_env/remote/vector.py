@@ -31,7 +31,7 @@ from rock_env.protocol import (
     require_json,
     unpack_tree,
 )
-from rock_env.remote.client import ApiClient
+from rock_env.remote.pool import Route, shared_client
 from rock_env.vector.base import check_action_batch
 
 logger = logging.getLogger(__name__)
@@ -71,16 +71,17 @@ class RemoteVecEnv(gymnasium.vector.VectorEnv[tuple[str, ...], Sequence[str], np
             num_workers=num_workers,
             idle_ttl=idle_ttl,
         )
-        self._client = ApiClient(base_url, token, timeout=timeout)
+        self._client = shared_client(base_url, token, timeout=timeout)  # the process's one pool for this server
         self.closed = False
-        try:
-            self.info: VecInfo = self._client.call("POST", "/api/v1/vecs", VecInfo, body=request, idempotent=False)
-        except BaseException:
-            self._client.close()
-            self.closed = True
-            raise
+        self.info: VecInfo = self._client.call("POST", "/api/v1/vecs", VecInfo, body=request, idempotent=False)
         self.remote_id = self.info.id
         self._base = f"/api/v1/vecs/{self.remote_id}"
+        self._route = Route(
+            self._base,
+            self.info.worker_url,
+            self.info.grant,
+            f"vector env {self.remote_id!r} ({self.info.env_id}) on worker {self.info.worker_id!r}",
+        )
         self.num_envs = num_envs
         self.env_id = self.info.env_id
         self.autoreset_mode = parsed_mode
@@ -104,7 +105,7 @@ class RemoteVecEnv(gymnasium.vector.VectorEnv[tuple[str, ...], Sequence[str], np
         self._check_open("reset")
         wire_seed = None if seed is None else (int(seed) if isinstance(seed, int | np.integer) else list(seed))
         body = VecResetRequest(seed=wire_seed, options=pack_tree(dict(options)) if options else None)
-        answer = self._client.post_fast(f"{self._base}/reset", body, VecResetResponse)
+        answer = self._route.post(self._client, "reset", body, VecResetResponse)
         return tuple(answer.observations), unpack_tree(answer.infos)
 
     def step(
@@ -113,7 +114,7 @@ class RemoteVecEnv(gymnasium.vector.VectorEnv[tuple[str, ...], Sequence[str], np
         """Step every sub-env with its action, in one request."""
         self._check_open("step")
         batch = check_action_batch(actions, self.num_envs)
-        answer = self._client.post_fast(f"{self._base}/step", VecStepRequest(actions=batch), VecStepResponse)
+        answer = self._route.post(self._client, "step", VecStepRequest(actions=batch), VecStepResponse)
         return (
             tuple(answer.observations),
             np.asarray(answer.rewards, dtype=np.float64),
@@ -156,8 +157,6 @@ class RemoteVecEnv(gymnasium.vector.VectorEnv[tuple[str, ...], Sequence[str], np
             self._client.call("DELETE", self._base, Ok)
         except (EnvInstanceNotFound, WorkerLost, ServerUnavailable, ResetNeeded) as exc:
             logger.debug("closing remote vector env %s: %s", self.remote_id, exc)
-        finally:
-            self._client.close()
 
     def __enter__(self) -> RemoteVecEnv:
         return self

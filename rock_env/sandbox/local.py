@@ -32,11 +32,13 @@ from rock_env.errors import (
     InvalidArgument,
     PathOutsideSandbox,
     SandboxClosed,
+    SandboxStartError,
     SessionExists,
     SessionNotFound,
     SnapshotNotFound,
 )
 from rock_env.sandbox.backends import remote_class
+from rock_env.sandbox.bridge import BridgeMount, SandboxBridge
 from rock_env.sandbox.contract import OutputStreamAPI, ProcessAPI, StreamTransport, check_transport
 from rock_env.sandbox.files import check_member, normalize_path, reader_of, tar_stream
 from rock_env.sandbox.models import (
@@ -58,6 +60,8 @@ from rock_env.validation import check_exec, check_paths, check_run, check_sessio
 logger = logging.getLogger(__name__)
 
 DEFAULT_SESSION = "default"
+#: seconds a bridge's forwarder has to say that it listens
+FORWARDER_START_TIMEOUT = 20.0
 #: sandboxes started by this process and not stopped yet (stopped at interpreter exit)
 _LIVE: weakref.WeakSet[Sandbox] = weakref.WeakSet()
 
@@ -107,9 +111,17 @@ class Sandbox:
         *,
         base_url: str | None = None,
         token: str | None = None,
+        model_service: SandboxBridge | None = None,
         **fields: Any,
     ) -> None:
+        if model_service is not None and not isinstance(model_service, SandboxBridge):
+            raise InvalidArgument(
+                f"model_service must be a rock_env.agents.ModelService (a SandboxBridge), got {type(model_service).__name__}"
+            )
         self.config = merge_config(config, fields)
+        self._bridge = model_service
+        self._forwarder: ProcessPipe | None = None
+        self._forwarder_argv: list[str] | None = None
         self.id = self._sid = new_sandbox_id()
         self.state_dir = state_root() / self._sid
         self._runtime: Runtime | None = None
@@ -157,12 +169,19 @@ class Sandbox:
             )
             record.save(self.state_dir)
             touch_activity(self.state_dir)
+            mounts = self._open_bridge(name)
             runtime = cls(self.config, self._sid, self.state_dir)
+            runtime.bridge_mounts = mounts
             try:
                 runtime.start()
+                if self._forwarder_argv is not None:
+                    self._start_forwarder(runtime)
             except BaseException:
                 with contextlib.suppress(Exception):
                     runtime.stop()
+                if self._bridge is not None:
+                    with contextlib.suppress(Exception):
+                        self._bridge.close_bridge(self._sid)
                 from rock_env.sandbox.gc import reap_dir
 
                 reap_dir(self.state_dir)
@@ -185,6 +204,13 @@ class Sandbox:
             runtime = self._runtime
         if runtime is not None:
             runtime.stop()  # kills every process of the sandbox, sessions included
+        forwarder, self._forwarder = self._forwarder, None
+        if forwarder is not None:
+            with contextlib.suppress(Exception):
+                forwarder.close()
+        if self._bridge is not None:
+            with contextlib.suppress(Exception):
+                self._bridge.close_bridge(self._sid)
         self._processes.kill_all()
         for session in sessions:
             session.abandon()
@@ -244,9 +270,58 @@ class Sandbox:
             config=self.config,
         )
 
+    # --- bridge (model service) -------------------------------------------------------------
+
+    def _open_bridge(self, runtime_name: str) -> list[BridgeMount]:
+        """Ask the bridge for its plan: its env joins the config's, its mount goes to the runtime."""
+        if self._bridge is None:
+            return []
+        plan = self._bridge.open_bridge(self._sid, loopback=runtime_name == "local")
+        if plan.env:
+            self.config = self.config.model_copy(update={"env": {**self.config.env, **plan.env}})
+        self._forwarder_argv = list(plan.forwarder) if plan.forwarder and runtime_name != "local" else None
+        return [plan.mount] if plan.mount is not None and runtime_name != "local" else []
+
+    def _start_forwarder(self, runtime: Runtime) -> None:
+        """Start the bridge's forwarder inside and wait for its ready line."""
+        assert self._forwarder_argv is not None
+        pipe = runtime.open_process(
+            self._forwarder_argv, cwd=self.config.workdir, env=self._env(runtime, None), stdin=False
+        )
+        deadline = time.monotonic() + FORWARDER_START_TIMEOUT
+        data = b""
+        while b"\n" not in data:
+            chunk = pipe.read(timeout=max(0.0, deadline - time.monotonic()))
+            if not chunk:  # None: timed out; b"": it exited
+                with contextlib.suppress(Exception):
+                    pipe.kill()
+                text = data.decode(errors="replace").strip()[-400:]
+                raise SandboxStartError(
+                    f"sandbox {self._sid}: the model-service forwarder did not start "
+                    f"({'timed out' if chunk is None else 'exited'}): {text or 'no output'}; "
+                    "the image needs python3 for it"
+                )
+            data += chunk
+        self._forwarder = pipe
+
+    def _ensure_forwarder(self, runtime: Runtime) -> None:
+        """Restart the forwarder if it died (killed from inside, or by a limit's recovery)."""
+        forwarder = self._forwarder
+        if forwarder is None or forwarder.poll() is None:
+            return
+        with self._lock:
+            if self._forwarder is forwarder and not self._stopped:
+                self._forwarder = None
+                with contextlib.suppress(Exception):
+                    forwarder.close()
+                logger.info("sandbox %s: restarting the model-service forwarder", self._sid)
+                self._start_forwarder(runtime)
+
     # --- environment -----------------------------------------------------------------------
 
     def _env(self, runtime: Runtime, extra: dict[str, str] | None) -> dict[str, str]:
+        if self._forwarder is not None:
+            self._ensure_forwarder(runtime)
         env = runtime.default_env()
         env.update(self.config.env)
         if extra:

@@ -32,8 +32,9 @@ import secrets
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from rock_env.errors import SandboxClosed
 from rock_env.sandbox.models import CommandResult, SessionInfo
@@ -45,6 +46,12 @@ logger = logging.getLogger(__name__)
 BASH_ARGV = ["bash", "--norc", "--noprofile"]
 #: how long to wait for the marker after killing a timed-out command before restarting the shell
 KILL_GRACE = 0.5
+#: how many finished commands a session remembers for watchers (:attr:`BashSession.recent`)
+RECENT_COMMANDS = 50
+
+#: A watcher of a session: called as ``(kind, payload)`` from the thread that runs the command, with
+#: kind ``command`` (``{"cmd", "started"}``), ``output`` (``{"data": bytes}``) or ``exit`` (a recent-command dict).
+Watcher = Callable[[str, dict[str, Any]], None]
 
 # No job control (set -m): with it, a non-interactive bash treats a foreground job killed by
 # SIGINT as its own SIGINT and dies (or, with a trap, drops the rest of the line and the marker).
@@ -64,20 +71,36 @@ def truncation_note(total: int, limit: int) -> str:
     return f"\n[rock-env: output truncated: the command wrote {total} bytes, only the first {limit} are shown]\n"
 
 
+def marker_prefix_tail(data: bytes | bytearray, marker: bytes) -> int:
+    """The length of the longest end of ``data`` that is a beginning of ``marker`` (0 if none)."""
+    first = marker[:1]
+    start = max(0, len(data) - len(marker) + 1)
+    at = data.find(first, start)
+    while at >= 0:
+        if marker.startswith(bytes(data[at:])):
+            return len(data) - at
+        at = data.find(first, at + 1)
+    return 0
+
+
 class OutputBuffer:
     """Keeps the first ``limit`` bytes of a stream and counts the rest."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, tap: Callable[[bytes], None] | None = None) -> None:
         self.limit = limit
         self.data = bytearray()
         self.total = 0
+        self._tap = tap
 
     def add(self, chunk: bytes | bytearray | memoryview) -> None:
-        """Append a chunk (beyond the limit only the byte count grows)."""
+        """Append a chunk (beyond the limit only the byte count grows); the kept bytes go to the tap too."""
         self.total += len(chunk)
         room = self.limit - len(self.data)
         if room > 0:
-            self.data += chunk[:room]
+            kept = bytes(chunk[:room])
+            self.data += kept
+            if self._tap is not None and kept:
+                self._tap(kept)
 
     @property
     def truncated(self) -> bool:
@@ -141,6 +164,12 @@ class BashSession:
         self._pipe: ProcessPipe | None = None
         self._closed = False
         self.created_at = time.time()
+        self._watchers: list[Watcher] = []
+        self._tap: Callable[[bytes], None] | None = None
+        #: the last finished commands, oldest first: ``{"cmd", "exit_code", "started", "duration", "timed_out"}``
+        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_COMMANDS)
+        #: the command running now (``{"cmd", "started"}``), if any
+        self.current: dict[str, Any] | None = None
         self._start()
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -247,6 +276,32 @@ class BashSession:
         if self._pipe is not None:
             self._pipe.kill()
 
+    # --- watchers (live attach) -------------------------------------------------------------
+
+    def watch(self, watcher: Watcher) -> Callable[[], None]:
+        """Call ``watcher`` for every command, output chunk and exit from now on; returns the unsubscribe.
+
+        Watchers see the commands of every client of the session (output as it is read, before the
+        command ends). They run on the command's thread: they must be quick and must not raise.
+        """
+        self._watchers = [*self._watchers, watcher]
+
+        def unsubscribe() -> None:
+            self._watchers = [w for w in self._watchers if w is not watcher]
+
+        return unsubscribe
+
+    def _emit(self, kind: str, payload: dict[str, Any]) -> None:
+        for watcher in self._watchers:
+            try:
+                watcher(kind, payload)
+            except Exception:  # a watcher's bug must not break the command
+                logger.exception("a watcher of session %r failed", self.name)
+
+    def _emit_output(self, data: bytes) -> None:
+        if self._watchers:
+            self._emit("output", {"data": data})
+
     # --- commands --------------------------------------------------------------------------
 
     def run(self, command: str, timeout: float | None = None) -> CommandResult:
@@ -263,12 +318,28 @@ class BashSession:
             self._restarted = False
             self._interrupted = False
             self._broken = True  # until the marker is read: an exception half-way leaves the stream out of step
-            result = self._run_locked(command, timeout=timeout, restart_on_hang=True)
+            self.current = {"cmd": command, "started": time.time()}
+            self._emit("command", dict(self.current))
+            self._tap = self._emit_output
+            try:
+                result = self._run_locked(command, timeout=timeout, restart_on_hang=True)
+            except BaseException:
+                self._finished(exit_code=None, timed_out=False)
+                raise
+            self._finished(exit_code=result.exit_code, timed_out=result.timed_out)
             self._broken = False
             self._commands += 1
             if restarted and not result.session_restarted:
                 result = result.model_copy(update={"session_restarted": True})
             return result
+
+    def _finished(self, *, exit_code: int | None, timed_out: bool) -> None:
+        """Record the running command as finished and tell the watchers."""
+        self._tap = None
+        current, self.current = self.current or {"cmd": "", "started": time.time()}, None
+        done = {**current, "exit_code": exit_code, "timed_out": timed_out, "duration": time.time() - current["started"]}
+        self.recent.append(done)
+        self._emit("exit", dict(done))
 
     def interrupt(self) -> None:
         """Send SIGINT (Ctrl-C) to the running command (every process the shell started)."""
@@ -284,7 +355,7 @@ class BashSession:
         line = self._line(command, marker, begin)
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
-        out = OutputBuffer(self.output_limit)
+        out = OutputBuffer(self.output_limit, self._tap)
         pending = bytearray()
         timed_out = False
         pipe.mark_command_start()
@@ -351,9 +422,12 @@ class BashSession:
                     timed_out=timed_out,
                     interrupted=self._interrupted and not timed_out,
                 )
-            if len(pending) > keep:
-                out.add(memoryview(pending)[: len(pending) - keep])
-                del pending[: len(pending) - keep]
+            # the marker is not in ``pending``: only a tail that could be its beginning must wait for more bytes
+            # (so that watchers see output as it comes, not a marker's length later)
+            safe = len(pending) - marker_prefix_tail(pending, marker)
+            if safe > 0:
+                out.add(memoryview(pending)[:safe])
+                del pending[:safe]
 
     def _rerun(
         self, command: str, timeout: float | None, started: float, earlier: OutputBuffer | None = None

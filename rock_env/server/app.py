@@ -42,7 +42,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 #: Paths served without a token.
-PUBLIC_PATHS = frozenset({"/api/v1/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+PUBLIC_PATHS = frozenset({"/api/v1/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/"})
+#: Path prefixes served without a token (the web console's static assets: they hold no data).
+PUBLIC_PREFIXES = ("/console/",)
 
 
 class Gateway:
@@ -61,7 +63,8 @@ class Gateway:
             return
         service = self.service
         owner = ANONYMOUS
-        if service.auth_enabled and scope["path"] not in PUBLIC_PATHS:
+        path = scope["path"]
+        if service.auth_enabled and path not in PUBLIC_PATHS and not path.startswith(PUBLIC_PREFIXES):
             try:
                 owner = service.authenticate(_token_from(scope))
             except Unauthorized as exc:
@@ -204,6 +207,12 @@ def _fast_route(path: str) -> tuple[str, str, str] | None:
 
 
 def _token_from(scope: Scope) -> str | None:
+    if scope["type"] == "websocket":  # browsers cannot set headers on a WebSocket: the console sends a subprotocol
+        from rock_env.server.console_auth import token_from_subprotocols
+
+        offered = token_from_subprotocols(scope.get("subprotocols") or [])
+        if offered is not None:
+            return offered
     for key, value in scope["headers"]:
         if key == b"authorization":
             text = value.decode("latin-1").strip()
@@ -226,7 +235,9 @@ def install_error_handlers(app: FastAPI, service: Service) -> None:
 
 def create_app(settings: ServerSettings | None = None, role: Literal["admin", "worker"] = "admin") -> FastAPI:
     """Build the app; the service starts and stops with the app's lifespan."""
-    from rock_env.server.routes import compat, envs, hosted, sandboxes, stream_ws, system
+    from rock_env.server.routes import compat, envs, hosted, rock_sandbox, sandboxes, stream_ws, system
+    from rock_env.server.routes import console as console_routes
+    from rock_env.server.routes import hub as hub_routes
     from rock_env.version import __version__
 
     settings = settings or ServerSettings()
@@ -253,8 +264,11 @@ def create_app(settings: ServerSettings | None = None, role: Literal["admin", "w
     app.include_router(sandboxes.router)
     app.include_router(stream_ws.router)
     app.include_router(compat.router)
+    app.include_router(rock_sandbox.router)
     app.include_router(hosted.router)
+    app.include_router(hub_routes.router_for(service))
     app.include_router(system.metrics_router)
+    app.include_router(console_routes.router_for(service))
     app.add_middleware(Gateway, service=service)
     generate = app.openapi
 

@@ -31,11 +31,14 @@ async def run_heartbeat(service: Service, admin_url: str, advertise_url: str, to
             try:
                 if not registered:
                     body = WorkerRegisterRequest(
-                        worker_id=worker.id, url=advertise_url, capacity=worker.capacity, objects=worker.object_ids()
+                        worker_id=worker.id, url=advertise_url, capacity=worker.measure(), objects=worker.object_ids()
                     )
                     resp = await client.post("/api/v1/workers", content=body.model_dump_json(), headers=_JSON)
                 else:
-                    beat = WorkerHeartbeatRequest(objects=worker.object_ids(), used_slots=worker.used_slots)
+                    used, service._dirty = service._dirty, {}
+                    beat = WorkerHeartbeatRequest(
+                        objects=worker.object_ids(), used_slots=worker.used_slots, used=used, capacity=worker.measure()
+                    )
                     resp = await client.post(
                         f"/api/v1/workers/{worker.id}/heartbeat", content=beat.model_dump_json(), headers=_JSON
                     )

@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Kind = Literal["env", "vec", "sandbox"]
+#: The owner name a worker gives the bearer of an object grant: ``grant:<object id>`` (that object only).
+GRANT_OWNER = "grant:"
 #: How each kind is named in messages.
 KIND_NAMES = {"env": "env", "vec": "vector env", "sandbox": "sandbox"}
 
@@ -48,7 +50,7 @@ class WorkerEntry:
     last_heartbeat: float
     host: Host
 
-    def info(self, used_slots: int) -> WorkerInfo:
+    def info(self, used_slots: int, light_envs: int = 0) -> WorkerInfo:
         """The wire form."""
         return WorkerInfo(
             id=self.id,
@@ -58,7 +60,74 @@ class WorkerEntry:
             capacity=self.capacity,
             used_slots=used_slots,
             last_heartbeat=self.last_heartbeat,
+            light_envs=light_envs,
         )
+
+
+def is_heavy(rec: ObjectRecord) -> bool:
+    """Whether ``rec`` takes a slot (a sandbox, or an env that owns one); light envs cost memory only."""
+    return rec.kind == "sandbox" or "sandbox" in (rec.info.get("requirements") or ())
+
+
+class Records(dict[str, ObjectRecord]):
+    """The records by id, with running totals of what is live per worker and per owner.
+
+    Placement and quotas read the totals in O(1) instead of scanning 10,000 records per creation.
+    Status changes go through :meth:`set_status` so that the totals stay right.
+    """
+
+    def __init__(self, items: dict[str, ObjectRecord] | None = None) -> None:
+        super().__init__()
+        #: (worker id, heavy) -> live size
+        self.by_worker: dict[tuple[str, bool], int] = {}
+        #: (owner, kind) -> [live size, vector worker processes]
+        self.by_owner: dict[tuple[str, str], list[int]] = {}
+        for key, rec in (items or {}).items():
+            self[key] = rec
+
+    def _count(self, rec: ObjectRecord, sign: int) -> None:
+        if rec.status != "live":
+            return
+        key = (rec.worker_id, is_heavy(rec))
+        self.by_worker[key] = self.by_worker.get(key, 0) + sign * rec.size
+        usage = self.by_owner.setdefault((rec.owner, rec.kind), [0, 0])
+        usage[0] += sign * rec.size
+        if rec.kind == "vec" and rec.request.get("mode") == "async":
+            usage[1] += sign * int(rec.request.get("num_workers") or 0)
+
+    def __setitem__(self, key: str, rec: ObjectRecord) -> None:
+        old = self.get(key)
+        if old is not None:
+            self._count(old, -1)
+        super().__setitem__(key, rec)
+        self._count(rec, 1)
+
+    def __delitem__(self, key: str) -> None:
+        self._count(self[key], -1)
+        super().__delitem__(key)
+
+    def pop(self, key: str, *default: Any) -> Any:  # type: ignore[override]
+        """Remove and return a record (its size leaves the totals)."""
+        if key in self:
+            rec = super().pop(key)
+            self._count(rec, -1)
+            return rec
+        if default:
+            return default[0]
+        raise KeyError(key)
+
+    def clear(self) -> None:
+        """Forget every record."""
+        super().clear()
+        self.by_worker.clear()
+        self.by_owner.clear()
+
+    def set_status(self, key: str, status: str) -> None:
+        """Change a record's status, keeping the totals right."""
+        rec = self[key]
+        self._count(rec, -1)
+        rec.status = status
+        self._count(rec, 1)
 
 
 def new_id(kind: str) -> str:
@@ -85,7 +154,7 @@ class ServiceState:
     policy: ServerPolicy
     store: Store | None
     worker: Worker | None
-    records: dict[str, ObjectRecord]
+    _records: Records
     workers: dict[str, WorkerEntry]
     _tokens: list[TokenSpec]
     _pending: set[str]
@@ -94,6 +163,15 @@ class ServiceState:
     _tasks: list[asyncio.Task[Any]]
     #: Workers lost for good (e.g. a dead Ray actor's): their heartbeats and registrations are refused.
     retired_workers: set[str]
+
+    @property
+    def records(self) -> Records:
+        """The records by id (a :class:`Records`: assigning a plain dict wraps it)."""
+        return self._records
+
+    @records.setter
+    def records(self, value: dict[str, ObjectRecord]) -> None:
+        self._records = value if isinstance(value, Records) else Records(value)
 
     def add_task(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         """Run a background coroutine until shutdown."""
@@ -110,7 +188,12 @@ class Objects(ServiceState):
     def lookup(self, obj_id: str, kinds: tuple[Kind, ...], owner: str) -> ObjectRecord:
         """The live record of ``obj_id``; raise not-found or WorkerLost naming it."""
         rec = self.records.get(obj_id)
-        if rec is None or rec.kind not in kinds or (self.role == "admin" and rec.owner != owner):
+        if (
+            rec is None
+            or rec.kind not in kinds
+            or (self.role == "admin" and rec.owner != owner)
+            or (owner.startswith(GRANT_OWNER) and owner[len(GRANT_OWNER) :] != obj_id)
+        ):
             what = "sandbox" if kinds == ("sandbox",) else ("vector env" if kinds == ("vec",) else "env")
             cls = SandboxNotFound if kinds == ("sandbox",) else EnvInstanceNotFound
             raise cls(f"no {what} with id {obj_id!r} on this server: it was closed, reaped or never made.")
@@ -172,7 +255,7 @@ class Objects(ServiceState):
         if not ids:
             return
         for i in ids:
-            self.records[i].status = "lost"
+            self.records.set_status(i, "lost")
             self.records[i].reason = reason
             self.records[i].last_used = time.time()
         if self.store is not None:
@@ -186,6 +269,9 @@ class Objects(ServiceState):
 
     def records_of(self, owner: str, kind: Kind) -> list[ObjectRecord]:
         """Records of ``owner`` (all owners in a worker process)."""
+        if owner.startswith(GRANT_OWNER):
+            rec = self.records.get(owner[len(GRANT_OWNER) :])
+            return [rec] if rec is not None and rec.kind == kind else []
         return [r for r in self.records.values() if r.kind == kind and (self.role != "admin" or r.owner == owner)]
 
     def reserve(self, obj_id: str) -> None:
@@ -197,8 +283,12 @@ class Objects(ServiceState):
         self._pending.discard(obj_id)
 
     def used_slots(self, worker_id: str) -> int:
-        """Slots used on a worker according to the records."""
-        return sum(r.size for r in self.records.values() if r.worker_id == worker_id and r.status == "live")
+        """Slots used on a worker according to the records: sandboxes and envs that own one."""
+        return self.records.by_worker.get((worker_id, True), 0)
+
+    def light_envs(self, worker_id: str) -> int:
+        """Live light envs (no sandbox; vector sub-envs count one each) on a worker, by the records."""
+        return self.records.by_worker.get((worker_id, False), 0)
 
     def mark_worker_lost(self, worker_id: str, reason: str, *, retire: bool = False) -> int:
         """Mark a remote worker lost now, and its live objects with it; how many objects that was.

@@ -16,9 +16,9 @@ from typing import Any, Generic, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from rock_env.errors import NoCapacity, RockEnvError, WorkerLost
+from rock_env.errors import Forbidden, NoCapacity, RockEnvError, WorkerLost
 from rock_env.server.hosts import HostOp
-from rock_env.server.objects import Kind, Objects, WorkerEntry
+from rock_env.server.objects import GRANT_OWNER, Kind, Objects, WorkerEntry, describe
 from rock_env.server.quotas import Quotas
 from rock_env.server.store import ObjectRecord
 
@@ -56,30 +56,44 @@ class Creation(Generic[M]):
 class Placement(Objects, Quotas):
     """Choosing workers, creating objects on them and running operations there."""
 
-    def place(self, size: int, runtime: str | tuple[str, ...] | None = None, what: str = "env") -> WorkerEntry:
+    def place(
+        self, size: int, runtime: str | tuple[str, ...] | None = None, what: str = "env", *, light: bool = False
+    ) -> WorkerEntry:
         """The alive worker with the most free capacity that has ``runtime`` (one of them, for a tuple);
-        NoCapacity if none."""
+        NoCapacity if none.
+
+        ``light``: envs without a sandbox, which take no slot: they are bounded by the worker's memory
+        (``capacity.max_envs``, measured per env); the others by ``capacity.slots``.
+        """
         best: tuple[float, WorkerEntry] | None = None
         if isinstance(runtime, str):
             wanted: tuple[str, ...] | None = None if runtime == "auto" else (runtime,)
         else:
             wanted = runtime
+        if light and self.worker is not None:
+            self.worker.measure()
         for entry in self.workers.values():
             if entry.status != "alive":
                 continue
             if wanted is not None and not any(r in entry.capacity.runtimes for r in wanted):
                 continue
-            free = entry.capacity.slots - self.used_slots(entry.id)
+            if light:
+                limit = entry.capacity.max_envs
+                free = limit - self.light_envs(entry.id)
+            else:
+                limit = entry.capacity.slots
+                free = limit - self.used_slots(entry.id)
             if free < size:
                 continue
-            score = (free / max(entry.capacity.slots, 1)) * max(entry.capacity.cpus, 0.1)
+            score = (free / max(limit, 1)) * max(entry.capacity.cpus, 0.1)
             if best is None or score > best[0]:
                 best = (score, entry)
         if best is None:
             alive = [e.id for e in self.workers.values() if e.status == "alive"]
             need = f" with runtime {' or '.join(repr(r) for r in wanted)}" if wanted else ""
+            room = "room for its memory (light envs are bounded by memory)" if light else "free slot(s)"
             raise NoCapacity(
-                f"no worker can host this {what} (needs {size} free slot(s){need}); alive workers: {alive or 'none'}. "
+                f"no worker can host this {what} (needs {size} {room}{need}); alive workers: {alive or 'none'}. "
                 "Close unused objects or start another worker: rock-env worker start --admin URL."
             )
         return best[1]
@@ -105,7 +119,7 @@ class Placement(Objects, Quotas):
     def _choose(self, creation: Creation[Any]) -> tuple[WorkerEntry, str | None]:
         if creation.sandbox:
             return self.place_sandbox(creation.size, creation.runtime, creation.what)
-        return self.place(creation.size, what=creation.what), None
+        return self.place(creation.size, what=creation.what, light=True), None
 
     async def create(self, owner: str, obj_id: str, creation: Creation[M]) -> M:
         """Create an object under ``obj_id`` for ``owner`` (see the module docstring); its info.
@@ -114,6 +128,8 @@ class Placement(Objects, Quotas):
         again (at most twice), so that one dead or bogus worker does not fail every creation
         until its heartbeats time out.
         """
+        if owner.startswith(GRANT_OWNER):
+            raise Forbidden(f"an object grant cannot create a {creation.what}: send the API token to the admin.")
         with self.hold_quota(owner, creation.kind, creation.size, creation.processes):
             self.reserve(obj_id)
             try:
@@ -129,11 +145,17 @@ class Placement(Objects, Quotas):
                             raise
                         self.mark_worker_lost(entry.id, f"it could not be reached while making a {creation.what}")
                 info = creation.response.model_validate_json(answer)
+                direct = self.role == "admin" and not entry.embedded and self.settings.direct_data_plane
+                if direct and "worker_url" in type(info).model_fields:
+                    # the direct data plane: the client talks to this worker, with a grant for this object
+                    info = info.model_copy(update={"worker_url": entry.url})
                 self.add_record(
                     obj_id, creation.kind, entry, owner, creation.size, request, info.model_dump(), creation.idle_ttl
                 )
             finally:
                 self.release(obj_id)
+        if "grant" in type(info).model_fields and getattr(info, "worker_url", None):
+            info = info.model_copy(update={"grant": self.grant_for(obj_id)})
         return info
 
     async def call(
@@ -147,7 +169,12 @@ class Placement(Objects, Quotas):
     ) -> bytes:
         """Run ``op`` on the ``kind`` object ``obj_id`` of ``owner``, where it lives; the JSON answer."""
         rec = self.lookup(obj_id, (kind,), owner)
-        return await self.host_of(rec).call(op, obj_id, body, args)
+        try:
+            return await self.host_of(rec).call(op, obj_id, body, args)
+        except WorkerLost as exc:
+            if obj_id in str(exc):
+                raise
+            raise WorkerLost(f"{describe(rec)} is lost: {exc}") from exc
 
     async def close(self, kind: Kind, obj_id: str, owner: str, op: HostOp) -> None:
         """Close an object with ``op`` on its host and forget it (a lost one is just forgotten)."""

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import hmac
 from collections.abc import Iterator
 
 from rock_env.errors import Forbidden, QuotaExceeded, Unauthorized
-from rock_env.server.objects import Kind, ServiceState
+from rock_env.server.objects import GRANT_OWNER, Kind, ServiceState
 from rock_env.server.settings import Limits
 
 ANONYMOUS = "anonymous"
+#: How an object grant starts, and the owner name a worker gives its bearer (``grant:<object id>``).
+GRANT_PREFIX = "rgr1."
 #: Quota field and noun of each kind.
 _QUOTA = {
     "env": ("max_envs", "envs"),
@@ -30,8 +33,30 @@ class Quotas(ServiceState):
         """Whether requests must carry a token."""
         return bool(self._tokens)
 
+    def grant_for(self, obj_id: str) -> str | None:
+        """The bearer token a worker accepts for ``obj_id`` only (the direct data plane); ``None``
+        without auth. An HMAC of the id under the cluster token, which the admin and its workers share,
+        so a worker checks it without asking the admin and the client never sees the cluster token."""
+        key = self.cluster_token
+        if key is None:
+            return None
+        digest = hmac.new(key.encode(), f"rock-env-grant:{obj_id}".encode(), hashlib.sha256).hexdigest()
+        return f"{GRANT_PREFIX}{obj_id}.{digest}"
+
+    def _granted(self, presented: str) -> str:
+        """The owner name of a valid grant (``grant:<id>``: that object only); raise Unauthorized."""
+        obj_id, _, _digest = presented[len(GRANT_PREFIX) :].rpartition(".")
+        expected = self.grant_for(obj_id) if obj_id else None
+        if self.role != "worker" or expected is None or not hmac.compare_digest(presented.encode(), expected.encode()):
+            raise Unauthorized("the object grant is not valid here: use the API token with the admin's URL.")
+        return f"{GRANT_OWNER}{obj_id}"
+
     def authenticate(self, presented: str | None) -> str:
-        """The owner name for a presented token (constant-time comparison); raise Unauthorized."""
+        """The owner name for a presented token (constant-time comparison); raise Unauthorized.
+
+        A worker also accepts an object grant (see :meth:`grant_for`); its owner name ``grant:<id>``
+        reaches that object only (:meth:`~rock_env.server.objects.Objects.lookup`).
+        """
         if not self._tokens:
             return ANONYMOUS
         if not presented:
@@ -39,6 +64,8 @@ class Quotas(ServiceState):
                 "this server needs an API token: send 'Authorization: Bearer <token>' "
                 "(clients read it from token=... or $ROCK_ENV_TOKEN)."
             )
+        if presented.startswith(GRANT_PREFIX):
+            return self._granted(presented)
         owner: str | None = None
         given = presented.encode()
         for spec in self._tokens:
@@ -76,12 +103,7 @@ class Quotas(ServiceState):
 
     def _usage(self, owner: str, kind: Kind) -> tuple[int, int]:
         """What ``owner`` holds of ``kind`` (live objects and creations in progress): (size, vector workers)."""
-        size = workers = 0
-        for r in self.records.values():
-            if r.owner == owner and r.kind == kind and r.status == "live":
-                size += r.size
-                if kind == "vec" and r.request.get("mode") == "async":
-                    workers += int(r.request.get("num_workers") or 0)
+        size, workers = self.records.by_owner.get((owner, kind), (0, 0))
         held = self._held.get((owner, kind))
         if held is not None:
             size += held[0]

@@ -70,6 +70,13 @@ class Reconciliation(Placement):
             entry.status = "alive"
             if self.store is not None:
                 self.store.set_worker_status(worker_id, "alive")
+        if req.capacity is not None:
+            entry.capacity = req.capacity
+        for obj_id, used in req.used.items():  # calls served directly by the worker keep the idle TTL away
+            rec = self.records.get(obj_id)
+            if rec is not None and rec.worker_id == worker_id and used > rec.last_used:
+                rec.last_used = min(used, time.time())
+                self._dirty[obj_id] = rec.last_used
         close = self._reconcile(entry, req.objects, grace=max(5.0, 2 * self.settings.heartbeat_interval))
         return WorkerHeartbeatResponse(known=True, close=close)
 
@@ -101,7 +108,9 @@ class Reconciliation(Placement):
     def worker_infos(self) -> list[WorkerInfo]:
         """All workers, embedded first."""
         entries = sorted(self.workers.values(), key=lambda e: (not e.embedded, e.id))
-        return [e.info(self.used_slots(e.id)) for e in entries]
+        if self.worker is not None:
+            self.worker.measure()  # the embedded worker's memory per env, measured now
+        return [e.info(self.used_slots(e.id), self.light_envs(e.id)) for e in entries]
 
     def recover_records(self) -> list[str]:
         """Reload workers and records after an admin restart; the ids of the embedded worker's objects,

@@ -44,12 +44,21 @@ SANDBOX_CREATE = HostOp(
 SANDBOX_STOP = HostOp("stop", "sandbox", "DELETE", PREFIX + "/{id}", lambda w, i, b, a: w.stop_sandbox(i))
 
 
-async def make_sandbox(svc: Placement, owner: str, obj_id: str, config: Mapping[str, Any]) -> SandboxPlacement:
+async def make_sandbox(
+    svc: Placement,
+    owner: str,
+    obj_id: str,
+    config: Mapping[str, Any],
+    *,
+    op: HostOp = SANDBOX_CREATE,
+    record: Mapping[str, Any] | None = None,
+) -> SandboxPlacement:
     """Place and start a sandbox under ``obj_id`` (the server's ``runtime`` defaults under the client's config).
 
     Before anything is placed the config is validated (a 422 ConfigError, as the local SDK raises)
     and the server's policy applied (403): ``runtime="local"`` only if allowed, a host-path image
     only under ``worker.data_dirs``; ``auto`` becomes the runtime the chosen worker offers.
+    ``op``: the worker's creation (a sandbox with a model service has its own); ``record``: more to record.
     """
     merged = {**svc.settings.runtime, **config}
     sandbox_config_of(merged)
@@ -57,13 +66,13 @@ async def make_sandbox(svc: Placement, owner: str, obj_id: str, config: Mapping[
 
     async def prepare(entry: WorkerEntry, runtime: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
         placed = {**merged, "runtime": runtime}
-        return placed, {"config": placed}
+        return placed, {"config": placed, **(record or {})}
 
     idle_ttl = merged.get("idle_ttl")
     creation = Creation(
         "sandbox",
         "sandbox",
-        SANDBOX_CREATE,
+        op,
         SandboxPlacement,
         prepare,
         sandbox=True,

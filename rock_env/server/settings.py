@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rock_env.cluster.net import is_loopback
 from rock_env.errors import ConfigError
@@ -20,6 +20,12 @@ DEFAULT_MAX_ENVS = 1024
 DEFAULT_MAX_SANDBOXES = 64
 DEFAULT_MAX_VEC_ENVS = 4096
 DEFAULT_MAX_VEC_WORKERS = 32
+
+#: ROCK image names without a local image -> the local image to use (glob patterns; rock_env.server.rock_image).
+DEFAULT_ROCK_IMAGE_MAP = {
+    pattern: "rock-env/base:bookworm"
+    for pattern in ("python", "python:3", "python:3.*", "python:3-*", "debian", "debian:*", "ubuntu", "ubuntu:*")
+}
 
 
 class Limits(BaseModel):
@@ -79,6 +85,9 @@ class ServerSettings(BaseModel):
     #: A client that sends no body byte for this long gets 408.
     body_timeout: float = Field(default=30.0, gt=0)
     embedded_worker: bool = True
+    #: The direct data plane: the placement answer names the remote worker that hosts an env (and a
+    #: grant for it), so clients step it there without the admin in the path. Off: through the admin.
+    direct_data_plane: bool = True
     worker_id: str = "embedded"
     slots: int = Field(default=4096, ge=1)
     #: Default sandbox settings (the Hydra ``runtime`` group): name, image, cpus, memory, ...
@@ -97,6 +106,26 @@ class ServerSettings(BaseModel):
     #: of the garbage collector's reach (``gc.freeze()``): full collections then scan only what
     #: was made since, instead of ~170k import-time objects (100+ ms pauses under load).
     gc_freeze: bool = True
+    #: ROCK's ``image`` names that are not on this host -> a local image (glob patterns, exact names first);
+    #: an image neither present nor mapped is refused. See :mod:`rock_env.server.rock_image`.
+    #: On the command line as a list of ``"pattern=image"`` strings (Hydra's dict keys cannot hold ``:*/``):
+    #: ``'+server.rock_image_map=["python:3.*=rock-env/base:bookworm","mycorp/*=my-image:1"]'``.
+    rock_image_map: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_ROCK_IMAGE_MAP))
+
+    @field_validator("rock_image_map", mode="before")
+    @classmethod
+    def _image_map_pairs(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            pairs = {}
+            for item in value:
+                pattern, sep, image = str(item).partition("=")
+                if not sep or not pattern.strip() or not image.strip():
+                    raise ValueError(
+                        f"rock_image_map entry {item!r} is not 'pattern=image' (e.g. 'python:3.*=rock-env/base:bookworm')"
+                    )
+                pairs[pattern.strip()] = image.strip()
+            return pairs
+        return value
 
     @model_validator(mode="after")
     def _local_needs_consent(self) -> ServerSettings:

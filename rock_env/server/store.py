@@ -37,6 +37,15 @@ CREATE TABLE IF NOT EXISTS objects (
     status TEXT NOT NULL,
     reason TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS hub_specs (
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    spec TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    pushed_at REAL NOT NULL,
+    pushed_by TEXT NOT NULL,
+    PRIMARY KEY (name, version)
+);
 """
 
 
@@ -68,6 +77,18 @@ class WorkerRecord:
     capacity: dict[str, Any]
     status: str
     last_heartbeat: float
+
+
+@dataclass
+class HubRecord:
+    """One version of an env hub spec as stored (``spec``: the canonical JSON of a HubSpec)."""
+
+    name: str
+    version: int
+    spec: str
+    digest: str
+    pushed_at: float
+    pushed_by: str
 
 
 class Store:
@@ -178,3 +199,39 @@ class Store:
             )
             for r in rows
         ]
+
+    # -- env hub -------------------------------------------------------------------------
+
+    def add_hub_version(self, rec: HubRecord) -> tuple[HubRecord, bool]:
+        """Store ``rec`` unless its (name, version) exists: (the stored record, whether it was added)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(
+                    "SELECT * FROM hub_specs WHERE name=? AND version=?", (rec.name, rec.version)
+                ).fetchone()
+                if row is None:
+                    self._db.execute(
+                        "INSERT INTO hub_specs VALUES (?, ?, ?, ?, ?, ?)",
+                        (rec.name, rec.version, rec.spec, rec.digest, rec.pushed_at, rec.pushed_by),
+                    )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return (rec, True) if row is None else (HubRecord(*row), False)
+
+    def hub_version(self, name: str, version: int) -> HubRecord | None:
+        """One stored hub spec version, or None."""
+        with self._lock:
+            row = self._db.execute("SELECT * FROM hub_specs WHERE name=? AND version=?", (name, version)).fetchone()
+        return None if row is None else HubRecord(*row)
+
+    def hub_versions(self, name: str | None = None) -> list[HubRecord]:
+        """Every stored version (of ``name``), by name then version."""
+        with self._lock:
+            if name is None:
+                rows = self._db.execute("SELECT * FROM hub_specs ORDER BY name, version").fetchall()
+            else:
+                rows = self._db.execute("SELECT * FROM hub_specs WHERE name=? ORDER BY version", (name,)).fetchall()
+        return [HubRecord(*r) for r in rows]

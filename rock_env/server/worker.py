@@ -56,7 +56,8 @@ from rock_env.protocol import (
 if TYPE_CHECKING:
     from rock_env.registry.spec import EnvSpec
 
-from rock_env.server.capacity import default_capacity
+from rock_env.server.capacity import MemoryMeter, default_capacity
+from rock_env.server.console_history import EnvHistories, VecHistories
 from rock_env.server.env_answers import (
     INPUT_ERRORS,
     HasTools,
@@ -84,17 +85,41 @@ class Worker:
     def __init__(self, worker_id: str, capacity: WorkerCapacity | None = None) -> None:
         self.id = worker_id
         self.capacity = capacity or default_capacity()
+        #: measures what a light env costs here (capacity by memory)
+        self.meter = MemoryMeter(self.capacity.memory)
+        self._measured_at = 0.0
         self._envs: dict[str, _Slot] = {}
         self._vecs: dict[str, _Slot] = {}
         self._sandboxes: dict[str, _Slot] = {}
         self._lock = threading.Lock()
+        #: the current observation and last steps of each env, for the web console
+        self.history = EnvHistories()
+        self.vec_history = VecHistories()
+        #: the model services of sandboxes made with one (rock_env.server.model_hub; made on first use)
+        self.model_hub: Any = None
 
     # -- bookkeeping ---------------------------------------------------------------------
 
     @property
     def used_slots(self) -> int:
-        """Envs plus vector sub-envs plus sandboxes hosted now."""
-        return len(self._envs) + sum(s.info.num_envs for s in self._vecs.values()) + len(self._sandboxes)
+        """Slots used now: sandboxes and envs that own one (light envs cost memory, not slots)."""
+        return len(self._sandboxes) + sum(1 for s in list(self._envs.values()) if "sandbox" in s.info.requirements)
+
+    @property
+    def light_envs(self) -> int:
+        """Envs without a sandbox plus vector sub-envs hosted now."""
+        envs = list(self._envs.values())
+        light = sum(1 for s in envs if "sandbox" not in s.info.requirements)
+        return light + sum(s.info.num_envs for s in list(self._vecs.values()))
+
+    def measure(self, max_age: float = 1.0) -> WorkerCapacity:
+        """:attr:`capacity` with the memory per light env and ``max_envs`` measured now (at most every
+        ``max_age`` seconds)."""
+        now = time.monotonic()
+        if now - self._measured_at > max_age:
+            self._measured_at = now
+            self.meter.update(self.capacity, self.light_envs)
+        return self.capacity
 
     def object_ids(self) -> list[str]:
         """Ids of every hosted object."""
@@ -181,7 +206,9 @@ class Worker:
                     obs, info = slot.obj.reset(seed=req.seed, options=req.options)
             except Exception as exc:
                 raise wrap_env_error(exc, f"reset of env {obj_id!r}") from exc
-        return EnvResetResponse.model_construct(observation=jsonable(obs), info=jsonable(info))
+        observation = jsonable(obs)
+        self.history.reset(obj_id, observation)
+        return EnvResetResponse.model_construct(observation=observation, info=jsonable(info))
 
     def env_step(self, obj_id: str, action: str | None) -> EnvStepResponse:
         """Step the env with ``action``."""
@@ -191,12 +218,10 @@ class Worker:
                 obs, reward, terminated, truncated, info = slot.obj.step(action)
             except Exception as exc:
                 raise wrap_env_error(exc, f"step of env {obj_id!r}") from exc
+        observation, reward, terminated, truncated = jsonable(obs), float(reward), bool(terminated), bool(truncated)
+        self.history.stepped(obj_id, action, observation, reward, terminated, truncated)
         return EnvStepResponse.model_construct(
-            observation=jsonable(obs),
-            reward=float(reward),
-            terminated=bool(terminated),
-            truncated=bool(truncated),
-            info=jsonable(info),
+            observation=observation, reward=reward, terminated=terminated, truncated=truncated, info=jsonable(info)
         )
 
     def env_sample_action(self, obj_id: str, req: SampleActionRequest) -> SampleActionResponse:
@@ -243,6 +268,7 @@ class Worker:
             slot = self._envs.pop(obj_id, None)
         if slot is None:
             raise EnvInstanceNotFound(f"no env with id {obj_id!r} on worker {self.id!r} (closed already?).")
+        self.history.forget(obj_id)
         with slot.lock:
             close_quietly(slot.obj, obj_id)
 
@@ -304,7 +330,9 @@ class Worker:
                 obs, infos = slot.obj.reset(seed=req.seed, options=options)
             except Exception as exc:
                 raise wrap_env_error(exc, f"reset of vector env {obj_id!r}") from exc
-        return VecResetResponse.model_construct(observations=jsonable(list(obs)), infos=pack_tree(infos))
+        observations = jsonable(list(obs))
+        self.vec_history.reset(obj_id, observations)
+        return VecResetResponse.model_construct(observations=observations, infos=pack_tree(infos))
 
     def vec_step(self, obj_id: str, actions: list[str | None]) -> VecStepResponse:
         """Step every sub-env with its action."""
@@ -318,12 +346,11 @@ class Worker:
                 obs, rewards, terminations, truncations, infos = slot.obj.step(actions)
             except Exception as exc:
                 raise wrap_env_error(exc, f"step of vector env {obj_id!r}") from exc
+        observations, floats = jsonable(list(obs)), [float(r) for r in rewards]
+        terms, truncs = [bool(t) for t in terminations], [bool(t) for t in truncations]
+        self.vec_history.stepped(obj_id, actions, observations, floats, terms, truncs)
         return VecStepResponse.model_construct(
-            observations=jsonable(list(obs)),
-            rewards=[float(r) for r in rewards],
-            terminations=[bool(t) for t in terminations],
-            truncations=[bool(t) for t in truncations],
-            infos=pack_tree(infos),
+            observations=observations, rewards=floats, terminations=terms, truncations=truncs, infos=pack_tree(infos)
         )
 
     def batch_step(self, req: BatchStepRequest) -> BatchStepResponse:
@@ -378,18 +405,19 @@ class Worker:
             slot = self._vecs.pop(obj_id, None)
         if slot is None:
             raise EnvInstanceNotFound(f"no vector env with id {obj_id!r} on worker {self.id!r} (closed already?).")
+        self.vec_history.forget(obj_id)
         with slot.lock:
             close_quietly(slot.obj, obj_id)
 
     # -- sandboxes -----------------------------------------------------------------------
 
-    def create_sandbox(self, obj_id: str, config: dict[str, Any]) -> SandboxPlacement:
-        """Start a local sandbox (the SDK's ``Sandbox``) and host it as ``obj_id``."""
+    def create_sandbox(self, obj_id: str, config: dict[str, Any], model_service: Any = None) -> SandboxPlacement:
+        """Start a local sandbox (the SDK's ``Sandbox``) and host it as ``obj_id`` (with a model-service bridge)."""
         from rock_env.sandbox import Sandbox
         from rock_env.server.policy import sandbox_config_of
 
         cfg = sandbox_config_of(config)
-        sandbox = Sandbox(cfg)
+        sandbox = Sandbox(cfg, model_service=model_service)
         sandbox.start()
         now = time.time()
         info = SandboxPlacement(
@@ -448,6 +476,8 @@ class Worker:
 
         for obj_id in self.object_ids():
             self.close(obj_id)
+        if self.model_hub is not None:
+            self.model_hub.close()
         if not teardown.wait_all(teardown_timeout):
             logger.warning(
                 "sandbox teardown still running after %.0fs; 'rock-env sandbox gc' will clean up", teardown_timeout

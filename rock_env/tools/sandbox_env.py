@@ -151,6 +151,9 @@ class SandboxEnv(Env):
     #: prefix of the agent's bash session names
     SESSION = "agent"
 
+    #: reading these starts the sandbox or a session: GEM's wrappers must not copy them (see rock_env.core)
+    live_attributes = frozenset({"sandbox", "session_name"})
+
     def __init__(
         self,
         *,
@@ -184,10 +187,8 @@ class SandboxEnv(Env):
     def sandbox(self) -> Sandbox:
         """The env's sandbox, started on first use."""
         if self._sandbox is None:
-            from rock_env.sandbox import Sandbox
-
             t0 = time.monotonic()
-            sb = Sandbox(self.sandbox_config, base_url=self._base_url, token=self._token)
+            sb = self._new_sandbox()
             try:
                 sb.start()
             except BaseException:
@@ -198,6 +199,12 @@ class SandboxEnv(Env):
             self._warm_up(sb)
             logger.debug("%s: sandbox %s started in %.3f s", type(self).__name__, sb.id, time.monotonic() - t0)
         return self._sandbox
+
+    def _new_sandbox(self) -> Sandbox:
+        """A new (not yet started) sandbox for this env; subclasses may add arguments (e.g. a model service)."""
+        from rock_env.sandbox import Sandbox
+
+        return Sandbox(self.sandbox_config, base_url=self._base_url, token=self._token)
 
     @staticmethod
     def _warm_up(sb: Sandbox) -> None:

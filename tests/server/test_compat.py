@@ -1,24 +1,32 @@
-"""ROCK's GEM env routes, driven with requests shaped exactly like ROCK's ``RockEnv`` client sends them.
+"""ROCK's GEM env routes (/apis/v1/envs/gem/...), driven by ROCK's own client (rl-rock's ``rock.make``).
 
-rl-rock does not install here; its client (rock/sdk/envs) POSTs JSON with only a
-Content-Type header to /apis/v1/envs/gem/{make,reset,step,close} and reads the fields below.
+The episode test runs rl-rock's ``RockEnv`` (in its own venv, see tests/rock_sdk.py) against the
+admin and compares its transcript with the same env made locally; the other tests send raw
+requests to see the wire answers (fields, errors).
 """
 
 from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
 
 import httpx
 import pytest
 
 import rock_env as rock
 from rock_env.server.runner import BackgroundServer
+from tests.rock_sdk import rock_sdk_python
 
 pytestmark = pytest.mark.server
 
 ENV_ID = "game:Sokoban-v0-easy"
+SCRIPTS = Path(__file__).parent / "rock_scripts"
 
 
 def rock_call(base_url: str, endpoint: str, params: dict[str, object]) -> dict[str, object]:
-    """What ROCK's ``_call_admin_api`` does: a fresh client per call, JSON in, JSON out."""
+    """What ROCK's ``_call_admin_api`` sends: a fresh client per call, JSON in, JSON out."""
     with httpx.Client(timeout=httpx.Timeout(timeout=300.0, connect=300.0, read=300.0)) as client:
         response = client.post(
             f"{base_url}/apis/v1/envs/gem/{endpoint}", headers={"Content-Type": "application/json"}, json=params
@@ -27,20 +35,28 @@ def rock_call(base_url: str, endpoint: str, params: dict[str, object]) -> dict[s
         return response.json()  # type: ignore[no-any-return]
 
 
-def test_rock_client_episode_matches_local(server: BackgroundServer) -> None:
-    sandbox_id = rock_call(server.url, "make", {"env_id": ENV_ID})["sandbox_id"]
-    assert isinstance(sandbox_id, str) and sandbox_id
+def test_rock_client_episode_matches_local(server: BackgroundServer, tmp_path: Path) -> None:
+    actions = ["\\boxed{up}", "\\boxed{left}", "\\boxed{down}", "\\boxed{right}"]
+    out = tmp_path / "transcript.json"
+    env = {**os.environ, "ROCK_BASE_URL": server.url}
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run(
+        [str(rock_sdk_python()), str(SCRIPTS / "env_transcript.py"), ENV_ID, "42", str(out), *actions],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    remote = json.loads(out.read_text())
     local = rock.make(ENV_ID)
-    result = rock_call(server.url, "reset", {"sandbox_id": sandbox_id, "seed": 42})
-    assert (result["observation"], result["info"]) == local.reset(seed=42)
-    for action in ["\\boxed{up}", "\\boxed{left}", "\\boxed{down}", "\\boxed{right}"]:
-        result = rock_call(server.url, "step", {"sandbox_id": sandbox_id, "action": action})
-        remote = (result["observation"], result["reward"], result["terminated"], result["truncated"], result["info"])
-        assert remote == local.step(action)
-        if remote[2] or remote[3]:
-            break
-    assert rock_call(server.url, "close", {"sandbox_id": sandbox_id}) == {"sandbox_id": sandbox_id}
+    assert tuple(remote["reset"]) == local.reset(seed=42)
+    assert remote["steps"], "the episode made at least one step"
+    for step, action in zip(remote["steps"], actions, strict=False):
+        assert tuple(step) == local.step(action)
     local.close()
+    assert httpx.get(server.url + "/api/v1/health", timeout=60).json()["envs"] == 0  # close() closed it
 
 
 def test_rock_reset_without_seed_and_list(server: BackgroundServer) -> None:

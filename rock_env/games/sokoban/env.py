@@ -283,18 +283,24 @@ class SokobanEnv(Env):
     # -- GEM-style views -----------------------------------------------------------------
 
     @property
-    def room_state(self) -> np.ndarray:
-        """The current state as GEM's 2-D ``room_state`` array (a copy)."""
+    def room_state(self) -> np.ndarray | None:
+        """The current state as GEM's 2-D ``room_state`` array (a copy); ``None`` before the first reset."""
+        if not self._state:
+            return None
         return np.array(self._state, dtype=int).reshape(self.dim_room)
 
     @property
-    def room_fixed(self) -> np.ndarray:
-        """The walls, floors and targets as GEM's 2-D ``room_fixed`` array (a copy)."""
+    def room_fixed(self) -> np.ndarray | None:
+        """The walls, floors and targets as GEM's 2-D ``room_fixed`` array (a copy); ``None`` before the first reset."""
+        if not self._fixed:
+            return None
         return np.array(self._fixed, dtype=int).reshape(self.dim_room)
 
     @property
-    def player_position(self) -> np.ndarray:
-        """``[row, col]`` of the player, like GEM's."""
+    def player_position(self) -> np.ndarray | None:
+        """``[row, col]`` of the player, like GEM's; ``None`` before the first reset."""
+        if not self._state:
+            return None
         return np.array(divmod(self._player, self._cols))
 
 

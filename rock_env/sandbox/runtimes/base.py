@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import BinaryIO, ClassVar
 
 from rock_env.errors import SandboxFileNotFound
+from rock_env.sandbox.bridge import BridgeMount
 from rock_env.sandbox.models import FileInfo, SandboxConfig
 
 
@@ -115,6 +116,9 @@ class Runtime(ABC):
         self.config = config
         self.sandbox_id = sandbox_id
         self.state_dir = state_dir
+        #: host directories bound read-only into the sandbox by a bridge (set before :meth:`start`;
+        #: see :mod:`rock_env.sandbox.bridge`); runtimes without isolation ignore them
+        self.bridge_mounts: list[BridgeMount] = []
 
     # --- availability and reaping ----------------------------------------------------------
 

@@ -163,9 +163,11 @@ class DockerRuntime(ContainerFiles):
             kwargs["memswap_limit"] = memory  # no swap on top of the limit
         if config.cpus is not None:
             kwargs["nano_cpus"] = int(config.cpus * 1e9)
-        if self._binds:
-            # a list, not a dict keyed by the host path: /tmp and /var/tmp are the same directory
-            kwargs["binds"] = [f"{host}:{inside}:rw" for inside, host in self._binds]
+        # a list, not a dict keyed by the host path: /tmp and /var/tmp are the same directory
+        binds = [f"{host}:{inside}:rw" for inside, host in self._binds]
+        binds += [f"{m.host_dir}:{m.inside}:ro" for m in self.bridge_mounts]  # see rock_env.sandbox.bridge
+        if binds:
+            kwargs["binds"] = binds
         if not any(inside == "/dev/shm" for inside, _ in self._binds):
             kwargs["shm_size"] = min(SHM_SIZE, self.workspace_size())
         host_config = self.api.create_host_config(**kwargs)

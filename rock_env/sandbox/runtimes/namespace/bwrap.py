@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
@@ -134,12 +135,20 @@ def _root_args(rootfs: Path | None, null_fds: list[int]) -> list[str]:
 
 
 def bwrap_argv(
-    config: SandboxConfig, sandbox_id: str, *, uid: int, info_fd: int, block_fd: int, null_fds: list[int]
+    config: SandboxConfig,
+    sandbox_id: str,
+    *,
+    uid: int,
+    info_fd: int,
+    block_fd: int,
+    null_fds: list[int],
+    ro_binds: Sequence[tuple[str, str]] = (),
 ) -> tuple[list[str], bool]:
     """bubblewrap's argv for one sandbox run as host ``uid``, and whether a session shell is bound at :data:`SHELL_PATH`.
 
     ``null_fds`` gets the ``/dev/null`` fds that mask secret files (bwrap must inherit them; the
-    caller closes them, also when this raises half-way).
+    caller closes them, also when this raises half-way). ``ro_binds`` are ``(host dir, inside)``
+    pairs bound read-only (a bridge's socket directory, see :mod:`rock_env.sandbox.bridge`).
     """
     rootfs = resolve_rootfs(config.image)
     if rootfs is not None:
@@ -182,6 +191,8 @@ def bwrap_argv(
     shm = str(min(size, SHM_SIZE))
     argv += ["--perms", "1777", "--size", shm, "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]
     argv += ["--size", disk, "--tmpfs", config.workdir, "--perms", "1777", "--size", disk, "--tmpfs", "/tmp"]
+    for host_dir, inside in ro_binds:
+        argv += ["--ro-bind", host_dir, inside]
     # the root itself (a tmpfs holding the mount points and symlinks such as /bin -> usr/bin) is
     # read-only, so `rm -rf /` inside cannot break the sandbox's own system directories
     argv += ["--remount-ro", "/"]

@@ -113,7 +113,13 @@ class NamespaceRuntime(HostDirRuntime):
         child_fds = [info_w, block_r, *null_fds]  # the child's ends: closed here once bwrap has them
         try:
             argv, self._shell_bound = bwrap_argv(
-                self.config, self.sandbox_id, uid=self._uid, info_fd=info_w, block_fd=block_r, null_fds=null_fds
+                self.config,
+                self.sandbox_id,
+                uid=self._uid,
+                info_fd=info_w,
+                block_fd=block_r,
+                null_fds=null_fds,
+                ro_binds=[(str(m.host_dir), m.inside) for m in self.bridge_mounts],
             )
             child_fds += null_fds
             if self.cgroups is None:

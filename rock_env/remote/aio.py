@@ -1,0 +1,189 @@
+"""``AsyncRemoteEnv``: remote envs for asyncio trainers (``await env.areset()``, ``await env.astep(a)``).
+
+``await rock.amake(id, base_url=...)`` returns one. All envs of one event loop and server share
+one bounded connection pool (:func:`~rock_env.remote.pool.shared_async_client`), so one loop
+drives 10,000 envs with a few dozen sockets. Calls go straight to the worker that hosts the env
+when the placement names one (see :class:`~rock_env.remote.pool.Route`).
+
+With ``coalesce=True`` the steps that many envs send in the same turn of the event loop travel
+as one ``POST /api/v1/batch/step`` per server (each env still gets its own answer or error),
+which brings single-env code close to a vector env's throughput without batching by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from rock_env.errors import EnvClosed, EnvInstanceNotFound, InvalidAction, ServerUnavailable, WorkerLost
+from rock_env.protocol import (
+    BatchStepItem,
+    BatchStepRequest,
+    BatchStepResponse,
+    EnvInfo,
+    EnvMakeRequest,
+    EnvResetRequest,
+    EnvResetResponse,
+    EnvStepRequest,
+    EnvStepResponse,
+    Ok,
+    exception_from_body,
+    require_json,
+)
+from rock_env.remote.client import AsyncApiClient
+from rock_env.remote.pool import Route, shared_async_client
+
+logger = logging.getLogger(__name__)
+
+#: ``(observation, reward, terminated, truncated, info)``.
+StepTuple = tuple[Any, float, bool, bool, dict[str, Any]]
+#: The most steps one coalesced request carries.
+MAX_BATCH = 4096
+
+
+class StepCoalescer:
+    """Collects the single-env steps of one event-loop turn into batched requests to one server.
+
+    Envs that the worker accepts without a grant (no auth) are batched straight to their worker;
+    the others are batched to the admin, which splits the batch by worker.
+    """
+
+    def __init__(self, client: AsyncApiClient) -> None:
+        self._client = client
+        self._pending: dict[str | None, list[tuple[str, str, asyncio.Future[EnvStepResponse]]]] = {}
+        self._scheduled = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def step(self, route: Route, env_id: str, action: str) -> asyncio.Future[EnvStepResponse]:
+        """Queue one step; its future gets the env's answer (or its error)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[EnvStepResponse] = loop.create_future()
+        origin = route.origin if route.grant is None else None
+        self._pending.setdefault(origin, []).append((env_id, action, future))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        pending, self._pending = self._pending, {}
+        for origin, items in pending.items():
+            for start in range(0, len(items), MAX_BATCH):
+                task = asyncio.ensure_future(self._send(origin, items[start : start + MAX_BATCH]))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, origin: str | None, items: list[tuple[str, str, asyncio.Future[EnvStepResponse]]]) -> None:
+        body = BatchStepRequest(steps=[BatchStepItem(env=env, action=action) for env, action, _ in items])
+        try:
+            answer = await self._client.post_fast("/api/v1/batch/step", body, BatchStepResponse, origin=origin)
+        except Exception as exc:
+            for _, _, future in items:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, _, future), result in zip(items, answer.results, strict=True):
+            if future.done():
+                continue
+            if result.error is not None:
+                future.set_exception(exception_from_body(result.error.model_dump()))
+            elif result.result is not None:
+                future.set_result(result.result)
+
+
+_coalescers: dict[int, StepCoalescer] = {}
+
+
+def _coalescer(client: AsyncApiClient) -> StepCoalescer:
+    found = _coalescers.get(id(client))
+    if found is None or found._client is not client:
+        found = _coalescers[id(client)] = StepCoalescer(client)
+    return found
+
+
+class AsyncRemoteEnv:
+    """A remote env driven from asyncio (see the module docstring).
+
+    Attributes:
+        info: the server's :class:`~rock_env.protocol.EnvInfo` of this env.
+        remote_id: its instance id on the server.
+    """
+
+    def __init__(self, info: EnvInfo, client: AsyncApiClient, *, coalesce: bool = False) -> None:
+        self.info = info
+        self.remote_id = info.id
+        self.tools = info.tools
+        self._client = client
+        self._base = f"/api/v1/envs/{info.id}"
+        self._route = Route(
+            self._base, info.worker_url, info.grant, f"env {info.id!r} ({info.env_id}) on worker {info.worker_id!r}"
+        )
+        self._coalescer = _coalescer(client) if coalesce else None
+        self.closed = False
+
+    @classmethod
+    async def create(
+        cls,
+        env_id: str,
+        *,
+        base_url: str | None = None,
+        token: str | None = None,
+        timeout: float = 300.0,
+        idle_ttl: float | None = None,
+        coalesce: bool = False,
+        **kwargs: Any,
+    ) -> AsyncRemoteEnv:
+        """Make ``env_id`` on the server at ``base_url`` (else ``$ROCK_ENV_URL``)."""
+        require_json(kwargs, f"the keyword arguments of {env_id!r}")
+        client = shared_async_client(base_url, token, timeout)
+        request = EnvMakeRequest(env_id=env_id, kwargs=kwargs, idle_ttl=idle_ttl)
+        info = await client.call("POST", "/api/v1/envs", EnvInfo, body=request, idempotent=False)
+        return cls(info, client, coalesce=coalesce)
+
+    def _check_open(self, what: str) -> None:
+        if self.closed:
+            raise EnvClosed(f"AsyncRemoteEnv.{what}() on a closed env: make a new one with rock.amake.")
+
+    async def areset(
+        self, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        """Start an episode: ``(observation, info)``."""
+        self._check_open("areset")
+        body = EnvResetRequest(seed=seed, options=options or None)
+        answer = await self._route.apost(self._client, "reset", body, EnvResetResponse)
+        return answer.observation, answer.info
+
+    async def astep(self, action: str) -> StepTuple:
+        """Apply ``action``: ``(observation, reward, terminated, truncated, info)``."""
+        self._check_open("astep")
+        if not isinstance(action, str):
+            raise InvalidAction(f"a remote env takes text actions, got {type(action).__name__}: pass str(action).")
+        if self._coalescer is not None:
+            answer = await self._coalescer.step(self._route, self.remote_id, action)
+        else:
+            answer = await self._route.apost(self._client, "step", EnvStepRequest(action=action), EnvStepResponse)
+        return answer.observation, answer.reward, answer.terminated, answer.truncated, answer.info
+
+    async def aclose(self) -> None:
+        """Close the env on the server (idempotent; a lost env or server is not an error here)."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            await self._client.call("DELETE", self._base, Ok)
+        except (EnvInstanceNotFound, WorkerLost, ServerUnavailable) as exc:
+            logger.debug("closing remote env %s: %s", self.remote_id, exc)
+
+    async def __aenter__(self) -> AsyncRemoteEnv:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"<AsyncRemoteEnv id={self.info.env_id!r} remote_id={self.remote_id!r} at {self._client.base_url}>"
+
+
+__all__ = ["AsyncRemoteEnv", "StepCoalescer"]

@@ -1,0 +1,57 @@
+"""``rock-env admin start workers=N``: N worker processes on this host, serving envs directly."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+
+import rock_env as rock
+from rock_env.server.cli_admin import worker_count
+from rock_env.server.testing import ServerProcess
+from tests.server.test_lifecycle import wait_for
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+ENV_ID = "game:Sokoban-v0-easy"
+HTTP = httpx.Client(timeout=60)
+
+
+def worker_pids(admin_pid: int) -> list[int]:
+    """PIDs of the worker processes the admin ``admin_pid`` started (their ids name it)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"worker.id=local-{admin_pid}-".encode() in b" ".join(cmdline):
+            pids.append(int(entry))
+    return pids
+
+
+def test_worker_count() -> None:
+    assert worker_count(0) == 0 and worker_count("3") == 3 and worker_count("auto") == (os.cpu_count() or 1)
+    with pytest.raises(rock.RockEnvError, match="workers=N"):
+        worker_count("many")
+
+
+def test_admin_runs_n_worker_processes(tmp_path: Path) -> None:
+    admin = ServerProcess.admin(tmp_path, "workers=2", "worker.heartbeat_interval=0.3").start()
+    try:
+        wait_for(lambda: len(HTTP.get(admin.url + "/api/v1/workers").json()["workers"]) == 2, timeout=90)
+        workers = HTTP.get(admin.url + "/api/v1/workers").json()["workers"]
+        assert all(not w["embedded"] and w["url"] != "embedded" for w in workers)
+        assert len(worker_pids(admin.pid)) == 2
+        envs = [rock.make(ENV_ID, backend="remote", base_url=admin.url) for _ in range(4)]
+        assert {e.info.worker_id for e in envs} == {w["id"] for w in workers}  # both processes host envs
+        assert {e.info.worker_url for e in envs} == {w["url"] for w in workers}
+        for i, e in enumerate(envs):
+            assert e.reset(seed=i) == rock.make(ENV_ID).reset(seed=i)
+            e.close()
+    finally:
+        admin.stop()
+    wait_for(lambda: not worker_pids(admin.pid), timeout=30)  # the admin stopped the workers it started
