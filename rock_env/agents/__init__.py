@@ -8,6 +8,8 @@ from typing import Any
 _LAZY = {
     "ModelService": "rock_env.agents.model_service",
     "AsyncModelService": "rock_env.agents.model_service",
+    "RemoteModelService": "rock_env.agents.model_remote",
+    "AsyncRemoteModelService": "rock_env.agents.model_remote",
     "Recorder": "rock_env.agents.recording",
     "Replay": "rock_env.agents.recording",
     "read_recording": "rock_env.agents.recording",

@@ -19,7 +19,7 @@ import h11
 logger = logging.getLogger(__name__)
 
 #: largest request body accepted (bytes); a bigger one gets 413
-MAX_BODY = 64 << 20
+MAX_BODY = 16 << 20
 READ_SIZE = 1 << 16
 
 

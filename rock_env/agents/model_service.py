@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rock_env.agents.model_completion import (
     completion_chunks,
@@ -47,13 +47,18 @@ from rock_env.agents.model_http import HttpReply, serve_connection
 from rock_env.agents.recording import Recorder, Replay
 from rock_env.errors import InvalidArgument, ModelRequestNotFound, ModelServiceError
 from rock_env.protocol.model_service import ModelExchange, ModelRequest, RewardRecord
-from rock_env.sandbox.bridge import BRIDGE_DIR, BridgeMount, BridgePlan
+from rock_env.sandbox.bridge import BRIDGE_DIR, BRIDGE_DIR_PREFIX, BridgeMount, BridgePlan, bridge_root
+
+if TYPE_CHECKING:
+    from rock_env.agents.model_remote import AsyncRemoteModelService, RemoteModelService
 
 logger = logging.getLogger(__name__)
 
 #: the port the forwarder listens on inside namespace and docker sandboxes (their own loopback)
 SANDBOX_PORT = 18473
 SOCKET_NAME = "model.sock"
+#: open connections one sandbox may hold to its model endpoint (more are refused with 429)
+MAX_CONNECTIONS = 32
 FORWARDER_NAME = "forwarder.py"
 _FORWARDER_SOURCE = Path(__file__).with_name("bridge_forwarder.py")
 
@@ -171,12 +176,23 @@ class ModelService:
         self._tags: dict[str, _Tags] = {}
         self._bridges: dict[str, _Bridge] = {}
         self._closed = False
-        self._base = Path(tempfile.mkdtemp(prefix="rock-env-ms-"))
+        # the owner's pid in the name: `rock-env sandbox gc` removes the dirs of dead processes
+        self._base = Path(tempfile.mkdtemp(prefix=f"{BRIDGE_DIR_PREFIX}{os.getpid()}-", dir=bridge_root()))
         self._base.chmod(0o711)  # a sandbox's uid must traverse it to reach its own socket dir
         self._http: Any = None  # httpx.AsyncClient for the upstream, made on the loop
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="rock-env-model-service", daemon=True)
         self._thread.start()
+
+    @staticmethod
+    def connect(base_url: str | None = None, token: str | None = None, **kwargs: Any) -> RemoteModelService:
+        """The trainer side of remote sandboxes' model services, through the admin at ``base_url``.
+
+        See :class:`~rock_env.agents.model_remote.RemoteModelService` (same get/pending/answer/fail/begin_episode).
+        """
+        from rock_env.agents.model_remote import RemoteModelService
+
+        return RemoteModelService(base_url, token, **kwargs)
 
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -252,6 +268,18 @@ class ModelService:
     def _handler(self, sandbox_id: str) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             bridge = self._bridges.get(sandbox_id)
+            if bridge is not None and len(bridge.writers) >= MAX_CONNECTIONS:
+                # a sandbox may not hold the host's memory or file descriptors with open connections
+                error = openai_error(f"at most {MAX_CONNECTIONS} open connections per sandbox", kind="rate_limit_error")
+                body = json.dumps(error).encode()
+                head = (
+                    f"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: {len(body)}"
+                )
+                with contextlib.suppress(Exception):
+                    writer.write(head.encode() + b"\r\nconnection: close\r\n\r\n" + body)
+                    await writer.drain()
+                writer.close()
+                return
             if bridge is not None:
                 bridge.writers.add(writer)
             try:
@@ -583,6 +611,13 @@ class AsyncModelService:
 
     def __init__(self, *, service: ModelService | None = None, **kwargs: Any) -> None:
         self.sync = service if service is not None else ModelService(**kwargs)
+
+    @staticmethod
+    def connect(base_url: str | None = None, token: str | None = None, **kwargs: Any) -> AsyncRemoteModelService:
+        """The async trainer side of remote sandboxes' model services (see :meth:`ModelService.connect`)."""
+        from rock_env.agents.model_remote import AsyncRemoteModelService
+
+        return AsyncRemoteModelService(base_url, token, **kwargs)
 
     def open_bridge(self, sandbox_id: str, *, loopback: bool) -> BridgePlan:
         """See :meth:`ModelService.open_bridge`."""

@@ -96,8 +96,9 @@ class RewardRecord(BaseModel):
 
 # --- remote model service (a sandbox on a worker, the trainer at the admin) -----------------------
 
-#: the longest long-poll (``?wait=``) a server holds a ``get`` open, in seconds
-MAX_WAIT = 60.0
+#: the longest long poll (``?wait=``) a server holds a ``get`` open, in seconds (a client's longer ``get``
+#: is several polls: one round trip per 5 s costs nothing measurable)
+MAX_WAIT = 5.0
 
 
 class ModelServiceOptions(BaseModel):
@@ -164,7 +165,7 @@ class ModelPoll(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     cursors: dict[str, int]
-    wait: float = Field(default=0.0, ge=0, le=MAX_WAIT)
+    wait: float = Field(default=0.0, ge=0, le=60.0)
 
 
 class NumberedRequest(BaseModel):

@@ -1,8 +1,9 @@
 """``AsyncRemoteEnv``: remote envs for asyncio trainers (``await env.areset()``, ``await env.astep(a)``).
 
-``await rock.amake(id, base_url=...)`` returns one. All envs of one event loop and server share
-one bounded connection pool (:func:`~rock_env.remote.pool.shared_async_client`), so one loop
-drives 10,000 envs with a few dozen sockets. Calls go straight to the worker that hosts the env
+``await rock.amake(id, base_url=...)`` returns one. All envs of a process and server share one
+bounded connection pool (:func:`~rock_env.remote.pool.shared_client`; the calls are carried by
+as many threads as the pool has connections, see :func:`_hot_path_executor`), so one loop drives
+10,000 envs with a few dozen sockets. Calls go straight to the worker that hosts the env
 when the placement names one (see :class:`~rock_env.remote.pool.Route`).
 
 With ``coalesce=True`` the steps that many envs send in the same turn of the event loop travel
@@ -14,7 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from rock_env.errors import EnvClosed, EnvInstanceNotFound, InvalidAction, ServerUnavailable, WorkerLost
 from rock_env.protocol import (
@@ -31,8 +36,8 @@ from rock_env.protocol import (
     exception_from_body,
     require_json,
 )
-from rock_env.remote.client import AsyncApiClient
-from rock_env.remote.pool import Route, shared_async_client
+from rock_env.remote.client import ApiClient, AsyncApiClient, max_connections
+from rock_env.remote.pool import Route, shared_async_client, shared_client
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +45,23 @@ logger = logging.getLogger(__name__)
 StepTuple = tuple[Any, float, bool, bool, dict[str, Any]]
 #: The most steps one coalesced request carries.
 MAX_BATCH = 4096
+M = TypeVar("M", bound=BaseModel)
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _hot_path_executor() -> ThreadPoolExecutor:
+    """The threads that carry the async envs' reset/step calls over the shared sync pool.
+
+    httpcore's asyncio pool scans every connection on each request (milliseconds per call with
+    thousands of envs awaiting); its sync pool does not, so the hot calls run there, on as many
+    threads as the pool has connections (the socket count stays bounded).
+    """
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_connections(), thread_name_prefix="rock-env-aio")
+        return _executor
 
 
 class StepCoalescer:
@@ -111,8 +133,11 @@ class AsyncRemoteEnv:
         remote_id: its instance id on the server.
     """
 
-    def __init__(self, info: EnvInfo, client: AsyncApiClient, *, coalesce: bool = False) -> None:
+    def __init__(
+        self, info: EnvInfo, client: AsyncApiClient, *, coalesce: bool = False, sync_client: ApiClient | None = None
+    ) -> None:
         self.info = info
+        self._sync = sync_client or shared_client(client.base_url, client.token, client.timeout)
         self.remote_id = info.id
         self.tools = info.tools
         self._client = client
@@ -138,9 +163,13 @@ class AsyncRemoteEnv:
         """Make ``env_id`` on the server at ``base_url`` (else ``$ROCK_ENV_URL``)."""
         require_json(kwargs, f"the keyword arguments of {env_id!r}")
         client = shared_async_client(base_url, token, timeout)
+        sync = shared_client(base_url, token, timeout)
         request = EnvMakeRequest(env_id=env_id, kwargs=kwargs, idle_ttl=idle_ttl)
-        info = await client.call("POST", "/api/v1/envs", EnvInfo, body=request, idempotent=False)
-        return cls(info, client, coalesce=coalesce)
+        loop = asyncio.get_running_loop()
+        info = await loop.run_in_executor(
+            _hot_path_executor(), lambda: sync.call("POST", "/api/v1/envs", EnvInfo, body=request, idempotent=False)
+        )
+        return cls(info, client, coalesce=coalesce, sync_client=sync)
 
     def _check_open(self, what: str) -> None:
         if self.closed:
@@ -152,7 +181,7 @@ class AsyncRemoteEnv:
         """Start an episode: ``(observation, info)``."""
         self._check_open("areset")
         body = EnvResetRequest(seed=seed, options=options or None)
-        answer = await self._route.apost(self._client, "reset", body, EnvResetResponse)
+        answer = await self._hot("reset", body, EnvResetResponse, idempotent=True)
         return answer.observation, answer.info
 
     async def astep(self, action: str) -> StepTuple:
@@ -163,8 +192,15 @@ class AsyncRemoteEnv:
         if self._coalescer is not None:
             answer = await self._coalescer.step(self._route, self.remote_id, action)
         else:
-            answer = await self._route.apost(self._client, "step", EnvStepRequest(action=action), EnvStepResponse)
+            answer = await self._hot("step", EnvStepRequest(action=action), EnvStepResponse)
         return answer.observation, answer.reward, answer.terminated, answer.truncated, answer.info
+
+    async def _hot(self, op: str, body: BaseModel, model: type[M], *, idempotent: bool = False) -> M:
+        """One reset/step call where the env lives, carried by the hot-path threads."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            _hot_path_executor(), lambda: self._route.post(self._sync, op, body, model, idempotent=idempotent)
+        )
 
     async def aclose(self) -> None:
         """Close the env on the server (idempotent; a lost env or server is not an error here)."""
@@ -172,7 +208,8 @@ class AsyncRemoteEnv:
             return
         self.closed = True
         try:
-            await self._client.call("DELETE", self._base, Ok)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(_hot_path_executor(), lambda: self._sync.call("DELETE", self._base, Ok))
         except (EnvInstanceNotFound, WorkerLost, ServerUnavailable) as exc:
             logger.debug("closing remote env %s: %s", self.remote_id, exc)
 

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from pydantic import BaseModel
 
 from rock_env.errors import RemoteError, RockEnvError, ServerUnavailable
 from rock_env.protocol import exception_from_body
+from rock_env.remote.connections import ConnectionPool, PoolTransport
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -45,9 +47,12 @@ _NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 #: Status codes worth retrying for idempotent calls (the server or a proxy was briefly unavailable).
 _RETRY_STATUS = frozenset({502, 503, 504})
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
-#: Connections one client keeps at most per kind (control calls, hot path); ``$ROCK_ENV_MAX_CONNECTIONS``.
+#: Connections one client keeps at most per pool (control calls; hot path, one per server it reaches);
+#: ``$ROCK_ENV_MAX_CONNECTIONS``.
 MAX_CONNECTIONS_ENV_VAR = "ROCK_ENV_MAX_CONNECTIONS"
 DEFAULT_MAX_CONNECTIONS = 16
+#: Every rock-env server (admin or worker) answers here without auth.
+HEALTH_PATH = "/api/v1/health"
 
 
 def max_connections() -> int:
@@ -223,6 +228,9 @@ def _unavailable(base_url: str, exc: Exception) -> ServerUnavailable:
 
 
 class _Base:
+    _http: Any  # httpx.Client or httpx.AsyncClient (the subclass makes it)
+    _fast_timeout: dict[str, float]
+
     def __init__(self, base_url: str | None, token: str | None, timeout: float, retries: int) -> None:
         self.base_url = resolve_url(base_url)
         self.token = resolve_token(token)
@@ -236,6 +244,14 @@ class _Base:
         }
         #: Bounds the connections of the httpx transport (a transport ignores the client's ``limits``).
         self._limits = httpx.Limits(max_connections=max_connections(), max_keepalive_connections=max_connections())
+
+    def widen_timeout(self, timeout: float) -> None:
+        """Let calls take up to ``timeout`` seconds if that is longer than now (a shared client serves
+        callers that asked for different timeouts: it keeps the longest)."""
+        if timeout > self.timeout:
+            self.timeout = timeout
+            self._http.timeout = httpx.Timeout(timeout, connect=10.0)
+            self._fast_timeout = {"connect": 10.0, "read": timeout, "write": timeout, "pool": timeout}
 
     @property
     def retries(self) -> int:
@@ -264,14 +280,16 @@ class ApiClient(_Base):
         self, base_url: str | None = None, token: str | None = None, timeout: float = 300.0, retries: int = 3
     ) -> None:
         super().__init__(base_url, token, timeout, retries)
-        self._http = httpx.Client(
-            **self._http_options, transport=httpx.HTTPTransport(socket_options=_NODELAY, limits=self._limits)
-        )
+        # Both transports use our thread-safe pool: httpcore's closes connections other threads are
+        # reading (EBADF under many threads; see rock_env.remote.connections).
+        self._http = httpx.Client(**self._http_options, transport=PoolTransport(self._new_pool()))
         # The hot path (env reset/step) goes through httpcore directly: the same connection
         # machinery as httpx without its request/response objects (~150 us less per call).
-        self._pool = httpcore.ConnectionPool(
-            socket_options=_NODELAY, keepalive_expiry=60.0, max_connections=max_connections()
-        )
+        self._pool = self._new_pool()
+        #: One pool per worker the direct data plane reaches (a shared pool would keep closing one
+        #: origin's idle sockets to open another's, racing the threads that use them).
+        self._origin_pools: dict[str, ConnectionPool] = {}
+        self._pools_lock = threading.Lock()
         self._fast_headers = _fast_headers(self.token)
         self._fast_timeout = {"connect": 10.0, "read": timeout, "write": timeout, "pool": timeout}
 
@@ -279,6 +297,24 @@ class ApiClient(_Base):
         """Close the connections."""
         self._http.close()
         self._pool.close()
+        with self._pools_lock:
+            pools, self._origin_pools = list(self._origin_pools.values()), {}
+        for pool in pools:
+            pool.close()
+
+    @staticmethod
+    def _new_pool() -> ConnectionPool:
+        return ConnectionPool(max_connections(), keepalive_expiry=60.0, socket_options=_NODELAY)
+
+    def _pool_for(self, origin: str | None) -> ConnectionPool:
+        """The hot-path pool of ``origin`` (``None``: this client's server)."""
+        if origin is None:
+            return self._pool
+        pool = self._origin_pools.get(origin)
+        if pool is None:
+            with self._pools_lock:
+                pool = self._origin_pools.setdefault(origin, self._new_pool())
+        return pool
 
     def post_fast(
         self,
@@ -304,11 +340,21 @@ class ApiClient(_Base):
         exchange = self._exchange("POST", path, idempotent)
         if origin is not None:
             exchange.base_url = origin
+        pool = self._pool_for(origin)
         resp = self._retrying(
             exchange,
-            lambda: self._pool.request(b"POST", url, headers=headers, content=content, extensions=extensions),
+            lambda: pool.request(b"POST", url, headers=headers, content=content, extensions=extensions),
         )
         return model.model_validate_json(resp.content)
+
+    def alive(self, origin: str | None = None, timeout: float = 3.0) -> bool:
+        """Whether the server at ``origin`` (``None``: this client's) answers its health check now."""
+        url = ((origin or self.base_url) + HEALTH_PATH).encode()
+        extensions = {"timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}}
+        try:
+            return self._pool_for(origin).request(b"GET", url, extensions=extensions).status == 200
+        except TRANSPORT_ERRORS:
+            return False
 
     @staticmethod
     def _retrying(exchange: _Exchange, attempt: Callable[[], A]) -> A:
@@ -353,6 +399,15 @@ class AsyncApiClient(_Base):
         # FIFO that costs O(1) each, instead of in httpcore's queue, which is scanned on every
         # release (O(n^2) with 10,000 envs awaiting at once).
         self._gate = asyncio.Semaphore(max_connections())
+
+    async def alive(self, origin: str | None = None, timeout: float = 3.0) -> bool:
+        """Whether the server at ``origin`` (``None``: this client's) answers its health check now."""
+        url = ((origin or self.base_url) + HEALTH_PATH).encode()
+        extensions = {"timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}}
+        try:
+            return (await self._pool.request(b"GET", url, extensions=extensions)).status == 200
+        except TRANSPORT_ERRORS:
+            return False
 
     async def aclose(self) -> None:
         """Close the connections."""

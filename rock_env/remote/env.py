@@ -165,7 +165,7 @@ class RemoteEnv(Env):
 
     def _reset(self, seed: int | None, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         body = EnvResetRequest(seed=seed, options=options or None)
-        answer = self._route.post(self._client, "reset", body, EnvResetResponse)
+        answer = self._route.post(self._client, "reset", body, EnvResetResponse, idempotent=True)
         return answer.observation, answer.info
 
     def _step(self, action: str) -> StepResult:

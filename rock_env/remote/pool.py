@@ -35,7 +35,7 @@ _async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str
 def shared_client(base_url: str | None = None, token: str | None = None, timeout: float = 300.0) -> ApiClient:
     """This process's client for the server at ``base_url`` with ``token`` (made on first use).
 
-    ``timeout`` applies when the client is made (the first caller's; per-call timeouts still work).
+    The client keeps the longest ``timeout`` its callers asked for (per-call timeouts still work).
     """
     key = (os.getpid(), resolve_url(base_url), resolve_token(token))
     client = _sync.get(key)
@@ -44,6 +44,7 @@ def shared_client(base_url: str | None = None, token: str | None = None, timeout
             client = _sync.get(key)
             if client is None:
                 client = _sync[key] = ApiClient(key[1], key[2], timeout=timeout)
+    client.widen_timeout(timeout)
     return client
 
 
@@ -57,6 +58,7 @@ def shared_async_client(
     client = clients.get(key)
     if client is None:
         client = clients[key] = AsyncApiClient(key[0], key[1], timeout=timeout)
+    client.widen_timeout(timeout)
     return client
 
 
@@ -114,14 +116,43 @@ class Route:
         self.grant = grant
         self.what = what
 
-    def _fallback(self, exc: RockEnvError) -> None:
+    def _lost(self, exc: RockEnvError, origin: str | None, alive: bool) -> RockEnvError:
+        """The error of a non-idempotent call whose connection to a worker dropped after sending."""
+        if alive:  # the worker answers its health check: it is not lost, only this connection was
+            return ServerUnavailable(
+                f"{self.what}: the connection to its worker at {origin} dropped during the call "
+                f"({exc.__cause__!r}); the worker is alive and the env is still there, but the call may or "
+                "may not have been applied. Reset the env (or check its state) and go on."
+            )
+        return WorkerLost(
+            f"{self.what} is lost: its worker at {origin} dropped the connection ({exc.__cause__!r}) "
+            "and does not answer its health check. Make a new one; the other envs go on."
+        )
+
+    def _must_raise(self, exc: RockEnvError, idempotent: bool) -> bool:
+        """Whether a failed direct call may not be sent to the admin instead (it may have been applied)."""
+        return isinstance(exc, ServerUnavailable) and not _never_sent(exc) and not idempotent
+
+    def _fallback(self, client: ApiClient, exc: RockEnvError, idempotent: bool) -> None:
         """Judge a failed direct call: return to send it to the admin instead, or raise."""
-        origin, self.origin = self.origin, None
-        if isinstance(exc, ServerUnavailable) and not _never_sent(exc):
-            raise WorkerLost(
-                f"{self.what} is lost: its worker at {origin} dropped the connection ({exc.__cause__!r}). "
-                "Make a new one; the other envs go on."
-            ) from exc
+        origin = self.origin
+        if self._must_raise(exc, idempotent):
+            alive = client.alive(origin)
+            if not alive:
+                self.origin = None
+            raise self._lost(exc, origin, alive) from exc
+        self.origin = None
+        logger.info("%s: worker %s did not serve the call (%s); asking the admin", self.what, origin, exc)
+
+    async def _afallback(self, client: AsyncApiClient, exc: RockEnvError, idempotent: bool) -> None:
+        """The async twin of :meth:`_fallback`."""
+        origin = self.origin
+        if self._must_raise(exc, idempotent):
+            alive = await client.alive(origin)
+            if not alive:
+                self.origin = None
+            raise self._lost(exc, origin, alive) from exc
+        self.origin = None
         logger.info("%s: worker %s did not serve the call (%s); asking the admin", self.what, origin, exc)
 
     def post(self, client: ApiClient, op: str, body: BaseModel, model: type[M], *, idempotent: bool = False) -> M:
@@ -131,7 +162,7 @@ class Route:
             try:
                 return client.post_fast(path, body, model, idempotent=idempotent, origin=self.origin, bearer=self.grant)
             except (ServerUnavailable, EnvInstanceNotFound) as exc:
-                self._fallback(exc)
+                self._fallback(client, exc, idempotent)
         return client.post_fast(path, body, model, idempotent=idempotent)
 
     async def apost(
@@ -145,7 +176,7 @@ class Route:
                     path, body, model, idempotent=idempotent, origin=self.origin, bearer=self.grant
                 )
             except (ServerUnavailable, EnvInstanceNotFound) as exc:
-                self._fallback(exc)
+                await self._afallback(client, exc, idempotent)
         return await client.post_fast(path, body, model, idempotent=idempotent)
 
 

@@ -22,6 +22,7 @@ from rock_env.errors import SandboxNotFound, WorkerLost
 from rock_env.protocol import Ok, ProcessHandle, StreamRequest
 from rock_env.remote import sandbox_wire as wire
 from rock_env.remote.client import ApiClient, error_from_response
+from rock_env.remote.pool import shared_client
 from rock_env.remote.sandbox_wire import Call, RemoteProcessState, RemoteState
 from rock_env.sandbox.backends import register_remote_factory
 from rock_env.sandbox.contract import OPS_BY_NAME, StreamTransport
@@ -153,8 +154,10 @@ class RemoteOutputStream:
 class RemoteSandbox(RemoteState, Sandbox):
     """A sandbox on a rock-env server: a :class:`Sandbox` with the same API, each method one op of the table."""
 
-    _client_class = ApiClient
-    _client: ApiClient
+    @property
+    def _client(self) -> ApiClient:
+        """The process's shared client for this server (one bounded pool for every remote object)."""
+        return shared_client(self._base_url, self._token, self._timeout)
 
     def _send(self, call: Call) -> Any:
         op = call.op
@@ -202,7 +205,6 @@ class RemoteSandbox(RemoteState, Sandbox):
             except (SandboxNotFound, WorkerLost) as exc:
                 logger.debug("stopping remote sandbox %s: %s", self.id, exc)
         self._stopped = True
-        self._client.close()
 
     def alive(self) -> bool:
         """Whether the sandbox runs."""

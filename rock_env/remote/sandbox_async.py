@@ -19,6 +19,7 @@ from rock_env.errors import SandboxNotFound, WorkerLost
 from rock_env.protocol import StreamRequest
 from rock_env.remote import sandbox_wire as wire
 from rock_env.remote.client import AsyncApiClient, error_from_response
+from rock_env.remote.pool import shared_async_client
 from rock_env.remote.sandbox_wire import Call, RemoteProcessState, RemoteState
 from rock_env.sandbox.aio import AsyncSandbox
 from rock_env.sandbox.contract import OPS_BY_NAME, StreamTransport
@@ -69,8 +70,10 @@ class AsyncRemoteBackgroundProcess(RemoteProcessState):
 class AsyncRemoteSandbox(RemoteState, AsyncSandbox):
     """A sandbox on a rock-env server with the async API (``await sb.arun(cmd)``); an :class:`AsyncSandbox`."""
 
-    _client_class = AsyncApiClient
-    _client: AsyncApiClient
+    @property
+    def _client(self) -> AsyncApiClient:
+        """The running loop's shared client for this server (one bounded pool for every remote object)."""
+        return shared_async_client(self._base_url, self._token, self._timeout)
 
     async def _send(self, call: Call) -> Any:
         resp = await self._client.send(
@@ -113,7 +116,6 @@ class AsyncRemoteSandbox(RemoteState, AsyncSandbox):
             except (SandboxNotFound, WorkerLost) as exc:
                 logger.debug("stopping remote sandbox %s: %s", self.id, exc)
         self._stopped = True
-        await self._client.aclose()
 
     async def alive(self) -> bool:
         """Whether the sandbox runs."""

@@ -30,6 +30,8 @@ from rock_env.errors import (
     SnapshotNotFound,
 )
 from rock_env.protocol import Ok, ProcessHandle, SandboxCreateRequest, SandboxPlacement, exception_from_body
+from rock_env.protocol.model_service import ModelSandboxCreateRequest, ModelServiceOptions
+from rock_env.remote.client import resolve_token, resolve_url
 from rock_env.sandbox.contract import OPS_BY_NAME, SandboxOp, check_transport
 from rock_env.sandbox.files import check_member
 from rock_env.sandbox.local import merge_config
@@ -135,15 +137,17 @@ class RemoteState:
     """What a remote sandbox knows of itself, shared by the sync and async classes.
 
     ``RemoteSandbox(config=None, *, base_url=None, token=None, timeout=600.0, **config_fields)``:
-    the subclass names its HTTP client class in ``_client_class``.
+    the subclass's ``_client`` is the process's shared client for the server (never closed here: it is
+    the one bounded pool that every remote env, vector env and sandbox of the process uses).
     """
 
     config: SandboxConfig
     id: str | None
     placement: SandboxPlacement | None
     _stopped: bool
-    _client_class: Any
-    _client: Any
+    _base_url: str
+    _token: str | None
+    _timeout: float
 
     def __init__(
         self,
@@ -155,21 +159,20 @@ class RemoteState:
         model_service: Any = None,
         **fields: Any,
     ) -> None:
-        if model_service is not None:
-            raise InvalidArgument(
-                "model_service is not supported for a remote sandbox (base_url=...) yet; use a local sandbox, "
-                "or an agent env with backend='remote' (its model service runs on the worker next to the sandbox)"
-            )
+        #: the model service the worker attaches (``None``: none)
+        self.model_service = model_service_options(model_service)
         self.config = merge_config(config, fields)
         self.id = None
         self.placement = None
         self._stopped = False
-        self._client = self._client_class(base_url, token, timeout=timeout)
+        self._base_url = resolve_url(base_url)
+        self._token = resolve_token(token)
+        self._timeout = timeout
 
     @property
     def base_url(self) -> str:
         """The server."""
-        return str(self._client.base_url)
+        return self._base_url
 
     @property
     def runtime(self) -> str | None:
@@ -177,8 +180,12 @@ class RemoteState:
         return None if self.placement is None else self.placement.runtime
 
     def _create_call(self) -> Call:
-        body = SandboxCreateRequest(config=self.config.model_dump(mode="json", exclude_defaults=True))
-        return build(OPS_BY_NAME["create"], None, body=body)
+        config = self.config.model_dump(mode="json", exclude_defaults=True)
+        if self.model_service is not None:  # the worker hosting it serves its model endpoint
+            op = OPS_BY_NAME["create"]
+            body = ModelSandboxCreateRequest(config=config, model_service=self.model_service)
+            return Call(op, "POST", MODEL_SANDBOXES_PATH, None, body)
+        return build(OPS_BY_NAME["create"], None, body=SandboxCreateRequest(config=config))
 
     def _created(self, placement: SandboxPlacement) -> None:
         self.placement = placement
@@ -218,6 +225,34 @@ class RemoteState:
 
     def _live(self) -> bool:
         return self.id is not None and not self._stopped
+
+
+#: where a sandbox with a model service is created (rock_env.server.routes.model_service)
+MODEL_SANDBOXES_PATH = "/api/v1/model-service/sandboxes"
+
+
+def model_service_options(value: Any) -> ModelServiceOptions | None:
+    """The model service a remote sandbox asks for: ``True``, a dict of options (``timeout``, ``model``),
+    :class:`ModelServiceOptions`, or a :class:`~rock_env.agents.RemoteModelService` (its options)."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return ModelServiceOptions()
+    if isinstance(value, ModelServiceOptions):
+        return value
+    if isinstance(value, dict):
+        try:
+            return ModelServiceOptions(**value)
+        except ValueError as exc:
+            raise InvalidArgument(f"bad model_service options {value!r}: {exc}") from None
+    options = getattr(value, "options", None)
+    if isinstance(options, ModelServiceOptions):
+        return options
+    raise InvalidArgument(
+        f"a remote sandbox (base_url=...) takes model_service=True (or a dict of options, or "
+        f"ModelService.connect(base_url)), not {type(value).__name__}: a local ModelService cannot reach a sandbox "
+        "on a server; answer its requests with ModelService.connect(base_url)"
+    )
 
 
 class RemoteProcessState:
@@ -333,6 +368,7 @@ __all__ = [
     "check",
     "download_file",
     "extract_to",
+    "model_service_options",
     "parse",
     "tar_of",
 ]

@@ -105,7 +105,7 @@ class RemoteVecEnv(gymnasium.vector.VectorEnv[tuple[str, ...], Sequence[str], np
         self._check_open("reset")
         wire_seed = None if seed is None else (int(seed) if isinstance(seed, int | np.integer) else list(seed))
         body = VecResetRequest(seed=wire_seed, options=pack_tree(dict(options)) if options else None)
-        answer = self._route.post(self._client, "reset", body, VecResetResponse)
+        answer = self._route.post(self._client, "reset", body, VecResetResponse, idempotent=True)
         return tuple(answer.observations), unpack_tree(answer.infos)
 
     def step(

@@ -19,12 +19,31 @@ sandbox stops (also when its start failed) and must release what :meth:`SandboxB
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 #: where a bridge's host directory appears inside namespace and docker sandboxes
 BRIDGE_DIR = "/run/rock-env-bridge"
+#: host directories of bridges are ``<bridge_root()>/<prefix><owner pid>-<random>``: ``rock-env sandbox gc``
+#: removes those whose owner died (:func:`rock_env.sandbox.gc.reap_bridge_dirs`)
+BRIDGE_DIR_PREFIX = "rock-env-ms-"
+#: the longest temp dir a bridge dir goes in: its sockets' paths (``<dir>/<sandbox id>/model.sock``)
+#: must fit a unix socket address (107 bytes)
+MAX_ROOT_LENGTH = 40
+
+
+def bridge_roots() -> list[Path]:
+    """Where bridge dirs may be: ``$TMPDIR`` when its path is short enough for socket paths, and ``/tmp``."""
+    temp = Path(tempfile.gettempdir())
+    roots = [temp] if len(str(temp)) <= MAX_ROOT_LENGTH else []
+    return roots if Path("/tmp") in roots else [*roots, Path("/tmp")]
+
+
+def bridge_root() -> Path:
+    """The directory new bridge dirs go in (the first of :func:`bridge_roots`)."""
+    return bridge_roots()[0]
 
 
 @dataclass(frozen=True)
@@ -57,4 +76,12 @@ class SandboxBridge(Protocol):
         ...
 
 
-__all__ = ["BRIDGE_DIR", "BridgeMount", "BridgePlan", "SandboxBridge"]
+__all__ = [
+    "BRIDGE_DIR",
+    "BRIDGE_DIR_PREFIX",
+    "BridgeMount",
+    "BridgePlan",
+    "SandboxBridge",
+    "bridge_root",
+    "bridge_roots",
+]

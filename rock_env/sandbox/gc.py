@@ -3,7 +3,8 @@
 A sandbox is *orphaned* when the process that created it is gone, and *expired* when its
 absolute or idle TTL has passed. Reaping kills its recorded processes and cgroups, unmounts
 its mounts and removes its state directory; runtimes with objects outside the state dir
-(docker containers) reap them through :meth:`Runtime.gc`.
+(docker containers) reap them through :meth:`Runtime.gc`. Model-service socket dirs
+(``$TMPDIR/rock-env-ms-<owner pid>-*``) of dead processes are removed too.
 
 Only directories that look like sandbox state dirs (``sb-<12 hex digits>``) are ever
 removed: :func:`reap_dir` refuses anything else, whatever path it is given.
@@ -24,9 +25,10 @@ from pathlib import Path
 
 from rock_env.errors import InvalidArgument
 from rock_env.sandbox import cgroups, mounts, uids
+from rock_env.sandbox.bridge import BRIDGE_DIR_PREFIX, bridge_roots
 from rock_env.sandbox.models import SandboxInfo
 from rock_env.sandbox.runtimes import RUNTIMES, runtime_class
-from rock_env.sandbox.state import SandboxRecord, is_sandbox_dir, process_alive, state_root
+from rock_env.sandbox.state import SandboxRecord, is_sandbox_dir, process_alive, process_start_time, state_root
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +163,8 @@ def collect(*, force: bool = False, dry_run: bool = False, root: Path | None = N
                 cgroups.remove_cgroup_dir(path)
                 lines.append(f"removed orphan cgroup {path}")
     lines += uids.reclaim_stale(dry_run=dry_run)
+    if root is None:  # the host's state: also the model-service socket dirs of dead processes
+        lines += reap_bridge_dirs(force=force, dry_run=dry_run)
     for name in RUNTIMES:
         if name in {"local", "namespace"}:
             continue
@@ -168,6 +172,65 @@ def collect(*, force: bool = False, dry_run: bool = False, root: Path | None = N
             lines += runtime_class(name).gc(dry_run=dry_run)
         except Exception as exc:
             logger.info("runtime %s: nothing reaped (%s)", name, exc)
+    return lines
+
+
+def _owner_of_bridge_dir(directory: Path) -> int | None:
+    """The owner pid in a bridge dir's name (``rock-env-ms-<pid>-<random>``), or ``None``."""
+    head = directory.name[len(BRIDGE_DIR_PREFIX) :].split("-", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def _boot_time() -> float:
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    return 0.0
+
+
+def bridge_owner_alive(directory: Path) -> bool:
+    """Whether the process named in a bridge dir's name runs and is older than the dir (not a reused pid)."""
+    pid = _owner_of_bridge_dir(directory)
+    if pid is None:
+        return True  # not ours to judge
+    ticks = process_start_time(pid)
+    if ticks is None:
+        return False
+    try:
+        made = directory.stat().st_mtime
+    except OSError:
+        return False
+    started = _boot_time() + ticks / os.sysconf("SC_CLK_TCK")
+    return started <= made + 2.0  # a process that started after the dir was made cannot have made it
+
+
+def reap_bridge_dirs(*, force: bool = False, dry_run: bool = False, root: Path | None = None) -> list[str]:
+    """Remove the model-service socket dirs (``$TMPDIR/rock-env-ms-<pid>-*``) whose owner process is gone.
+
+    With ``force`` also those whose owner runs (its sandboxes lose their model endpoint) and
+    unlabelled ones. Only directories with the bridge prefix are ever touched.
+    """
+    roots = bridge_roots() if root is None else [root]
+    lines: list[str] = []
+    candidates = []
+    for where in roots:
+        with contextlib.suppress(OSError):
+            candidates += sorted(p for p in where.iterdir() if p.name.startswith(BRIDGE_DIR_PREFIX) and p.is_dir())
+    for directory in candidates:
+        if directory.is_symlink():
+            continue
+        if force:
+            reason = "forced"
+        elif _owner_of_bridge_dir(directory) is not None and not bridge_owner_alive(directory):
+            reason = "owner gone"
+        else:
+            continue
+        if dry_run:
+            lines.append(f"would remove model-service dir {directory} ({reason})")
+            continue
+        shutil.rmtree(directory, ignore_errors=True)
+        lines.append(f"removed model-service dir {directory} ({reason})")
     return lines
 
 

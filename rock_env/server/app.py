@@ -238,6 +238,7 @@ def create_app(settings: ServerSettings | None = None, role: Literal["admin", "w
     from rock_env.server.routes import compat, envs, hosted, rock_sandbox, sandboxes, stream_ws, system
     from rock_env.server.routes import console as console_routes
     from rock_env.server.routes import hub as hub_routes
+    from rock_env.server.routes import model_service as model_service_routes
     from rock_env.version import __version__
 
     settings = settings or ServerSettings()
@@ -266,6 +267,7 @@ def create_app(settings: ServerSettings | None = None, role: Literal["admin", "w
     app.include_router(compat.router)
     app.include_router(rock_sandbox.router)
     app.include_router(hosted.router)
+    app.include_router(model_service_routes.router)
     app.include_router(hub_routes.router_for(service))
     app.include_router(system.metrics_router)
     app.include_router(console_routes.router_for(service))

@@ -21,7 +21,7 @@ from collections import deque
 from typing import Any
 
 from rock_env.agents.model_service import AsyncModelService, ModelService
-from rock_env.errors import ModelRequestNotFound
+from rock_env.errors import InvalidArgument, ModelRequestNotFound
 from rock_env.protocol.model_service import ModelPollResult, ModelRequest, ModelServiceOptions, NumberedRequest
 from rock_env.sandbox.bridge import BridgePlan
 
@@ -160,11 +160,7 @@ class ModelHub:
                     log.popleft()
                 out.requests += [NumberedRequest(seq=seq, request=req) for seq, req in log]
         if out.requests:
-            live = {
-                r.id
-                for service in {id(s): s for s in self._attached.values()}.values()
-                for r in service.pending()
-            }
+            live = {r.id for service in {id(s): s for s in self._attached.values()}.values() for r in service.pending()}
             out.requests = [n for n in out.requests if n.request.id in live]  # timed out meanwhile: skip
         return out
 
@@ -207,9 +203,7 @@ class ModelHub:
         """Tag the sandbox's later requests (its turn restarts at 0)."""
         service = self._attached.get(obj_id)
         if service is None:
-            from rock_env.errors import SandboxNotFound
-
-            raise SandboxNotFound(f"sandbox {obj_id!r} has no model service on this worker (stopped?)")
+            raise InvalidArgument(f"sandbox {obj_id!r} has no model service on this worker (stopped?)")
         service.begin_episode(obj_id, episode, env_id)
 
     def close(self) -> None:

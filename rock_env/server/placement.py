@@ -83,6 +83,7 @@ class Placement(Objects, Quotas):
             else:
                 limit = entry.capacity.slots
                 free = limit - self.used_slots(entry.id)
+            free -= self._placing().get((entry.id, not light), 0)  # creations on their way there
             if free < size:
                 continue
             score = (free / max(limit, 1)) * max(entry.capacity.cpus, 0.1)
@@ -97,6 +98,13 @@ class Placement(Objects, Quotas):
                 "Close unused objects or start another worker: rock-env worker start --admin URL."
             )
         return best[1]
+
+    def _placing(self) -> dict[tuple[str, bool], int]:
+        """Sizes of creations under way, by (worker id, takes slots): concurrent creations spread out."""
+        placing: dict[tuple[str, bool], int] | None = self.__dict__.get("_placing_sizes")
+        if placing is None:
+            placing = self.__dict__["_placing_sizes"] = {}
+        return placing
 
     def place_sandbox(self, size: int, runtime: str | None, what: str = "sandbox") -> tuple[WorkerEntry, str]:
         """A worker for ``size`` slots of sandboxes of ``runtime``, and the concrete runtime to use there.
@@ -135,6 +143,9 @@ class Placement(Objects, Quotas):
             try:
                 for attempt in range(PLACEMENT_ATTEMPTS):
                     entry, runtime = self._choose(creation)
+                    key = (entry.id, creation.sandbox)
+                    placing = self._placing()
+                    placing[key] = placing.get(key, 0) + creation.size
                     try:
                         body, request = await creation.prepare(entry, runtime)
                         answer = await entry.host.call(creation.op, obj_id, body)
@@ -144,6 +155,10 @@ class Placement(Objects, Quotas):
                         if not unreachable or attempt == PLACEMENT_ATTEMPTS - 1:
                             raise
                         self.mark_worker_lost(entry.id, f"it could not be reached while making a {creation.what}")
+                    finally:
+                        placing[key] -= creation.size
+                        if not placing[key]:
+                            del placing[key]
                 info = creation.response.model_validate_json(answer)
                 direct = self.role == "admin" and not entry.embedded and self.settings.direct_data_plane
                 if direct and "worker_url" in type(info).model_fields:

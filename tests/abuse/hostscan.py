@@ -298,14 +298,26 @@ def state_entries(scope: Scope) -> dict[str, str]:
 
 
 def temp_entries(scope: Scope) -> dict[str, str]:
-    """``rock-env-*`` entries of our temp dirs."""
+    """``rock-env-*`` entries of our temp dirs.
+
+    A model service's socket dir (``rock-env-ms-<owner pid>-*``) counts when its owner is this run's
+    or is gone (a leak); one of another live process (e.g. the other xdist worker's test) does not.
+    """
     out: dict[str, str] = {}
     for directory in scope.temp_dirs:
         with contextlib.suppress(OSError):
             for entry in os.listdir(directory):
-                if entry.startswith("rock-env"):
+                if entry.startswith("rock-env") and not _owned_by_another_live_process(entry, scope):
                     out[str(directory / entry)] = f"temp {directory / entry}"
     return out
+
+
+def _owned_by_another_live_process(entry: str, scope: Scope) -> bool:
+    owner = entry.removeprefix("rock-env-ms-").partition("-")[0]
+    if not entry.startswith("rock-env-ms-") or not owner.isdigit():
+        return False
+    pid = int(owner)
+    return pid not in scope.pids and os.path.exists(f"/proc/{pid}")
 
 
 KINDS = ("processes", "containers", "mounts", "cgroups", "state", "temp")

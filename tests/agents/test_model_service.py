@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from rock_env.agents import ModelService
+from rock_env.agents.model_service import MAX_CONNECTIONS
 from rock_env.errors import InvalidArgument, ModelRequestNotFound
 from rock_env.sandbox import Sandbox
 
@@ -260,3 +261,31 @@ def test_stop_releases_everything_and_forwarder_restarts(agent_state: Path) -> N
         with pytest.raises(ModelRequestNotFound):
             svc.answer(req.id, "too late")
     assert not svc._base.exists()
+
+
+@pytest.mark.bwrap
+def test_a_sandbox_cannot_hold_more_connections_than_the_cap(agent_state: Path) -> None:
+    """A sandbox opening many idle connections gets 429 past the cap (host fds and memory stay bounded)
+    and its endpoint works again once it closes them."""
+    agent = (
+        "import json, os, socket, urllib.request as u\n"
+        "host, port = os.environ['OPENAI_BASE_URL'].split('//')[1].split('/')[0].split(':')\n"
+        f"socks = [socket.create_connection((host, int(port))) for _ in range({MAX_CONNECTIONS} + 4)]\n"
+        "refused = 0\n"
+        "for s in socks:\n"
+        "    s.settimeout(0.5)\n"
+        "    try:\n"
+        "        refused += s.recv(64).startswith(b'HTTP/1.1 429')\n"
+        "    except socket.timeout:\n"
+        "        pass\n"
+        "for s in socks:\n"
+        "    s.close()\n"
+        "print(refused)\n"
+        "print(u.urlopen(os.environ['OPENAI_BASE_URL'] + '/models').status)\n"
+    )
+    with ModelService() as svc, Sandbox(runtime="namespace", model_service=svc) as sb:
+        sb.write_file("a.py", agent)
+        result = sb.exec(["python3", "a.py"], timeout=60)
+        assert result.exit_code == 0, result.output
+        refused, status = result.output.split()
+        assert int(refused) >= 4 and status == "200", result.output

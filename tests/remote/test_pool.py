@@ -63,3 +63,25 @@ def test_make_costs_about_its_request(server: BackgroundServer) -> None:
         made.append(time.perf_counter() - started)
         env.close()
     assert statistics.median(made) <= 2 * statistics.median(raw), (statistics.median(made), statistics.median(raw))
+
+
+@pytest.mark.bwrap
+def test_sandboxes_share_the_pool_and_keep_fds_bounded(server: BackgroundServer) -> None:
+    """Remote sandboxes use the process's shared client; stopping one leaves it open for the rest."""
+    env = rock.make(ENV_ID, backend="remote", base_url=server.url)
+    boxes = [rock.Sandbox(runtime="namespace", base_url=server.url) for _ in range(12)]
+    try:
+        before = open_fds()
+        for sb in boxes:
+            assert sb._client is shared_client(server.url)
+            sb.start()
+            assert sb.run("echo hi").output == "hi\n"
+        grown = open_fds() - before
+        assert grown <= 2 * 2 * DEFAULT_MAX_CONNECTIONS, f"{grown} new fds for {len(boxes)} sandboxes"
+        boxes[0].stop()
+        assert boxes[1].run("true").exit_code == 0  # the pool survives a sandbox's stop
+        assert env.reset(seed=1)[0]
+    finally:
+        for sb in boxes:
+            sb.stop()
+        env.close()
