@@ -103,9 +103,10 @@ class Route:
     The admin places and records; the worker's URL and a grant for this object come with the
     placement. A worker that cannot be connected to, or no longer knows the object, sends the
     call back to the admin (the fallback, which knows whether the worker is lost and raises
-    :class:`~rock_env.errors.WorkerLost` naming the object); a worker that drops a call it may
-    have received raises ``WorkerLost`` naming the object at once (sending it again could apply
-    an action twice).
+    :class:`~rock_env.errors.WorkerLost` naming the object). A call that may have reached the
+    worker and is not idempotent is never sent again: if the worker then fails its health check
+    it raises ``WorkerLost`` naming the object, else ``ServerUnavailable`` (the worker is alive;
+    the call may or may not have been applied).
     """
 
     __slots__ = ("admin_path", "grant", "origin", "what")

@@ -14,12 +14,14 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpcore
 import httpx
 import pytest
 
 import rock_env as rock
+from rock_env.errors import ServerUnavailable, WorkerLost
 from rock_env.remote.client import HEALTH_PATH, MAX_CONNECTIONS_ENV_VAR, ApiClient
-from rock_env.remote.pool import close_shared, open_fds
+from rock_env.remote.pool import Route, close_shared, open_fds
 from rock_env.server.testing import ServerProcess
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -108,9 +110,26 @@ def test_client_pool_survives_threads_across_two_workers(two_workers: str, monke
 
 
 def test_a_live_worker_is_never_called_lost(two_workers: str) -> None:
+    """A step whose connection dropped: WorkerLost only if the worker also fails its health check."""
+    workers = httpx.get(two_workers + "/api/v1/workers", timeout=30).json()["workers"]
+    live = next(w["url"] for w in workers if w["url"])
     client = ApiClient(two_workers)
     try:
-        assert client.alive()
+        assert client.alive() and client.alive(live)
         assert not client.alive("http://127.0.0.1:9", timeout=1)  # nothing listens on port 9
+
+        def dropped() -> ServerUnavailable:
+            exc = ServerUnavailable("connection dropped")
+            exc.__cause__ = httpcore.ReadError("[Errno 9] Bad file descriptor")
+            return exc
+
+        route = Route("/api/v1/envs/e1", live, "grant", "env 'e1'")
+        with pytest.raises(ServerUnavailable) as raised:
+            route._fallback(client, dropped(), idempotent=False)
+        assert not isinstance(raised.value, WorkerLost) and "alive" in str(raised.value)
+        assert route.origin == live  # the env stays on its worker
+        dead = Route("/api/v1/envs/e2", "http://127.0.0.1:9", "grant", "env 'e2'")
+        with pytest.raises(WorkerLost, match="e2"):
+            dead._fallback(client, dropped(), idempotent=False)
     finally:
         client.close()
