@@ -42,7 +42,6 @@ from rock_env.protocol.model_service import (
     ModelRequest,
     ModelRequestList,
     ModelServiceOptions,
-    RewardRecord,
 )
 
 PREFIX = "/api/v1/model-service"
@@ -148,9 +147,7 @@ class _Base:
     ) -> None:
         """Write the episode's reward into the recording (a ``kind="reward"`` line; nothing without ``record=``)."""
         if self._recorder is not None:
-            self._recorder.write(
-                RewardRecord(sandbox_id=sandbox_id, env_id=env_id, episode=episode, reward=reward, info=info or {})
-            )
+            self._recorder.write_reward(sandbox_id, episode, reward, info, env_id)
 
     def _close_recording(self) -> None:
         if self._recorder is not None:

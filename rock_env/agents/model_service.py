@@ -46,7 +46,7 @@ from rock_env.agents.model_completion import (
 from rock_env.agents.model_http import HttpReply, serve_connection
 from rock_env.agents.recording import Recorder, Replay
 from rock_env.errors import InvalidArgument, ModelRequestNotFound, ModelServiceError
-from rock_env.protocol.model_service import ModelExchange, ModelRequest, RewardRecord
+from rock_env.protocol.model_service import ModelExchange, ModelRequest
 from rock_env.sandbox.bridge import BRIDGE_DIR, BRIDGE_DIR_PREFIX, BridgeMount, BridgePlan, bridge_root
 
 if TYPE_CHECKING:
@@ -552,9 +552,7 @@ class ModelService:
     ) -> None:
         """Write the episode's reward into the recording (a ``kind="reward"`` line; nothing without ``record=``)."""
         if self._recorder is not None:
-            self._recorder.write(
-                RewardRecord(sandbox_id=sandbox_id, env_id=env_id, episode=episode, reward=reward, info=info or {})
-            )
+            self._recorder.write_reward(sandbox_id, episode, reward, info, env_id)
 
     @property
     def sandboxes(self) -> list[str]:

@@ -47,6 +47,12 @@ class Recorder:
                 self._file.write(line)
                 self._file.flush()
 
+    def write_reward(
+        self, sandbox_id: str, episode: int, reward: float, info: dict[str, Any] | None, env_id: str | None
+    ) -> None:
+        """Append an episode's reward (a ``kind="reward"`` line, joinable with its exchanges)."""
+        self.write(RewardRecord(sandbox_id=sandbox_id, env_id=env_id, episode=episode, reward=reward, info=info or {}))
+
     def close(self) -> None:
         """Close the file."""
         with self._lock:
