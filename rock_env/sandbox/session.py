@@ -97,9 +97,12 @@ class OutputBuffer:
         self.total += len(chunk)
         room = self.limit - len(self.data)
         if room > 0:
+            if self._tap is None:  # the common case: no watcher, no extra copy
+                self.data += chunk[:room]
+                return
             kept = bytes(chunk[:room])
             self.data += kept
-            if self._tap is not None and kept:
+            if kept:
                 self._tap(kept)
 
     @property
