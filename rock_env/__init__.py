@@ -38,6 +38,8 @@ from rock_env.version import __version__ as __version__
 _LAZY: dict[str, str] = {
     "Env": "rock_env.core:Env",
     "amake": "rock_env.api:amake",
+    "tune_gc": "rock_env.remote.gc_tuning:tune_gc",
+    "restore_gc": "rock_env.remote.gc_tuning:restore_gc",
     "text_space": "rock_env.core:text_space",
     "Sandbox": "rock_env.api:Sandbox",
     "AsyncSandbox": "rock_env.api:AsyncSandbox",
@@ -55,6 +57,7 @@ if TYPE_CHECKING:
     from rock_env.config import make_from_config
     from rock_env.core import Env, text_space
     from rock_env.gym_compat import gymnasium_id
+    from rock_env.remote.gc_tuning import restore_gc, tune_gc
     from rock_env.sandbox import CommandResult, SandboxConfig
 
 
@@ -104,6 +107,8 @@ __all__ = [
     "pprint_registry",
     "register",
     "registry",
+    "restore_gc",
     "spec",
     "text_space",
+    "tune_gc",
 ]

@@ -138,7 +138,7 @@ class BatchStepItem(WireModel):
 
 
 class BatchStepRequest(WireModel):
-    """``POST /api/v1/envs/step``: step many envs in one request."""
+    """``POST /api/v1/batch/step``: step many envs in one request."""
 
     steps: list[BatchStepItem] = Field(max_length=65536)
 
@@ -156,7 +156,63 @@ class BatchStepResponse(BaseModel):
     results: list[BatchStepResult]
 
 
+class BatchResetItem(EnvResetRequest):
+    """One env and its reset arguments in a batched reset."""
+
+    env: str = Field(description="instance id")
+
+
+class BatchResetRequest(WireModel):
+    """``POST /api/v1/batch/reset``: reset many envs in one request."""
+
+    resets: list[BatchResetItem] = Field(max_length=65536)
+
+
+class BatchResetResult(BaseModel):
+    """Either a reset result or the error that env raised (the others still reset)."""
+
+    result: EnvResetResponse | None = None
+    error: ErrorBody | None = None
+
+
+class BatchResetResponse(BaseModel):
+    """Results in the order of the request."""
+
+    results: list[BatchResetResult]
+
+
+#: The most envs one batched make creates.
+MAX_BATCH_MAKE = 4096
+
+
+class BatchMakeRequest(WireModel):
+    """``POST /api/v1/batch/make``: make many envs in one request (each is placed like a single make)."""
+
+    makes: list[EnvMakeRequest] = Field(max_length=MAX_BATCH_MAKE)
+
+
+class BatchMakeResult(BaseModel):
+    """Either the info of the env made or the error its make raised (the others are still made)."""
+
+    result: EnvInfo | None = None
+    error: ErrorBody | None = None
+
+
+class BatchMakeResponse(BaseModel):
+    """Results in the order of the request."""
+
+    results: list[BatchMakeResult]
+
+
 __all__ = [
+    "MAX_BATCH_MAKE",
+    "BatchMakeRequest",
+    "BatchMakeResponse",
+    "BatchMakeResult",
+    "BatchResetItem",
+    "BatchResetRequest",
+    "BatchResetResponse",
+    "BatchResetResult",
     "BatchStepItem",
     "BatchStepRequest",
     "BatchStepResponse",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -12,13 +13,21 @@ from rock_env.registry.spec import EnvSpec, dependency_missing
 BACKENDS = ("local", "remote")
 
 
-def accepted_kwargs(factory: Callable[..., Any]) -> tuple[set[str], bool]:
-    """The keyword names ``factory`` accepts, and whether it takes ``**kwargs``."""
+def accepted_kwargs(factory: Callable[..., Any]) -> tuple[frozenset[str], bool]:
+    """The keyword names ``factory`` accepts, and whether it takes ``**kwargs`` (remembered per factory:
+    a server makes thousands of envs of one class)."""
+    try:
+        return _accepted_cached(factory)
+    except TypeError:  # an unhashable callable
+        return _accepted(factory)
+
+
+def _accepted(factory: Callable[..., Any]) -> tuple[frozenset[str], bool]:
     target = factory.__init__ if inspect.isclass(factory) else factory  # type: ignore[misc]
     try:
         signature = inspect.signature(target)
     except (TypeError, ValueError):
-        return set(), True
+        return frozenset(), True
     names: set[str] = set()
     var_keyword = False
     for param in signature.parameters.values():
@@ -27,7 +36,10 @@ def accepted_kwargs(factory: Callable[..., Any]) -> tuple[set[str], bool]:
         elif param.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
             names.add(param.name)
     names.discard("self")
-    return names, var_keyword
+    return frozenset(names), var_keyword
+
+
+_accepted_cached = functools.lru_cache(maxsize=1024)(_accepted)
 
 
 def check_kwargs(spec: EnvSpec, factory: Callable[..., Any], user_kwargs: dict[str, Any]) -> None:

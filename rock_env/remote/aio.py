@@ -6,9 +6,10 @@ as many threads as the pool has connections, see :func:`_hot_path_executor`), so
 10,000 envs with a few dozen sockets. Calls go straight to the worker that hosts the env
 when the placement names one (see :class:`~rock_env.remote.pool.Route`).
 
-With ``coalesce=True`` the steps that many envs send in the same turn of the event loop travel
-as one ``POST /api/v1/batch/step`` per server (each env still gets its own answer or error),
-which brings single-env code close to a vector env's throughput without batching by hand.
+With ``coalesce=True`` the makes, resets and steps that many envs send in the same turn of the
+event loop travel together, as ``POST /api/v1/batch/{make,reset,step}`` (each env still gets its
+own answer or error; see :mod:`~rock_env.remote.coalesce`), which brings single-env code close to
+a vector env's throughput without batching by hand.
 """
 
 from __future__ import annotations
@@ -23,9 +24,6 @@ from pydantic import BaseModel
 
 from rock_env.errors import EnvClosed, EnvInstanceNotFound, InvalidAction, ServerUnavailable, WorkerLost
 from rock_env.protocol import (
-    BatchStepItem,
-    BatchStepRequest,
-    BatchStepResponse,
     EnvInfo,
     EnvMakeRequest,
     EnvResetRequest,
@@ -33,18 +31,16 @@ from rock_env.protocol import (
     EnvStepRequest,
     EnvStepResponse,
     Ok,
-    exception_from_body,
     require_json,
 )
 from rock_env.remote.client import ApiClient, AsyncApiClient, max_connections
+from rock_env.remote.coalesce import coalescer
 from rock_env.remote.pool import Route, shared_async_client, shared_client
 
 logger = logging.getLogger(__name__)
 
 #: ``(observation, reward, terminated, truncated, info)``.
 StepTuple = tuple[Any, float, bool, bool, dict[str, Any]]
-#: The most steps one coalesced request carries.
-MAX_BATCH = 4096
 M = TypeVar("M", bound=BaseModel)
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
@@ -62,67 +58,6 @@ def _hot_path_executor() -> ThreadPoolExecutor:
         if _executor is None:
             _executor = ThreadPoolExecutor(max_connections(), thread_name_prefix="rock-env-aio")
         return _executor
-
-
-class StepCoalescer:
-    """Collects the single-env steps of one event-loop turn into batched requests to one server.
-
-    Envs that the worker accepts without a grant (no auth) are batched straight to their worker;
-    the others are batched to the admin, which splits the batch by worker.
-    """
-
-    def __init__(self, client: AsyncApiClient) -> None:
-        self._client = client
-        self._pending: dict[str | None, list[tuple[str, str, asyncio.Future[EnvStepResponse]]]] = {}
-        self._scheduled = False
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def step(self, route: Route, env_id: str, action: str) -> asyncio.Future[EnvStepResponse]:
-        """Queue one step; its future gets the env's answer (or its error)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[EnvStepResponse] = loop.create_future()
-        origin = route.origin if route.grant is None else None
-        self._pending.setdefault(origin, []).append((env_id, action, future))
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
-        return future
-
-    def _flush(self) -> None:
-        self._scheduled = False
-        pending, self._pending = self._pending, {}
-        for origin, items in pending.items():
-            for start in range(0, len(items), MAX_BATCH):
-                task = asyncio.ensure_future(self._send(origin, items[start : start + MAX_BATCH]))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-
-    async def _send(self, origin: str | None, items: list[tuple[str, str, asyncio.Future[EnvStepResponse]]]) -> None:
-        body = BatchStepRequest(steps=[BatchStepItem(env=env, action=action) for env, action, _ in items])
-        try:
-            answer = await self._client.post_fast("/api/v1/batch/step", body, BatchStepResponse, origin=origin)
-        except Exception as exc:
-            for _, _, future in items:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, _, future), result in zip(items, answer.results, strict=True):
-            if future.done():
-                continue
-            if result.error is not None:
-                future.set_exception(exception_from_body(result.error.model_dump()))
-            elif result.result is not None:
-                future.set_result(result.result)
-
-
-_coalescers: dict[int, StepCoalescer] = {}
-
-
-def _coalescer(client: AsyncApiClient) -> StepCoalescer:
-    found = _coalescers.get(id(client))
-    if found is None or found._client is not client:
-        found = _coalescers[id(client)] = StepCoalescer(client)
-    return found
 
 
 class AsyncRemoteEnv:
@@ -145,7 +80,9 @@ class AsyncRemoteEnv:
         self._route = Route(
             self._base, info.worker_url, info.grant, f"env {info.id!r} ({info.env_id}) on worker {info.worker_id!r}"
         )
-        self._coalescer = _coalescer(client) if coalesce else None
+        self._coalesce = coalesce
+        if coalesce:
+            self._resets, self._steps = coalescer(client, "reset"), coalescer(client, "step")
         self.closed = False
 
     @classmethod
@@ -165,10 +102,13 @@ class AsyncRemoteEnv:
         client = shared_async_client(base_url, token, timeout)
         sync = shared_client(base_url, token, timeout)
         request = EnvMakeRequest(env_id=env_id, kwargs=kwargs, idle_ttl=idle_ttl)
-        loop = asyncio.get_running_loop()
-        info = await loop.run_in_executor(
-            _hot_path_executor(), lambda: sync.call("POST", "/api/v1/envs", EnvInfo, body=request, idempotent=False)
-        )
+        if coalesce:
+            info = EnvInfo.model_validate(await coalescer(client, "make").submit(request.model_dump(mode="json")))
+        else:
+            loop = asyncio.get_running_loop()
+            info = await loop.run_in_executor(
+                _hot_path_executor(), lambda: sync.call("POST", "/api/v1/envs", EnvInfo, body=request, idempotent=False)
+            )
         return cls(info, client, coalesce=coalesce, sync_client=sync)
 
     def _check_open(self, what: str) -> None:
@@ -181,6 +121,10 @@ class AsyncRemoteEnv:
         """Start an episode: ``(observation, info)``."""
         self._check_open("areset")
         body = EnvResetRequest(seed=seed, options=options or None)
+        if self._coalesce:
+            item = {"env": self.remote_id, "seed": body.seed, "options": body.options}
+            result = await self._resets.submit(item, self._route)
+            return result["observation"], result["info"]
         answer = await self._hot("reset", body, EnvResetResponse, idempotent=True)
         return answer.observation, answer.info
 
@@ -189,10 +133,11 @@ class AsyncRemoteEnv:
         self._check_open("astep")
         if not isinstance(action, str):
             raise InvalidAction(f"a remote env takes text actions, got {type(action).__name__}: pass str(action).")
-        if self._coalescer is not None:
-            answer = await self._coalescer.step(self._route, self.remote_id, action)
-        else:
-            answer = await self._hot("step", EnvStepRequest(action=action), EnvStepResponse)
+        if self._coalesce:
+            item = {"env": self.remote_id, "action": action}
+            r = await self._steps.submit(item, self._route)
+            return r["observation"], r["reward"], r["terminated"], r["truncated"], r["info"]
+        answer = await self._hot("step", EnvStepRequest(action=action), EnvStepResponse)
         return answer.observation, answer.reward, answer.terminated, answer.truncated, answer.info
 
     async def _hot(self, op: str, body: BaseModel, model: type[M], *, idempotent: bool = False) -> M:
@@ -223,4 +168,4 @@ class AsyncRemoteEnv:
         return f"<AsyncRemoteEnv id={self.info.env_id!r} remote_id={self.remote_id!r} at {self._client.base_url}>"
 
 
-__all__ = ["AsyncRemoteEnv", "StepCoalescer"]
+__all__ = ["AsyncRemoteEnv"]

@@ -38,6 +38,7 @@ from rock_env.protocol import (
     require_json,
 )
 from rock_env.remote.client import ApiClient
+from rock_env.remote.coalesce import thread_coalescer
 from rock_env.remote.pool import Route, shared_client
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class RemoteEnv(Env):
         timeout: float = 300.0,
         idle_ttl: float | None = None,
         client: ApiClient | None = None,
+        coalesce: bool = False,
         **kwargs: Any,
     ) -> None:
         self._spec: SpecLike | None = None
@@ -101,8 +103,12 @@ class RemoteEnv(Env):
         # the process's one pool for this server, shared by every remote env, vector env and sandbox
         self._client = client or shared_client(base_url, token, timeout=timeout)
         request = EnvMakeRequest(env_id=env_id, kwargs=kwargs, idle_ttl=idle_ttl)
-        self.info: EnvInfo = self._client.call("POST", "/api/v1/envs", EnvInfo, body=request, idempotent=False)
-        self._setup()
+        if coalesce:
+            made = thread_coalescer(self._client, "make").call(request.model_dump(mode="json"))
+            self.info: EnvInfo = EnvInfo.model_validate(made)
+        else:
+            self.info = self._client.call("POST", "/api/v1/envs", EnvInfo, body=request, idempotent=False)
+        self._setup(coalesce)
 
     @classmethod
     def attach(cls, info: EnvInfo, client: ApiClient) -> RemoteEnv:
@@ -112,11 +118,15 @@ class RemoteEnv(Env):
         Env.__init__(env)
         env._client = client
         env.info = info
-        env._setup()
+        env._setup(coalesce=False)
         return env
 
-    def _setup(self) -> None:
+    def _setup(self, coalesce: bool) -> None:
         """Everything a handle derives from the placement answer :attr:`info`."""
+        #: with ``coalesce=True``: the batchers that carry this env's resets and steps with other threads' calls
+        self._coalescers = (
+            (thread_coalescer(self._client, "reset"), thread_coalescer(self._client, "step")) if coalesce else None
+        )
         self.remote_id = self.info.id
         self._base = f"/api/v1/envs/{self.remote_id}"
         #: where reset/step go: the hosting worker directly when the placement named one, else the admin
@@ -165,12 +175,19 @@ class RemoteEnv(Env):
 
     def _reset(self, seed: int | None, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         body = EnvResetRequest(seed=seed, options=options or None)
+        if self._coalescers is not None:
+            item = {"env": self.remote_id, "seed": body.seed, "options": body.options}
+            result = self._coalescers[0].call(item, self._route)
+            return result["observation"], result["info"]
         answer = self._route.post(self._client, "reset", body, EnvResetResponse, idempotent=True)
         return answer.observation, answer.info
 
     def _step(self, action: str) -> StepResult:
         if action is not None and not isinstance(action, str):  # None goes through, like to a local env
             raise InvalidAction(f"a remote env takes text actions, got {type(action).__name__}: pass str(action).")
+        if self._coalescers is not None and action is not None:
+            r = self._coalescers[1].call({"env": self.remote_id, "action": action}, self._route)
+            return r["observation"], r["reward"], r["terminated"], r["truncated"], r["info"]
         body = EnvStepRequest(action=action)
         answer = self._route.post(self._client, "step", body, EnvStepResponse)
         return answer.observation, answer.reward, answer.terminated, answer.truncated, answer.info
@@ -230,7 +247,14 @@ def make_remote_env(
     token: str | None = None,
     timeout: float = 300.0,
     idle_ttl: float | None = None,
+    coalesce: bool = False,
     **kwargs: Any,
 ) -> RemoteEnv:
-    """Make ``env_id`` on the server at ``base_url`` (else ``$ROCK_ENV_URL``, else 127.0.0.1:8080)."""
-    return RemoteEnv(env_id, base_url=base_url, token=token, timeout=timeout, idle_ttl=idle_ttl, **kwargs)
+    """Make ``env_id`` on the server at ``base_url`` (else ``$ROCK_ENV_URL``, else 127.0.0.1:8080).
+
+    ``coalesce=True``: this env's make, resets and steps travel in batched requests together with
+    the calls other threads' envs make at the same time (see :mod:`~rock_env.remote.coalesce`).
+    """
+    return RemoteEnv(
+        env_id, base_url=base_url, token=token, timeout=timeout, idle_ttl=idle_ttl, coalesce=coalesce, **kwargs
+    )

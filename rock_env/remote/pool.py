@@ -117,7 +117,7 @@ class Route:
         self.grant = grant
         self.what = what
 
-    def _lost(self, exc: RockEnvError, origin: str | None, alive: bool) -> RockEnvError:
+    def lost_error(self, exc: RockEnvError, origin: str | None, alive: bool) -> RockEnvError:
         """The error of a non-idempotent call whose connection to a worker dropped after sending."""
         if alive:  # the worker answers its health check: it is not lost, only this connection was
             return ServerUnavailable(
@@ -130,29 +130,29 @@ class Route:
             "and does not answer its health check. Make a new one; the other envs go on."
         )
 
-    def _must_raise(self, exc: RockEnvError, idempotent: bool) -> bool:
+    def must_raise(self, exc: RockEnvError, idempotent: bool) -> bool:
         """Whether a failed direct call may not be sent to the admin instead (it may have been applied)."""
         return isinstance(exc, ServerUnavailable) and not _never_sent(exc) and not idempotent
 
     def _fallback(self, client: ApiClient, exc: RockEnvError, idempotent: bool) -> None:
         """Judge a failed direct call: return to send it to the admin instead, or raise."""
         origin = self.origin
-        if self._must_raise(exc, idempotent):
+        if self.must_raise(exc, idempotent):
             alive = client.alive(origin)
             if not alive:
                 self.origin = None
-            raise self._lost(exc, origin, alive) from exc
+            raise self.lost_error(exc, origin, alive) from exc
         self.origin = None
         logger.info("%s: worker %s did not serve the call (%s); asking the admin", self.what, origin, exc)
 
     async def _afallback(self, client: AsyncApiClient, exc: RockEnvError, idempotent: bool) -> None:
         """The async twin of :meth:`_fallback`."""
         origin = self.origin
-        if self._must_raise(exc, idempotent):
+        if self.must_raise(exc, idempotent):
             alive = await client.alive(origin)
             if not alive:
                 self.origin = None
-            raise self._lost(exc, origin, alive) from exc
+            raise self.lost_error(exc, origin, alive) from exc
         self.origin = None
         logger.info("%s: worker %s did not serve the call (%s); asking the admin", self.what, origin, exc)
 

@@ -30,7 +30,7 @@ from rock_env.protocol import (
     invalid_request,
 )
 from rock_env.server.error_map import error_response, json_error
-from rock_env.server.routes.envs import reset_env_op, step_env_op, step_vec_op
+from rock_env.server.routes.envs import BATCH_OPS, reset_env_op, step_env_op, step_vec_op
 from rock_env.server.service import ANONYMOUS, Service
 from rock_env.server.settings import ServerSettings
 
@@ -154,7 +154,10 @@ class Gateway:
                     break
             raw = b"".join(chunks)
             try:
-                if kind == "vecs":
+                if kind == "batch":
+                    model, run = BATCH_OPS[op]
+                    content = await run(service, owner, model.model_validate_json(raw, strict=True))
+                elif kind == "vecs":
                     body = VecStepRequest.model_validate_json(raw, strict=True)
                     content = await step_vec_op(service, owner, obj, body)
                 elif op == "step":
@@ -193,7 +196,11 @@ async def _deny_websocket(scope: Scope, receive: Receive, send: Send, exc: RockE
 
 
 def _fast_route(path: str) -> tuple[str, str, str] | None:
-    """``("envs", id, "step"|"reset")`` or ``("vecs", id, "step")`` for the hot paths, else None."""
+    """``("envs", id, "step"|"reset")``, ``("vecs", id, "step")`` or ``("batch", "", op)`` for the hot
+    paths, else None."""
+    if path.startswith("/api/v1/batch/"):
+        op = path[14:]
+        return ("batch", "", op) if op in BATCH_OPS else None
     if path.startswith("/api/v1/envs/"):
         kind, rest = "envs", path[13:]
     elif path.startswith("/api/v1/vecs/"):

@@ -120,6 +120,7 @@ def main(argv: list[str]) -> int:
         settings = settings.model_copy(update={"embedded_worker": False})
     configure_logging(settings.log_level, settings.log_format)
     from rock_env.server.app import create_app
+    from rock_env.server.gc_policy import GcPolicy
     from rock_env.server.runner import bind_socket, serve_on
 
     sock = bind_socket(settings.host, settings.port)
@@ -130,6 +131,7 @@ def main(argv: list[str]) -> int:
 
     ServerPolicy.from_settings(settings).apply_to_process()
     app = create_app(settings, role="admin")
+    app.state.service.gc_policy = GcPolicy()  # this process is the server's own: tune its collector
     if cluster is not None:
         from rock_env.server.cluster.hook import attach_cluster
 

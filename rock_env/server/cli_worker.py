@@ -66,6 +66,7 @@ def main(argv: list[str]) -> int:
     settings.check_bind()
     configure_logging(settings.log_level, settings.log_format)
     from rock_env.server.app import create_app
+    from rock_env.server.gc_policy import GcPolicy
     from rock_env.server.heartbeat import run_heartbeat
     from rock_env.server.runner import bind_socket, serve_on
 
@@ -81,6 +82,7 @@ def main(argv: list[str]) -> int:
 
     ServerPolicy.from_settings(settings).apply_to_process()
     app = create_app(settings, role="worker")
+    app.state.service.gc_policy = GcPolicy()  # this process is the server's own: tune its collector
     service = app.state.service
     token = settings.all_tokens()[0].token if settings.all_tokens() else None
 

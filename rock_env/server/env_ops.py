@@ -105,6 +105,15 @@ BATCH_STEP = HostOp(
     lambda w, i, b, a: w.batch_step(b),
     lambda w, i, b: any(w.is_blocking_env(item.env) for item in b.steps),
 )
+#: Resets of several envs of one worker, like :data:`BATCH_STEP`.
+BATCH_RESET = HostOp(
+    "batch_reset",
+    "env",
+    "POST",
+    "/api/v1/batch/reset",
+    lambda w, i, b, a: w.batch_reset(b),
+    lambda w, i, b: any(w.is_blocking_env(item.env) for item in b.resets),
+)
 
 VEC_MAKE = HostOp(
     "make_vec", "vec", "POST", HOSTED_VECS_PATH, _make_vec, wire=_vec_wire, creates=True, headers=creation_headers
@@ -169,12 +178,17 @@ def _creation(
     )
 
 
-async def _resolve(svc: Placement, body: EnvMakeRequest | VecMakeRequest, spec: EnvSpec | None) -> EnvSpec:
-    """Check the client's kwargs (before anything is looked up, imported or placed), then resolve its id."""
+async def resolve_spec(svc: Placement, env_id: str) -> EnvSpec:
+    """The spec of a registered id (in the thread pool: resolving may import a plugin)."""
     from rock_env.registry import registry
 
+    return await svc.blocking(registry.spec, env_id)
+
+
+async def _resolve(svc: Placement, body: EnvMakeRequest | VecMakeRequest, spec: EnvSpec | None) -> EnvSpec:
+    """Check the client's kwargs (before anything is looked up, imported or placed), then resolve its id."""
     svc.policy.check_env_kwargs(body.kwargs)
-    return spec if spec is not None else await svc.blocking(registry.spec, body.env_id)
+    return spec if spec is not None else await resolve_spec(svc, body.env_id)
 
 
 async def make_env(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -26,6 +25,7 @@ import anyio
 
 from rock_env.errors import RockEnvError
 from rock_env.server.capacity import default_capacity
+from rock_env.server.gc_policy import GcPolicy, freeze_heap
 from rock_env.server.hosts import EmbeddedHost
 from rock_env.server.metrics import Labels, Metrics
 from rock_env.server.objects import Kind, WorkerEntry, new_id
@@ -62,6 +62,9 @@ class Service(Reaper):
         self.worker = None
         #: Coroutine factories started as background tasks at startup (e.g. a worker's heartbeat link).
         self.background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        #: The collector policy of a server that owns its process (set by ``rock-env admin|worker start``;
+        #: an in-process server only freezes its startup heap once).
+        self.gc_policy: GcPolicy | None = None
         #: What this server hands out to clients (runtimes, host paths, code): one policy for every route.
         self.policy = ServerPolicy.from_settings(settings)
         if settings.embedded_worker or role == "worker":
@@ -111,6 +114,8 @@ class Service(Reaper):
         if self.store is not None:
             self.store.touch(self._dirty)
             self.store.close()
+        if self.gc_policy is not None:
+            self.gc_policy.stop()
 
     async def _warm_registry(self) -> None:
         """Load the env registry (GEM's too) in a thread so that the first make is fast."""
@@ -121,7 +126,11 @@ class Service(Reaper):
         except Exception:
             logger.exception("loading the env registry failed")
         if self.settings.gc_freeze:
-            freeze_heap()
+            if self.gc_policy is not None:
+                self.gc_policy.start()
+                self.add_task(self.gc_policy.run(), "rock-env-gc")
+            else:
+                freeze_heap()
 
     # -- metrics -------------------------------------------------------------------------
 
@@ -150,18 +159,3 @@ class Service(Reaper):
     def count_error(self, exc: RockEnvError) -> None:
         """Count an error by type."""
         self.metrics.inc("errors_total", "Errors returned, by type.", type=type(exc).__name__)
-
-
-def freeze_heap() -> None:
-    """Collect garbage once, then exclude every surviving object from later collections (``gc.freeze``).
-
-    A server's heap after startup is mostly modules, classes and the registry: long-lived and
-    never garbage. Freezing it keeps the full collections that steady-state allocation triggers
-    short (they scan only younger objects); without it they scanned ~170k objects each time.
-    """
-    started = time.perf_counter()
-    gc.collect()
-    gc.freeze()
-    logger.debug(
-        "froze %d objects out of the GC in %.0f ms", gc.get_freeze_count(), (time.perf_counter() - started) * 1e3
-    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -144,25 +144,22 @@ class Store:
 
     def put_object(self, rec: ObjectRecord) -> None:
         """Insert or replace an object record."""
-        d = asdict(rec)
+        row = (
+            rec.id,
+            rec.kind,
+            rec.worker_id,
+            rec.owner,
+            rec.size,
+            json.dumps(rec.request),
+            json.dumps(rec.info),
+            rec.created,
+            rec.last_used,
+            rec.idle_ttl,
+            rec.status,
+            rec.reason,
+        )
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    d["id"],
-                    d["kind"],
-                    d["worker_id"],
-                    d["owner"],
-                    d["size"],
-                    json.dumps(d["request"]),
-                    json.dumps(d["info"]),
-                    d["created"],
-                    d["last_used"],
-                    d["idle_ttl"],
-                    d["status"],
-                    d["reason"],
-                ),
-            )
+            self._db.execute("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
 
     def mark_lost(self, ids: list[str], reason: str) -> None:
         """Mark objects lost (their worker is gone)."""

@@ -10,12 +10,16 @@ the same time.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic_core import to_json
 
 from rock_env.errors import (
     EnvInstanceNotFound,
@@ -25,14 +29,11 @@ from rock_env.errors import (
     SandboxNotFound,
 )
 from rock_env.protocol import (
+    BatchResetRequest,
     BatchStepRequest,
-    BatchStepResponse,
-    BatchStepResult,
     EnvInfo,
     EnvMakeRequest,
     EnvResetRequest,
-    EnvResetResponse,
-    EnvStepResponse,
     RenderResponse,
     SampleActionRequest,
     SampleActionResponse,
@@ -77,6 +78,18 @@ class _Slot:
     obj: Any
     info: Any
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _batch_json(calls: list[Callable[[], dict[str, Any]]]) -> bytes:
+    """``{"results": [{"result": ..., "error": ...}, ...]}`` of running each call on its own: a call
+    that raises a RockEnvError reports it as its ``error``, and the others still run."""
+    results: list[dict[str, Any]] = []
+    for call in calls:
+        try:
+            results.append({"result": call(), "error": None})
+        except RockEnvError as exc:
+            results.append({"result": None, "error": error_body(exc).model_dump(mode="json")})
+    return to_json({"results": results})
 
 
 class Worker:
@@ -195,23 +208,28 @@ class Worker:
         logger.debug("made env %s (%s)", obj_id, spec.id)
         return info
 
-    def env_reset(self, obj_id: str, req: EnvResetRequest) -> EnvResetResponse:
-        """Reset the env and return ``(observation, info)``."""
+    def reset_answer(self, obj_id: str, seed: int | None, options: dict[str, Any] | None) -> dict[str, Any]:
+        """Reset the env: the fields of an :class:`~rock_env.protocol.EnvResetResponse` as plain JSON values."""
         slot = self._env(obj_id)
         with slot.lock:
             try:
-                if req.options is None:
-                    obs, info = slot.obj.reset(seed=req.seed)
+                if options is None:
+                    obs, info = slot.obj.reset(seed=seed)
                 else:
-                    obs, info = slot.obj.reset(seed=req.seed, options=req.options)
+                    obs, info = slot.obj.reset(seed=seed, options=options)
             except Exception as exc:
                 raise wrap_env_error(exc, f"reset of env {obj_id!r}") from exc
         observation = jsonable(obs)
         self.history.reset(obj_id, observation)
-        return EnvResetResponse.model_construct(observation=observation, info=jsonable(info))
+        return {"observation": observation, "info": jsonable(info)}
 
-    def env_step(self, obj_id: str, action: str | None) -> EnvStepResponse:
-        """Step the env with ``action``."""
+    def env_reset(self, obj_id: str, req: EnvResetRequest) -> bytes:
+        """Reset the env: the JSON of an :class:`~rock_env.protocol.EnvResetResponse`."""
+        return to_json(self.reset_answer(obj_id, req.seed, req.options))
+
+    def step_answer(self, obj_id: str, action: str | None) -> dict[str, Any]:
+        """Step the env: the fields of an :class:`~rock_env.protocol.EnvStepResponse` as plain JSON values
+        (built without models: a batched step answers thousands of these)."""
         slot = self._env(obj_id)
         with slot.lock:
             try:
@@ -220,9 +238,17 @@ class Worker:
                 raise wrap_env_error(exc, f"step of env {obj_id!r}") from exc
         observation, reward, terminated, truncated = jsonable(obs), float(reward), bool(terminated), bool(truncated)
         self.history.stepped(obj_id, action, observation, reward, terminated, truncated)
-        return EnvStepResponse.model_construct(
-            observation=observation, reward=reward, terminated=terminated, truncated=truncated, info=jsonable(info)
-        )
+        return {
+            "observation": observation,
+            "reward": reward if math.isfinite(reward) else None,
+            "terminated": terminated,
+            "truncated": truncated,
+            "info": jsonable(info),
+        }
+
+    def env_step(self, obj_id: str, action: str | None) -> bytes:
+        """Step the env with ``action``: the JSON of an :class:`~rock_env.protocol.EnvStepResponse`."""
+        return to_json(self.step_answer(obj_id, action))
 
     def env_sample_action(self, obj_id: str, req: SampleActionRequest) -> SampleActionResponse:
         """``sample_random_action()`` of the env, after seeding its action space if asked to."""
@@ -353,15 +379,14 @@ class Worker:
             observations=observations, rewards=floats, terminations=terms, truncations=truncs, infos=pack_tree(infos)
         )
 
-    def batch_step(self, req: BatchStepRequest) -> BatchStepResponse:
-        """Step several hosted envs; an env that fails reports its error, the others still step."""
-        results = []
-        for item in req.steps:
-            try:
-                results.append(BatchStepResult.model_construct(result=self.env_step(item.env, item.action), error=None))
-            except RockEnvError as exc:
-                results.append(BatchStepResult(error=error_body(exc)))
-        return BatchStepResponse.model_construct(results=results)
+    def batch_step(self, req: BatchStepRequest) -> bytes:
+        """Step several hosted envs; an env that fails reports its error, the others still step.
+        The JSON of a :class:`~rock_env.protocol.BatchStepResponse`."""
+        return _batch_json([partial(self.step_answer, item.env, item.action) for item in req.steps])
+
+    def batch_reset(self, req: BatchResetRequest) -> bytes:
+        """Reset several hosted envs, each on its own (the JSON of a :class:`~rock_env.protocol.BatchResetResponse`)."""
+        return _batch_json([partial(self.reset_answer, item.env, item.seed, item.options) for item in req.resets])
 
     @staticmethod
     def _vec_tools(vec: Any) -> list[dict[str, Any]] | None:

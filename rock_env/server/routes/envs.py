@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from rock_env.errors import RockEnvError
 from rock_env.protocol import (
     OBJECT_ID_HEADER,
+    BatchMakeRequest,
+    BatchMakeResponse,
+    BatchResetRequest,
+    BatchResetResponse,
     BatchStepRequest,
     BatchStepResponse,
-    BatchStepResult,
     EnvInfo,
     EnvList,
     EnvMakeRequest,
@@ -36,12 +37,10 @@ from rock_env.protocol import (
     VecSampleResponse,
     VecStepRequest,
     VecStepResponse,
-    error_body,
 )
 from rock_env.registry.spec import EnvSpec
-from rock_env.server import env_ops
+from rock_env.server import batch_ops, env_ops
 from rock_env.server.env_ops import (
-    BATCH_STEP,
     ENV_CLOSE,
     ENV_RENDER,
     ENV_RESET,
@@ -54,7 +53,7 @@ from rock_env.server.env_ops import (
     VEC_SAMPLE_ACTIONS,
     VEC_STEP,
 )
-from rock_env.server.hosts import Host, HostOp
+from rock_env.server.hosts import HostOp
 from rock_env.server.routes._common import (
     ERROR_RESPONSES,
     body_schema,
@@ -223,6 +222,39 @@ async def close_env(env: str, request: Request) -> Response:
     return model_response(Ok())
 
 
+async def batch_step_op(svc: Service, owner: str, body: BatchStepRequest) -> bytes:
+    """Step many envs; the JSON of a BatchStepResponse."""
+    started = time.perf_counter()
+    content = await batch_ops.batch_step(svc, owner, body)
+    svc.observe("batch_step", time.perf_counter() - started)
+    svc.metrics.inc("env_steps_total", STEPS_HELP, amount=len(body.steps))
+    return content
+
+
+async def batch_reset_op(svc: Service, owner: str, body: BatchResetRequest) -> bytes:
+    """Reset many envs; the JSON of a BatchResetResponse."""
+    started = time.perf_counter()
+    content = await batch_ops.batch_reset(svc, owner, body)
+    svc.observe("batch_reset", time.perf_counter() - started)
+    return content
+
+
+async def batch_make_op(svc: Service, owner: str, body: BatchMakeRequest) -> bytes:
+    """Make many envs; the JSON of a BatchMakeResponse."""
+    started = time.perf_counter()
+    content = await batch_ops.batch_make(svc, owner, body)
+    svc.observe("batch_make", time.perf_counter() - started)
+    return content
+
+
+#: The batched routes: ``/api/v1/batch/<name>`` -> (request model, op). The gateway serves them on its fast path.
+BATCH_OPS: dict[str, tuple[type[Any], Any]] = {
+    "step": (BatchStepRequest, batch_step_op),
+    "reset": (BatchResetRequest, batch_reset_op),
+    "make": (BatchMakeRequest, batch_make_op),
+}
+
+
 @router.post(
     "/batch/step",
     response_model=BatchStepResponse,
@@ -236,32 +268,34 @@ async def batch_step(request: Request) -> Response:
     The envs are grouped by the worker that hosts them, and each group is one batch step there.
     """
     body = await parse_body(request, BatchStepRequest)
-    svc = service_of(request)
-    owner = owner_of(request)
-    started = time.perf_counter()
-    results: list[BatchStepResult | None] = [None] * len(body.steps)
-    groups: dict[str, tuple[Host, list[int]]] = {}
-    for i, item in enumerate(body.steps):
-        try:
-            host = svc.host_of(svc.lookup(item.env, ("env",), owner))
-            groups.setdefault(host.worker_id, (host, []))[1].append(i)
-        except RockEnvError as exc:
-            results[i] = BatchStepResult(error=error_body(exc))
+    return raw_json(await batch_step_op(service_of(request), owner_of(request), body))
 
-    async def step_group(host: Host, indices: list[int]) -> None:
-        sub = BatchStepRequest.model_construct(steps=[body.steps[i] for i in indices])
-        try:
-            answer = BatchStepResponse.model_validate_json(await host.call(BATCH_STEP, "", sub))
-            for i, res in zip(indices, answer.results, strict=True):
-                results[i] = res
-        except RockEnvError as exc:
-            for i in indices:
-                results[i] = BatchStepResult(error=error_body(exc))
 
-    await asyncio.gather(*(step_group(host, indices) for host, indices in groups.values()))
-    svc.observe("batch_step", time.perf_counter() - started)
-    svc.metrics.inc("env_steps_total", STEPS_HELP, amount=len(body.steps))
-    return model_response(BatchStepResponse.model_construct(results=results))
+@router.post(
+    "/batch/reset",
+    response_model=BatchResetResponse,
+    responses=ERROR_RESPONSES,
+    summary="Reset many envs",
+    openapi_extra=body_schema(BatchResetRequest),
+)
+async def batch_reset(request: Request) -> Response:
+    """Reset many envs in one request; a failing env reports its error, the others still reset."""
+    body = await parse_body(request, BatchResetRequest)
+    return raw_json(await batch_reset_op(service_of(request), owner_of(request), body))
+
+
+@router.post(
+    "/batch/make",
+    response_model=BatchMakeResponse,
+    responses=ERROR_RESPONSES,
+    summary="Make many envs",
+    openapi_extra=body_schema(BatchMakeRequest),
+)
+async def batch_make(request: Request) -> Response:
+    """Make many envs in one request, each placed like a single make (quota, placement, record);
+    a make that fails reports its error, the others are still made."""
+    body = await parse_body(request, BatchMakeRequest)
+    return raw_json(await batch_make_op(service_of(request), owner_of(request), body))
 
 
 # --- vector envs ----------------------------------------------------------------------------

@@ -1,0 +1,314 @@
+"""Coalescing single-env calls into batched requests (``POST /api/v1/batch/{make,reset,step}``).
+
+Many single envs driven at once (an asyncio trainer with thousands of agent loops, or a pool of
+threads) each send one small request per call, and a server then spends its time on requests,
+not on envs. With ``coalesce=True`` (``rock.amake``, ``rock.make(..., backend="remote")``) the calls
+that envs make at the same time travel together: one request carries many envs' makes, resets
+or steps, and every env still gets its own answer or its own error.
+
+- :class:`Coalescer` (asyncio): the calls of one turn of the event loop form a batch.
+- :class:`ThreadCoalescer` (threads): the calls made while the previous batch is on its way form
+  the next one; one sender thread per server and kind carries them.
+
+Calls of envs that their worker accepts without a grant (no auth) go straight to that worker;
+the others go to the admin, which splits a batch by worker. A batch carries at most
+:data:`BATCH_CHUNK` calls. A batch sent straight to a worker that fails is sent to the admin
+instead when that is safe (it never left, or it is a reset), else each env gets its own error
+(:class:`~rock_env.errors.WorkerLost` naming it when the worker fails its health check too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Coroutine
+from typing import Any
+
+from pydantic_core import from_json, to_json
+
+from rock_env.errors import EnvInstanceNotFound, RockEnvError, ServerUnavailable
+from rock_env.protocol import exception_from_body
+from rock_env.remote.client import ApiClient, AsyncApiClient
+from rock_env.remote.pool import Route
+
+logger = logging.getLogger(__name__)
+
+#: The most calls one batched request carries (smaller batches overlap the client's and the server's work).
+BATCH_CHUNK = 512
+#: Sender threads per :class:`ThreadCoalescer`: one batch is answered while the next is on its way.
+SENDERS = int(os.environ.get("ROCK_ENV_SENDERS", "2"))
+#: The list each batched request carries its calls in, by kind.
+BATCH_KEYS = {"make": "makes", "reset": "resets", "step": "steps"}
+#: One call's answer: the fields of the single call's answer model, as a dict.
+Result = dict[str, Any]
+
+
+def _origin(route: Route | None) -> str | None:
+    """Where a call goes: its worker when that takes it without a grant, else the admin (``None``)."""
+    return route.origin if route is not None and route.grant is None else None
+
+
+def _outcomes(answer: bytes) -> list[tuple[Result | None, RockEnvError | None]]:
+    """Each item of a batched answer as ``(result, None)`` or ``(None, its error)``."""
+    out: list[tuple[Result | None, RockEnvError | None]] = []
+    for item in from_json(answer)["results"]:
+        error = item.get("error")
+        out.append((None, exception_from_body(error)) if error is not None else (item["result"], None))
+    return out
+
+
+class _Batch:
+    """The calls of one origin waiting to be sent: their JSON items, routes and how to answer each."""
+
+    __slots__ = ("answer", "items", "routes")
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+        self.routes: list[Route | None] = []
+        #: where call ``i``'s outcome goes: its asyncio future, or the waiting thread's :class:`_Waiter`
+        self.answer: list[asyncio.Future[Result] | _Waiter] = []
+
+    def chunks(self) -> list[_Batch]:
+        if len(self.items) <= BATCH_CHUNK:
+            return [self]
+        parts = []
+        for start in range(0, len(self.items), BATCH_CHUNK):
+            part = _Batch()
+            stop = start + BATCH_CHUNK
+            part.items, part.routes, part.answer = (
+                self.items[start:stop],
+                self.routes[start:stop],
+                self.answer[start:stop],
+            )
+            parts.append(part)
+        return parts
+
+    def fail(self, exc: BaseException) -> None:
+        for answer in self.answer:
+            _settle(answer, None, exc)
+
+    def deliver(self, content: bytes) -> None:
+        outcomes = _outcomes(content)
+        if len(outcomes) != len(self.answer):
+            self.fail(ServerUnavailable(f"a batched answer has {len(outcomes)} results for {len(self.answer)} calls."))
+            return
+        for sink, (result, error) in zip(self.answer, outcomes, strict=True):
+            _settle(sink, result, error)
+
+    def lost(self, exc: RockEnvError, origin: str, alive: bool) -> None:
+        """Each call's own error after its worker dropped a batch that may have been applied."""
+        for route, answer in zip(self.routes, self.answer, strict=True):
+            if route is not None:
+                if not alive:
+                    route.origin = None
+                _settle(answer, None, route.lost_error(exc, origin, alive))
+            else:
+                _settle(answer, None, exc)
+
+    def to_admin(self) -> None:
+        for route in self.routes:
+            if route is not None:
+                route.origin = None
+
+
+class _Kind:
+    """What every coalescer of one kind of call shares: the path, the body's key, the retry rule."""
+
+    def __init__(self, kind: str) -> None:
+        self.path = f"/api/v1/batch/{kind}"
+        self.key = BATCH_KEYS[kind]
+        self.idempotent = kind == "reset"
+
+    def body(self, batch: _Batch) -> bytes:
+        return to_json({self.key: batch.items})
+
+    def must_raise(self, batch: _Batch, exc: RockEnvError) -> bool:
+        route = batch.routes[0]
+        return route is not None and route.must_raise(exc, self.idempotent)
+
+
+class Coalescer:
+    """Batches the ``kind`` calls of one turn of the event loop (see the module docstring)."""
+
+    def __init__(self, client: AsyncApiClient, kind: str) -> None:
+        self._client = client
+        self._kind = _Kind(kind)
+        self._pending: dict[str | None, _Batch] = {}
+        self._scheduled = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def submit(self, item: dict[str, Any], route: Route | None = None) -> asyncio.Future[Result]:
+        """Queue one call (``route``: where the env lives; ``None`` for a make, which goes to the admin);
+        the future gets its result or its error."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Result] = loop.create_future()
+        origin = _origin(route)
+        batch = self._pending.get(origin)
+        if batch is None:
+            batch = self._pending[origin] = _Batch()
+        batch.items.append(item)
+        batch.routes.append(route)
+        batch.answer.append(future)
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        pending, self._pending = self._pending, {}
+        for origin, batch in pending.items():
+            for part in batch.chunks():
+                self._spawn(self._send(origin, part))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, origin: str | None, batch: _Batch) -> None:
+        kind = self._kind
+        try:
+            answer = await self._client.post_json(
+                kind.path, kind.body(batch), idempotent=kind.idempotent, origin=origin
+            )
+        except (ServerUnavailable, EnvInstanceNotFound) as exc:
+            if origin is None:
+                batch.fail(exc)
+            elif kind.must_raise(batch, exc):
+                batch.lost(exc, origin, await self._client.alive(origin))
+            else:
+                logger.info(
+                    "worker %s did not serve %d batched calls (%s); asking the admin", origin, len(batch.items), exc
+                )
+                batch.to_admin()
+                await self._send(None, batch)
+            return
+        except Exception as exc:
+            batch.fail(exc)
+            return
+        batch.deliver(answer)
+
+
+def _settle(answer: asyncio.Future[Result] | _Waiter, result: Result | None, error: BaseException | None) -> None:
+    """Deliver one call's outcome to its future or its waiting thread."""
+    if isinstance(answer, _Waiter):
+        answer.settle(result, error)
+    elif not answer.done():
+        if error is not None:
+            answer.set_exception(error)
+        else:
+            answer.set_result(result)  # type: ignore[arg-type]
+
+
+class _Waiter:
+    """One thread's call in a :class:`ThreadCoalescer`: it blocks on ``lock`` until the sender answers."""
+
+    __slots__ = ("error", "lock", "result")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.lock.acquire()
+        self.result: Result | None = None
+        self.error: BaseException | None = None
+
+    def settle(self, result: Result | None, error: BaseException | None) -> None:
+        self.result, self.error = result, error
+        self.lock.release()
+
+
+class ThreadCoalescer:
+    """Batches the ``kind`` calls that threads make while the previous batch is on its way (see the
+    module docstring). A daemon sender thread, started on first use, carries the batches."""
+
+    def __init__(self, client: ApiClient, kind: str) -> None:
+        self._client = client
+        self._kind = _Kind(kind)
+        self._cond = threading.Condition()
+        self._pending: dict[str | None, _Batch] = {}
+        self._senders: list[threading.Thread] = []
+
+    def call(self, item: dict[str, Any], route: Route | None = None) -> Result:
+        """Send one call with the others of this moment; its result (or raise its error)."""
+        waiter = _Waiter()
+        origin = _origin(route)
+        with self._cond:
+            batch = self._pending.get(origin)
+            if batch is None:
+                batch = self._pending[origin] = _Batch()
+            batch.items.append(item)
+            batch.routes.append(route)
+            batch.answer.append(waiter)
+            if not self._senders:
+                for i in range(SENDERS):
+                    sender = threading.Thread(
+                        target=self._run, name=f"rock-env-batch-{self._kind.key}-{i}", daemon=True
+                    )
+                    sender.start()
+                    self._senders.append(sender)
+            self._cond.notify()
+        waiter.lock.acquire()
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.result is not None
+        return waiter.result
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending:
+                    self._cond.wait()
+                pending, self._pending = self._pending, {}
+            for origin, batch in pending.items():
+                for part in batch.chunks():
+                    self._send(origin, part)
+
+    def _send(self, origin: str | None, batch: _Batch) -> None:
+        kind = self._kind
+        try:
+            answer = self._client.post_json(kind.path, kind.body(batch), idempotent=kind.idempotent, origin=origin)
+        except (ServerUnavailable, EnvInstanceNotFound) as exc:
+            if origin is None:
+                batch.fail(exc)
+            elif kind.must_raise(batch, exc):
+                batch.lost(exc, origin, self._client.alive(origin))
+            else:
+                logger.info(
+                    "worker %s did not serve %d batched calls (%s); asking the admin", origin, len(batch.items), exc
+                )
+                batch.to_admin()
+                self._send(None, batch)
+            return
+        except BaseException as exc:  # every waiting thread gets it; the sender goes on
+            batch.fail(exc)
+            return
+        batch.deliver(answer)
+
+
+_async: dict[tuple[int, str], Coalescer] = {}
+_threads: dict[tuple[int, str], ThreadCoalescer] = {}
+_threads_lock = threading.Lock()
+
+
+def coalescer(client: AsyncApiClient, kind: str) -> Coalescer:
+    """The :class:`Coalescer` of ``kind`` calls for ``client`` (one per client and kind)."""
+    key = (id(client), kind)
+    found = _async.get(key)
+    if found is None or found._client is not client:
+        found = _async[key] = Coalescer(client, kind)
+    return found
+
+
+def thread_coalescer(client: ApiClient, kind: str) -> ThreadCoalescer:
+    """The :class:`ThreadCoalescer` of ``kind`` calls for ``client`` (one per client and kind)."""
+    key = (id(client), kind)
+    with _threads_lock:
+        found = _threads.get(key)
+        if found is None or found._client is not client:
+            found = _threads[key] = ThreadCoalescer(client, kind)
+        return found
+
+
+__all__ = ["BATCH_CHUNK", "Coalescer", "ThreadCoalescer", "coalescer", "thread_coalescer"]
