@@ -2,26 +2,34 @@
 
     .venv/bin/python benchmarks/scale.py                                  # everything below, 10,000 envs
     .venv/bin/python benchmarks/scale.py --envs 2000 --steps 20 --targets default --clients asyncio
-    .venv/bin/python benchmarks/scale.py --sandboxes 1000 --targets default --clients none
+    .venv/bin/python benchmarks/scale.py --sandboxes 1000 --targets embedded --clients none
 
 For each target (a fresh ``rock-env admin start`` child process on loopback):
 
-* ``default``: the admin with its embedded worker;
-* ``workers2``: ``workers=2``, two worker processes that serve their envs directly to the client;
-* ``ray4``: a simulated 4-node Ray cluster on 127.0.0.1 (``ray.cluster_utils.Cluster``) and the
+* ``default``: ``rock-env admin start`` as it comes: one worker process per core (``workers=auto``),
+  each serving its envs directly to the client;
+* ``embedded``: ``workers=0``, the admin hosts every env in its own process;
+* ``workersN``: ``workers=N`` worker processes;
+* ``rayN``: a simulated N-node Ray cluster on 127.0.0.1 (``ray.cluster_utils.Cluster``) and the
   admin with ``cluster=ray``: one worker actor per node, reached directly too;
 
 and each client style (all from this one process):
 
-* ``threads``: 64 threads, each owning envs/64 ``rock.make(..., backend="remote")`` envs;
-* ``asyncio``: one event loop, ``await rock.amake(...)`` envs stepped together with ``coalesce=True``;
+* ``threads``: 64 threads, each owning envs/64 ``rock.make(..., backend="remote", coalesce=True)``
+  envs and stepping them one after the other (64 calls in flight, batched by the client);
+* ``asyncio``: one event loop, ``await rock.amake(..., coalesce=True)`` envs; every env runs its
+  own agent loop (step, reset when done), with at most ``--in-flight`` steps outstanding at once
+  (the trainer's policy capacity; by Little's law a p99 of 50 ms at 20,000 steps/s allows about
+  1,000 in flight, so all 10,000 at once would measure the queue, not the step);
 * ``vec``: ``rock.make_vec(..., 256, backend="remote")`` vector envs;
 
 it makes ``--envs`` Sokoban envs, resets them and steps each ``--steps`` times, and prints wall
 time to place (make) all, to reset all, aggregate steps/s, p50/p99 latency of a step (a single
 env's step; for ``vec`` one batched call), the peak of this process's open file descriptors, and
-the memory per env the workers measured (``/api/v1/workers``). ``--sandboxes N`` also creates N
-namespace sandboxes at once through the default admin (create p50/p99 beside ROCK's published
+the memory per env the workers measured (``/api/v1/workers``). ``--gc tuned`` (the default) calls
+``rock.tune_gc()`` once the envs are made, as the README advises trainers with thousands of envs;
+``--gc default`` leaves CPython's collector as it is. ``--sandboxes N`` also creates N namespace
+sandboxes at once through the first target (create p50/p99 beside ROCK's published
 1,000-concurrent P50 4.93 s / P99 8.69 s).
 """
 
@@ -136,8 +144,12 @@ def ray_cluster(nodes: int) -> Iterator[str]:
 @contextmanager
 def target(name: str, tmp: Path) -> Iterator[str]:
     """Start the admin of target ``name``; its URL."""
-    if name == "default":
-        with ServerProcess.admin(tmp, *UNLIMITED) as admin:
+    if name == "embedded":
+        with ServerProcess.admin(tmp, "workers=0", *UNLIMITED) as admin:
+            yield admin.url
+    elif name == "default":
+        with ServerProcess.admin(tmp, "workers=auto", *UNLIMITED) as admin:
+            wait_workers(admin.url, os.cpu_count() or 1)
             yield admin.url
     elif name.startswith("workers"):
         count = int(name[len("workers") :])
@@ -165,13 +177,16 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - started, value
 
 
-def run_threads(url: str, envs: int, steps: int, threads: int = 64) -> dict[str, Any]:
+def run_threads(url: str, envs: int, steps: int, opts: argparse.Namespace, threads: int = 64) -> dict[str, Any]:
     with ThreadPoolExecutor(threads) as pool:
         place, handles = timed(
-            lambda: list(pool.map(lambda _: rock.make(ENV_ID, backend="remote", base_url=url), range(envs)))
+            lambda: list(
+                pool.map(lambda _: rock.make(ENV_ID, backend="remote", base_url=url, coalesce=True), range(envs))
+            )
         )
         reset, _ = timed(lambda: list(pool.map(lambda p: p[1].reset(seed=p[0]), enumerate(handles))))
         shards = [handles[i::threads] for i in range(threads)]
+        tune(opts)
 
         def play(shard: list[Any]) -> list[float]:
             lat = []
@@ -186,39 +201,45 @@ def run_threads(url: str, envs: int, steps: int, threads: int = 64) -> dict[str,
             return lat
 
         wall, lats = timed(lambda: list(pool.map(play, shards)))
+        rock.restore_gc()
         memory = worker_memory(url)
         list(pool.map(lambda e: e.close(), handles))
     flat = [x for lat in lats for x in lat]
     return {"place_s": place, "reset_s": reset, "step_wall_s": wall, "steps": len(flat), "lat": flat, **memory}
 
 
-def run_asyncio(url: str, envs: int, steps: int, coalesce: bool = True) -> dict[str, Any]:
+def tune(opts: argparse.Namespace) -> None:
+    """``--gc tuned``: what the README advises a trainer with thousands of envs, once they are made."""
+    if opts.gc == "tuned":
+        rock.tune_gc()
+
+
+def run_asyncio(url: str, envs: int, steps: int, opts: argparse.Namespace) -> dict[str, Any]:
     async def main() -> dict[str, Any]:
-        sem = asyncio.Semaphore(512)
-
-        async def make() -> Any:
-            async with sem:
-                return await rock.amake(ENV_ID, base_url=url, coalesce=coalesce)
-
         t = time.perf_counter()
-        handles = await asyncio.gather(*(make() for _ in range(envs)))
+        handles = await asyncio.gather(*(rock.amake(ENV_ID, base_url=url, coalesce=True) for _ in range(envs)))
         place = time.perf_counter() - t
         t = time.perf_counter()
         await asyncio.gather(*(e.areset(seed=i) for i, e in enumerate(handles)))
         reset = time.perf_counter() - t
+        tune(opts)
         lat: list[float] = []
+        slots = asyncio.Semaphore(opts.in_flight)
 
-        async def step(env: Any, action: str) -> None:
-            s = time.perf_counter()
-            _, _, terminated, truncated, _ = await env.astep(action)
-            lat.append(time.perf_counter() - s)
-            if terminated or truncated:
-                await env.areset()
+        async def agent(env: Any) -> None:
+            for k in range(steps):
+                async with slots:
+                    s = time.perf_counter()
+                    _, _, terminated, truncated, _ = await env.astep(MOVES[k % 4])
+                    lat.append(time.perf_counter() - s)
+                if terminated or truncated:
+                    async with slots:
+                        await env.areset()
 
         t = time.perf_counter()
-        for k in range(steps):
-            await asyncio.gather(*(step(e, MOVES[k % 4]) for e in handles))
+        await asyncio.gather(*(agent(e) for e in handles))
         wall = time.perf_counter() - t
+        rock.restore_gc()
         memory = worker_memory(url)
         await asyncio.gather(*(e.aclose() for e in handles))
         await aclose_shared()
@@ -227,13 +248,14 @@ def run_asyncio(url: str, envs: int, steps: int, coalesce: bool = True) -> dict[
     return asyncio.run(main())
 
 
-def run_vec(url: str, envs: int, steps: int, width: int = 256) -> dict[str, Any]:
+def run_vec(url: str, envs: int, steps: int, opts: argparse.Namespace, width: int = 256) -> dict[str, Any]:
     count = max(1, envs // width)
     with ThreadPoolExecutor(min(count, 16)) as pool:
         place, vecs = timed(
             lambda: list(pool.map(lambda _: rock.make_vec(ENV_ID, width, backend="remote", base_url=url), range(count)))
         )
         reset, _ = timed(lambda: list(pool.map(lambda p: p[1].reset(seed=p[0] * width), enumerate(vecs))))
+        tune(opts)
 
         def play(vec: Any) -> list[float]:
             lat = []
@@ -244,6 +266,7 @@ def run_vec(url: str, envs: int, steps: int, width: int = 256) -> dict[str, Any]
             return lat
 
         wall, lats = timed(lambda: list(pool.map(play, vecs)))
+        rock.restore_gc()
         memory = worker_memory(url)
         list(pool.map(lambda v: v.close(), vecs))
     flat = [x for lat in lats for x in lat]
@@ -282,18 +305,22 @@ def run_sandboxes(url: str, count: int) -> dict[str, Any]:
     return asyncio.run(main())
 
 
-RUNNERS: dict[str, Callable[[str, int, int], dict[str, Any]]] = {
+RUNNERS: dict[str, Callable[[str, int, int, argparse.Namespace], dict[str, Any]]] = {
     "threads": run_threads,
     "asyncio": run_asyncio,
     "vec": run_vec,
 }
 
 
-def summary(target_name: str, client: str, result: dict[str, Any], fds: int) -> dict[str, Any]:
+def summary(
+    target_name: str, client: str, result: dict[str, Any], fds: int, opts: argparse.Namespace
+) -> dict[str, Any]:
     lat = result.pop("lat")
     return {
         "target": target_name,
         "client": client,
+        "in_flight": {"threads": 64, "asyncio": opts.in_flight, "vec": max(1, opts.envs // 256)}.get(client),
+        "gc": opts.gc,
         "place_s": round(result["place_s"], 2),
         "reset_s": round(result["reset_s"], 2),
         "steps_per_s": round(result["steps"] / result["step_wall_s"]),
@@ -309,7 +336,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", type=int, default=10_000)
     parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--targets", default="default,workers2,ray4")
+    parser.add_argument("--targets", default="default,embedded,ray4")
+    parser.add_argument("--in-flight", type=int, default=512, help="asyncio: most steps outstanding at once")
+    parser.add_argument("--gc", choices=("tuned", "default"), default="tuned", help="rock.tune_gc() after making")
     parser.add_argument("--clients", default="threads,asyncio,vec", help="comma list, or 'none'")
     parser.add_argument("--sandboxes", type=int, default=0, help="also create this many namespace sandboxes at once")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
@@ -321,12 +350,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="rock-scale-") as tmp, target(name, Path(tmp)) as url:
             for client in clients:
                 with FdPeak() as fds:
-                    result = RUNNERS[client](url, args.envs, args.steps)
+                    result = RUNNERS[client](url, args.envs, args.steps, args)
                 close_shared()  # each client style starts from no pooled connection
-                row = summary(name, client, result, fds.peak)
+                row = summary(name, client, result, fds.peak, args)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-            if args.sandboxes and name == "default":
+            if args.sandboxes and name == args.targets.split(",")[0]:
                 row = {"target": name, "client": f"{args.sandboxes} namespace sandboxes at once"}
                 row |= run_sandboxes(url, args.sandboxes)
                 row |= {"rock_p50_s": ROCK_P50, "rock_p99_s": ROCK_P99}

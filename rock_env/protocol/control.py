@@ -90,6 +90,8 @@ class WorkerList(BaseModel):
 #: The worker routes of the hosted makes.
 HOSTED_ENVS_PATH = "/api/v1/hosted/envs"
 HOSTED_VECS_PATH = "/api/v1/hosted/vecs"
+#: Several env makes for one worker in one request (see :mod:`rock_env.server.peer_batch`).
+HOSTED_ENVS_BATCH_PATH = "/api/v1/hosted/envs/batch"
 
 
 class HostedEnvMake(WireModel):
@@ -97,6 +99,18 @@ class HostedEnvMake(WireModel):
 
     request: EnvMakeRequest
     spec: dict[str, Any] = Field(description="EnvSpec.to_dict() of the resolved id")
+
+
+class HostedEnvMakeItem(HostedEnvMake):
+    """One env of a :class:`HostedEnvMakeBatch`, under the id the admin chose."""
+
+    id: str = Field(min_length=1, max_length=128)
+
+
+class HostedEnvMakeBatch(WireModel):
+    """Build several envs; each answers on its own (``{"results": [{"result": EnvInfo, "error": ...}]}``)."""
+
+    items: list[HostedEnvMakeItem] = Field(max_length=4096)
 
 
 class HostedVecMake(WireModel):
@@ -107,10 +121,13 @@ class HostedVecMake(WireModel):
 
 
 __all__ = [
+    "HOSTED_ENVS_BATCH_PATH",
     "HOSTED_ENVS_PATH",
     "HOSTED_VECS_PATH",
     "OBJECT_ID_HEADER",
     "HostedEnvMake",
+    "HostedEnvMakeBatch",
+    "HostedEnvMakeItem",
     "HostedVecMake",
     "WorkerCapacity",
     "WorkerHeartbeatRequest",

@@ -6,7 +6,9 @@ not on envs. With ``coalesce=True`` (``rock.amake``, ``rock.make(..., backend="r
 that envs make at the same time travel together: one request carries many envs' makes, resets
 or steps, and every env still gets its own answer or its own error.
 
-- :class:`Coalescer` (asyncio): the calls of one turn of the event loop form a batch.
+- :class:`Coalescer` (asyncio): the calls of one turn of the event loop form a batch, and at most
+  :data:`IN_FLIGHT` batches per server are on their way (the calls made meanwhile wait and leave
+  together).
 - :class:`ThreadCoalescer` (threads): the calls made while the previous batch is on its way form
   the next one; one sender thread per server and kind carries them.
 
@@ -23,7 +25,6 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Coroutine
 from typing import Any
 
 from pydantic_core import from_json, to_json
@@ -37,6 +38,10 @@ logger = logging.getLogger(__name__)
 
 #: The most calls one batched request carries (smaller batches overlap the client's and the server's work).
 BATCH_CHUNK = 512
+#: Batches on their way to one server at a time (per :class:`Coalescer`): the calls made meanwhile
+#: queue up and leave together when one returns, so batches stay large however the answers of
+#: several servers interleave, and the next batch is already on its way while one is answered.
+IN_FLIGHT = 3
 #: Sender threads per :class:`ThreadCoalescer`: one batch is answered while the next is on its way.
 SENDERS = int(os.environ.get("ROCK_ENV_SENDERS", "2"))
 #: The list each batched request carries its calls in, by kind.
@@ -70,20 +75,17 @@ class _Batch:
         #: where call ``i``'s outcome goes: its asyncio future, or the waiting thread's :class:`_Waiter`
         self.answer: list[asyncio.Future[Result] | _Waiter] = []
 
-    def chunks(self) -> list[_Batch]:
-        if len(self.items) <= BATCH_CHUNK:
-            return [self]
-        parts = []
-        for start in range(0, len(self.items), BATCH_CHUNK):
-            part = _Batch()
-            stop = start + BATCH_CHUNK
-            part.items, part.routes, part.answer = (
-                self.items[start:stop],
-                self.routes[start:stop],
-                self.answer[start:stop],
-            )
-            parts.append(part)
-        return parts
+    def take(self, count: int) -> _Batch:
+        """Remove the first ``count`` calls (all, if fewer) and return them as a batch of their own."""
+        part = _Batch()
+        if len(self.items) <= count:
+            part.items, part.routes, part.answer = self.items, self.routes, self.answer
+            self.items, self.routes, self.answer = [], [], []
+        else:
+            part.items, self.items = self.items[:count], self.items[count:]
+            part.routes, self.routes = self.routes[:count], self.routes[count:]
+            part.answer, self.answer = self.answer[:count], self.answer[count:]
+        return part
 
     def fail(self, exc: BaseException) -> None:
         for answer in self.answer:
@@ -136,6 +138,7 @@ class Coalescer:
         self._client = client
         self._kind = _Kind(kind)
         self._pending: dict[str | None, _Batch] = {}
+        self._in_flight: dict[str | None, int] = {}
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -158,15 +161,25 @@ class Coalescer:
 
     def _flush(self) -> None:
         self._scheduled = False
-        pending, self._pending = self._pending, {}
-        for origin, batch in pending.items():
-            for part in batch.chunks():
-                self._spawn(self._send(origin, part))
+        for origin in list(self._pending):
+            batch = self._pending[origin]
+            while batch.items and self._in_flight.get(origin, 0) < IN_FLIGHT:
+                self._in_flight[origin] = self._in_flight.get(origin, 0) + 1
+                task = asyncio.ensure_future(self._carry(origin, batch.take(BATCH_CHUNK)))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            if not batch.items:
+                del self._pending[origin]
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def _carry(self, origin: str | None, batch: _Batch) -> None:
+        """Send one batch; then what queued up for its server meanwhile may go."""
+        try:
+            await self._send(origin, batch)
+        finally:
+            self._in_flight[origin] -= 1
+            if origin in self._pending and not self._scheduled:
+                self._scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush)
 
     async def _send(self, origin: str | None, batch: _Batch) -> None:
         kind = self._kind
@@ -262,8 +275,8 @@ class ThreadCoalescer:
                     self._cond.wait()
                 pending, self._pending = self._pending, {}
             for origin, batch in pending.items():
-                for part in batch.chunks():
-                    self._send(origin, part)
+                while batch.items:
+                    self._send(origin, batch.take(BATCH_CHUNK))
 
     def _send(self, origin: str | None, batch: _Batch) -> None:
         kind = self._kind

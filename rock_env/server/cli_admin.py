@@ -6,9 +6,10 @@
 
 Overrides are Hydra's (groups ``server``, ``worker``, ``limits``, ``runtime``, ``cluster``,
 ``ray_workers``); ``cluster=ray`` places one worker actor per Ray node; ``workers=N`` runs N
-worker processes on this host (``workers=auto``: one per core) that register with this admin and
-serve their envs directly to clients (the admin then hosts nothing itself); ``--cfg`` prints the
-composed config and exits.
+worker processes on this host (``workers=auto``, the default: one per core) that register with
+this admin and serve their envs directly to clients (the admin then hosts nothing itself);
+``workers=0`` keeps everything in the admin's process (its embedded worker); ``--cfg`` prints
+the composed config and exits.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from rock_env.server.logs import configure_logging
 
 _USAGE = """usage: rock-env admin start [--cfg] [KEY=VALUE ...]
 
-Run the admin server (FastAPI + uvicorn) with an embedded worker.
+Run the admin server (FastAPI + uvicorn) and one worker process per core.
 
 examples:
-  rock-env admin start
+  rock-env admin start                                      # workers=auto: one worker process per core
+  rock-env admin start workers=0                            # everything in this process (embedded worker)
   rock-env admin start server.port=9000 runtime=docker
   rock-env admin start server=public server.token=$(openssl rand -hex 16) limits=small
   rock-env admin start cluster=ray cluster.address=local    # one worker actor per Ray node
@@ -38,7 +40,7 @@ examples:
 
 
 def worker_count(value: Any) -> int:
-    """``workers=`` as a number: ``auto`` is one per core, 0 (the default) none (the embedded worker)."""
+    """``workers=`` as a number: ``auto`` (the default) is one per core, 0 none (the embedded worker)."""
     if value in (None, "", 0, "0"):
         return 0
     if value == "auto":
@@ -115,7 +117,9 @@ def main(argv: list[str]) -> int:
     from rock_env.server.cluster import cluster_settings
 
     cluster = cluster_settings(cfg)  # cluster=ray: Ray worker actors replace the embedded worker
-    workers = worker_count(cfg.get("workers"))
+    workers_cfg = cfg.get("workers")
+    # with cluster=ray the Ray nodes are the workers: local worker processes only when asked for by number
+    workers = 0 if cluster is not None and workers_cfg == "auto" else worker_count(workers_cfg)
     if cluster is not None or workers:
         settings = settings.model_copy(update={"embedded_worker": False})
     configure_logging(settings.log_level, settings.log_format)
@@ -132,6 +136,7 @@ def main(argv: list[str]) -> int:
     ServerPolicy.from_settings(settings).apply_to_process()
     app = create_app(settings, role="admin")
     app.state.service.gc_policy = GcPolicy()  # this process is the server's own: tune its collector
+    app.state.service.local_workers = workers  # creations wait for them to register at startup
     if cluster is not None:
         from rock_env.server.cluster.hook import attach_cluster
 

@@ -47,6 +47,10 @@ def _vec_wire(placed: Placed[VecMakeRequest]) -> bytes:
     return HostedVecMake(request=placed.request, spec=placed.spec.to_dict()).model_dump_json().encode()
 
 
+def _env_batch_item(obj_id: str, placed: Placed[EnvMakeRequest]) -> dict[str, Any]:
+    return {"id": obj_id, "request": placed.request.model_dump(mode="json"), "spec": placed.spec.to_dict()}
+
+
 def _make_env(worker: Worker, obj_id: str, placed: Placed[EnvMakeRequest], args: Mapping[str, str]) -> Any:
     return worker.make_env(obj_id, placed.request, placed.spec)
 
@@ -82,6 +86,7 @@ ENV_MAKE = HostOp(
     wire=_env_wire,
     creates=True,
     headers=creation_headers,
+    batch_item=_env_batch_item,
 )
 
 

@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from rock_env.errors import EnvInstanceNotFound, InvalidArgument, SandboxNotFound, WorkerLost
 from rock_env.protocol import OBJECT_ID_HEADER, StreamRequest, exception_from_body
 from rock_env.server.peer import WorkerPeer
+from rock_env.server.peer_batch import PeerMakeBatcher
 from rock_env.server.worker import Worker
 
 JSON = "application/json"
@@ -94,6 +95,9 @@ class HostOp:
     id_param: str = "id"
     #: Names in ``args`` that travel as query parameters (the others fill the path).
     query: tuple[str, ...] = ()
+    #: For env makes: the item that stands for this call in a batched creation on a remote worker
+    #: (``batch_item(obj_id, body)``; see :mod:`rock_env.server.peer_batch`). ``None``: sent alone.
+    batch_item: Callable[[str, Any], dict[str, Any]] | None = None
 
     def url(self, obj_id: str, args: Mapping[str, str] | None = None) -> str:
         """The worker path of this op on ``obj_id``."""
@@ -216,6 +220,7 @@ class PeerHost:
         self.peer = peer
         self.worker_id = peer.worker_id
         self._on_gone = on_gone
+        self._makes = PeerMakeBatcher(peer)
 
     def _check(self, resp: httpx.Response, kind: str, obj_id: str, creates: bool) -> bytes:
         """The body of a worker's answer, or raise the error it carries (the same class)."""
@@ -232,7 +237,9 @@ class PeerHost:
         raise exc
 
     async def call(self, op: HostOp, obj_id: str, body: Any = None, args: Mapping[str, str] | None = None) -> bytes:
-        """Send the op to the same path on the worker."""
+        """Send the op to the same path on the worker (env makes: together with the others of this moment)."""
+        if op.batch_item is not None:
+            return await self._makes.submit(op.batch_item(obj_id, body))
         path = op.url(obj_id, args)
         what = f"{op.name} of {obj_id}" if op.creates else f"forwarding {op.method} {path}"
         params = {k: args[k] for k in op.query if k in args} if args else None

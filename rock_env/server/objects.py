@@ -163,6 +163,10 @@ class ServiceState:
     _tasks: list[asyncio.Task[Any]]
     #: Workers lost for good (e.g. a dead Ray actor's): their heartbeats and registrations are refused.
     retired_workers: set[str]
+    #: Worker processes ``rock-env admin start workers=N`` started that have not registered yet at startup.
+    local_workers: int
+    #: ``time.monotonic()`` when the service was made.
+    started_at: float
 
     @property
     def records(self) -> Records:

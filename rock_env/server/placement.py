@@ -8,7 +8,9 @@ record, its host, run the op there) and :meth:`Placement.close`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -27,6 +29,8 @@ logger = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 #: How often a creation is placed again when its worker cannot even be connected to.
 PLACEMENT_ATTEMPTS = 3
+#: Seconds after the admin's start that creations wait for the local worker processes it started.
+LOCAL_WORKERS_WAIT = 60.0
 
 
 @dataclass
@@ -99,6 +103,18 @@ class Placement(Objects, Quotas):
             )
         return best[1]
 
+    async def local_workers_ready(self) -> None:
+        """Right after ``rock-env admin start workers=N``: wait (at most :data:`LOCAL_WORKERS_WAIT` s from the
+        admin's start) until the worker processes it started have registered, so that the first creations
+        are placed on them instead of failing with NoCapacity."""
+        if not self.local_workers:
+            return
+        while time.monotonic() - self.started_at < LOCAL_WORKERS_WAIT:
+            if sum(1 for e in self.workers.values() if e.status == "alive" and not e.embedded) >= self.local_workers:
+                break
+            await asyncio.sleep(0.05)
+        self.local_workers = 0  # from now on, placement takes the workers as they are
+
     def _placing(self) -> dict[tuple[str, bool], int]:
         """Sizes of creations under way, by (worker id, takes slots): concurrent creations spread out."""
         placing: dict[tuple[str, bool], int] | None = self.__dict__.get("_placing_sizes")
@@ -138,6 +154,7 @@ class Placement(Objects, Quotas):
         """
         if owner.startswith(GRANT_OWNER):
             raise Forbidden(f"an object grant cannot create a {creation.what}: send the API token to the admin.")
+        await self.local_workers_ready()
         with self.hold_quota(owner, creation.kind, creation.size, creation.processes):
             self.reserve(obj_id)
             try:

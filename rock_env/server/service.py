@@ -53,6 +53,8 @@ class Service(Reaper):
         self.records = {}
         self.workers = {}
         self.retired_workers = set()
+        self.local_workers = 0
+        self.started_at = time.monotonic()
         self._pending = set()
         self._dirty = {}
         self._held = {}

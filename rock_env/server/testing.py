@@ -35,8 +35,14 @@ class ServerProcess:
     def admin(
         cls, data_dir: str | os.PathLike[str], *overrides: str, env: dict[str, str] | None = None
     ) -> ServerProcess:
-        """An admin with its state in ``data_dir``; ``overrides`` are Hydra overrides."""
+        """An admin with its state in ``data_dir``; ``overrides`` are Hydra overrides.
+
+        Unless the overrides say ``workers=...``, the admin hosts everything in its own process
+        (``workers=0``, its embedded worker), not ``rock-env admin start``'s default of one
+        worker process per core.
+        """
         port_file = Path(data_dir) / "port"
+        workers = [] if any(o.startswith("workers=") for o in overrides) else ["workers=0"]
         argv = [
             "admin",
             "start",
@@ -44,6 +50,7 @@ class ServerProcess:
             f"server.data_dir={data_dir}",
             f"server.port_file={port_file}",
             "server.log_level=warning",
+            *workers,
             *overrides,
         ]
         return cls(argv, port_file, env)

@@ -55,3 +55,32 @@ def test_admin_runs_n_worker_processes(tmp_path: Path) -> None:
     finally:
         admin.stop()
     wait_for(lambda: not worker_pids(admin.pid), timeout=30)  # the admin stopped the workers it started
+
+
+def test_default_is_one_worker_process_per_core_and_first_make_waits_for_them(tmp_path: Path) -> None:
+    """``rock-env admin start`` with no ``workers=``: one worker process per core, and a make sent the
+    moment the admin listens is placed on one of them (it waits for their registration, no NoCapacity)."""
+    cores = os.cpu_count() or 1
+    admin = ServerProcess(
+        ["admin", "start", "server.port=0", f"server.data_dir={tmp_path}", f"server.port_file={tmp_path / 'port'}"],
+        tmp_path / "port",
+        None,
+    ).start()
+    try:
+        env = rock.make(ENV_ID, backend="remote", base_url=admin.url)  # no wait for the workers here
+        workers = HTTP.get(admin.url + "/api/v1/workers").json()["workers"]
+        assert len(workers) == cores and all(not w["embedded"] for w in workers)
+        assert len(worker_pids(admin.pid)) == cores
+        assert env.info.worker_id in {w["id"] for w in workers} and env.info.worker_url
+        assert env.reset(seed=3) == rock.make(ENV_ID).reset(seed=3)
+        env.close()
+    finally:
+        admin.stop()
+    wait_for(lambda: not worker_pids(admin.pid), timeout=30)
+
+
+def test_workers_zero_keeps_everything_in_the_admin(tmp_path: Path) -> None:
+    with ServerProcess.admin(tmp_path, "workers=0") as admin:
+        workers = HTTP.get(admin.url + "/api/v1/workers").json()["workers"]
+        assert [w["embedded"] for w in workers] == [True]
+        assert not worker_pids(admin.pid)
