@@ -1,7 +1,8 @@
 """The demo job behind ``make demo``: one tour of rock-env on the embedded default.
 
-It starts the embedded default server (``rock-env admin start``: admin + in-process worker on
-127.0.0.1, state in a temporary data dir), then:
+It starts the embedded server (``rock-env admin start workers=0``: admin + in-process worker on
+127.0.0.1, state in a temporary data dir; everything in one process, the setup to start from),
+then:
 
 1. plays ``game:Sokoban-v0-easy`` in-process with the optimal solver,
 2. replays the same seed and actions through the server (``backend="remote"``) and checks
@@ -137,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="rock-env-demo-") as tmp:
         admin = ServerProcess.admin(Path(tmp) / "admin")
         (Path(tmp) / "admin").mkdir()
-        _say("[0] starting the embedded default server (rock-env admin start, with its own worker) ...")
+        _say("[0] starting the embedded server (rock-env admin start workers=0: the admin with its own worker) ...")
         admin.start()
         try:
             _say(f"    serving at {admin.url}")

@@ -291,6 +291,8 @@ class ApiClient(_Base):
         self._origin_pools: dict[str, ConnectionPool] = {}
         self._pools_lock = threading.Lock()
         self._fast_headers = _fast_headers(self.token)
+        #: this client's batchers of coalesced calls, by kind (see :mod:`rock_env.remote.coalesce`)
+        self.coalescers: dict[str, Any] = {}
         self._fast_timeout = {"connect": 10.0, "read": timeout, "write": timeout, "pool": timeout}
 
     def close(self) -> None:
@@ -408,6 +410,8 @@ class AsyncApiClient(_Base):
             socket_options=_NODELAY, keepalive_expiry=60.0, max_connections=max_connections()
         )
         self._fast_headers = _fast_headers(self.token)
+        #: this client's batchers of coalesced calls, by kind (see :mod:`rock_env.remote.coalesce`)
+        self.coalescers: dict[str, Any] = {}
         self._fast_timeout = {"connect": 10.0, "read": timeout, "write": timeout, "pool": timeout}
         # At most as many requests in flight as the pools have connections: the rest wait here, in a
         # FIFO that costs O(1) each, instead of in httpcore's queue, which is scanned on every

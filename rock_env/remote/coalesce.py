@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 from typing import Any
 
@@ -43,7 +42,9 @@ BATCH_CHUNK = 512
 #: several servers interleave, and the next batch is already on its way while one is answered.
 IN_FLIGHT = 3
 #: Sender threads per :class:`ThreadCoalescer`: one batch is answered while the next is on its way.
-SENDERS = int(os.environ.get("ROCK_ENV_SENDERS", "2"))
+SENDERS = 2
+#: Seconds a sender thread waits for a call before it ends.
+SENDER_IDLE = 10.0
 #: The list each batched request carries its calls in, by kind.
 BATCH_KEYS = {"make": "makes", "reset": "resets", "step": "steps"}
 #: One call's answer: the fields of the single call's answer model, as a dict.
@@ -91,13 +92,26 @@ class _Batch:
         for answer in self.answer:
             _settle(answer, None, exc)
 
-    def deliver(self, content: bytes) -> None:
+    def deliver(self, content: bytes, direct: bool) -> _Batch | None:
+        """Give each call its outcome. ``direct`` (the batch went straight to a worker): calls the worker
+        does not know (it restarted, or dropped the env) are not answered but returned, to ask the admin
+        (which knows whether the env is lost), as a single call would."""
         outcomes = _outcomes(content)
         if len(outcomes) != len(self.answer):
             self.fail(ServerUnavailable(f"a batched answer has {len(outcomes)} results for {len(self.answer)} calls."))
-            return
-        for sink, (result, error) in zip(self.answer, outcomes, strict=True):
-            _settle(sink, result, error)
+            return None
+        unknown = _Batch()
+        for i, (sink, (result, error)) in enumerate(zip(self.answer, outcomes, strict=True)):
+            if direct and isinstance(error, EnvInstanceNotFound) and self.routes[i] is not None:
+                unknown.items.append(self.items[i])
+                unknown.routes.append(self.routes[i])
+                unknown.answer.append(sink)
+            else:
+                _settle(sink, result, error)
+        if not unknown.items:
+            return None
+        unknown.to_admin()
+        return unknown
 
     def lost(self, exc: RockEnvError, origin: str, alive: bool) -> None:
         """Each call's own error after its worker dropped a batch that may have been applied."""
@@ -202,7 +216,9 @@ class Coalescer:
         except Exception as exc:
             batch.fail(exc)
             return
-        batch.deliver(answer)
+        unknown = batch.deliver(answer, direct=origin is not None)
+        if unknown is not None:
+            await self._send(None, unknown)
 
 
 def _settle(answer: asyncio.Future[Result] | _Waiter, result: Result | None, error: BaseException | None) -> None:
@@ -234,7 +250,8 @@ class _Waiter:
 
 class ThreadCoalescer:
     """Batches the ``kind`` calls that threads make while the previous batch is on its way (see the
-    module docstring). A daemon sender thread, started on first use, carries the batches."""
+    module docstring). :data:`SENDERS` daemon sender threads, started on first use, carry the
+    batches; they end after :data:`SENDER_IDLE` seconds without a call (the next call starts them again)."""
 
     def __init__(self, client: ApiClient, kind: str) -> None:
         self._client = client
@@ -254,13 +271,10 @@ class ThreadCoalescer:
             batch.items.append(item)
             batch.routes.append(route)
             batch.answer.append(waiter)
-            if not self._senders:
-                for i in range(SENDERS):
-                    sender = threading.Thread(
-                        target=self._run, name=f"rock-env-batch-{self._kind.key}-{i}", daemon=True
-                    )
-                    sender.start()
-                    self._senders.append(sender)
+            while len(self._senders) < SENDERS:
+                sender = threading.Thread(target=self._run, name=f"rock-env-batch-{self._kind.key}", daemon=True)
+                self._senders.append(sender)
+                sender.start()
             self._cond.notify()
         waiter.lock.acquire()
         if waiter.error is not None:
@@ -272,7 +286,9 @@ class ThreadCoalescer:
         while True:
             with self._cond:
                 while not self._pending:
-                    self._cond.wait()
+                    if not self._cond.wait(SENDER_IDLE) and not self._pending:
+                        self._senders.remove(threading.current_thread())
+                        return
                 pending, self._pending = self._pending, {}
             for origin, batch in pending.items():
                 while batch.items:
@@ -297,30 +313,28 @@ class ThreadCoalescer:
         except BaseException as exc:  # every waiting thread gets it; the sender goes on
             batch.fail(exc)
             return
-        batch.deliver(answer)
+        unknown = batch.deliver(answer, direct=origin is not None)
+        if unknown is not None:
+            self._send(None, unknown)
 
 
-_async: dict[tuple[int, str], Coalescer] = {}
-_threads: dict[tuple[int, str], ThreadCoalescer] = {}
 _threads_lock = threading.Lock()
 
 
 def coalescer(client: AsyncApiClient, kind: str) -> Coalescer:
-    """The :class:`Coalescer` of ``kind`` calls for ``client`` (one per client and kind)."""
-    key = (id(client), kind)
-    found = _async.get(key)
-    if found is None or found._client is not client:
-        found = _async[key] = Coalescer(client, kind)
+    """The :class:`Coalescer` of ``kind`` calls for ``client`` (one per client and kind; it goes with the client)."""
+    found = client.coalescers.get(kind)
+    if not isinstance(found, Coalescer):
+        found = client.coalescers[kind] = Coalescer(client, kind)
     return found
 
 
 def thread_coalescer(client: ApiClient, kind: str) -> ThreadCoalescer:
-    """The :class:`ThreadCoalescer` of ``kind`` calls for ``client`` (one per client and kind)."""
-    key = (id(client), kind)
+    """The :class:`ThreadCoalescer` of ``kind`` calls for ``client`` (one per client and kind; it goes with the client)."""
     with _threads_lock:
-        found = _threads.get(key)
-        if found is None or found._client is not client:
-            found = _threads[key] = ThreadCoalescer(client, kind)
+        found = client.coalescers.get(kind)
+        if not isinstance(found, ThreadCoalescer):
+            found = client.coalescers[kind] = ThreadCoalescer(client, kind)
         return found
 
 

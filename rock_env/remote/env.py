@@ -14,6 +14,7 @@ spaces, ``render()`` asks the hosted env, and ``with`` closes it.
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Any
 
@@ -67,10 +68,36 @@ class RemoteTextSpace(Text):
         return result
 
 
+#: Never-sampled spaces that :func:`_copy_of` copies (building a ``Text`` indexes its whole charset).
+_PROTOTYPES: dict[tuple[type[Text], int, int, str | None], Text] = {}
+
+
+def _prototype(cls: type[Text], max_length: int, min_length: int, charset: str | None) -> Text:
+    key = (cls, max_length, min_length, charset)
+    found = _PROTOTYPES.get(key)
+    if found is None:
+        if len(_PROTOTYPES) > 256:
+            _PROTOTYPES.clear()
+        if charset is None:
+            found = cls(max_length, min_length=min_length)
+        else:
+            found = cls(max_length, min_length=min_length, charset=charset)
+        _PROTOTYPES[key] = found
+    return found
+
+
+def _copy_of(cls: type[Text], max_length: int, min_length: int, charset: str | None) -> Text:
+    """A ``cls`` space: a shallow copy of a cached prototype with its own (unseeded) random generator,
+    like :func:`rock_env.core.text_space` (a trainer makes thousands of remote envs of one id)."""
+    space = copy.copy(_prototype(cls, max_length, min_length, charset))
+    space._np_random = None  # type: ignore[assignment]
+    return space
+
+
 def _space(info: TextSpaceInfo | None, fallback: Text) -> Text:
     if info is None:
         return fallback
-    return Text(info.max_length, min_length=info.min_length, charset=info.charset)
+    return _copy_of(Text, info.max_length, info.min_length, info.charset)
 
 
 class RemoteEnv(Env):
@@ -141,9 +168,9 @@ class RemoteEnv(Env):
             self.tool_call_to_action = self._tool_call_to_action
         act = self.info.action_space
         self.action_space = (
-            RemoteTextSpace(act.max_length, min_length=act.min_length, charset=act.charset)
+            _copy_of(RemoteTextSpace, act.max_length, act.min_length, act.charset)
             if act is not None
-            else RemoteTextSpace(4096, charset="".join(text_space().character_list))
+            else _copy_of(RemoteTextSpace, 4096, 0, "".join(text_space().character_list))
         )
         self.observation_space = _space(self.info.observation_space, text_space())
 

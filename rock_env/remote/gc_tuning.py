@@ -21,17 +21,20 @@ import gc
 
 #: Allocations between young collections after :func:`tune_gc` (CPython's default: 700).
 TUNED_THRESHOLD = 50_000
+#: The largest threshold taken (CPython stores it in a C int).
+MAX_THRESHOLD = 2**31 - 1
 _saved: list[tuple[int, int, int]] = []
 
 
 def tune_gc(threshold: int = TUNED_THRESHOLD, *, freeze: bool = True) -> tuple[int, int, int]:
     """Raise the young-generation threshold to ``threshold`` and (``freeze``) move every object alive now
     out of the collector's scans; the previous thresholds."""
-    if threshold < 1:
+    if isinstance(threshold, bool) or not isinstance(threshold, int) or not 1 <= threshold <= MAX_THRESHOLD:
         from rock_env.errors import InvalidArgument
 
         raise InvalidArgument(
-            f"tune_gc(threshold={threshold}): the threshold must be a positive number of allocations."
+            f"tune_gc(threshold={threshold!r}): the threshold must be a whole number of allocations "
+            f"from 1 to {MAX_THRESHOLD}."
         )
     previous = gc.get_threshold()
     _saved.append(previous)
@@ -50,4 +53,4 @@ def restore_gc() -> None:
     gc.unfreeze()
 
 
-__all__ = ["TUNED_THRESHOLD", "restore_gc", "tune_gc"]
+__all__ = ["MAX_THRESHOLD", "TUNED_THRESHOLD", "restore_gc", "tune_gc"]

@@ -249,11 +249,6 @@ def test_coalesced_batches_go_straight_to_the_worker(cluster: tuple[ServerProces
     asyncio.run(main())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an EnvInstanceNotFound item from a direct-to-worker batch is not sent back to the admin "
-    "(a single call's Route.post is), so envs of a restarted worker raise EnvInstanceNotFound, not WorkerLost",
-)
 def test_restarted_worker_loses_coalesced_envs_like_single_ones(tmp_path: Path) -> None:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))

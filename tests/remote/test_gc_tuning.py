@@ -94,11 +94,6 @@ def test_frozen_cycles_are_freed_after_restore() -> None:
     assert ref() is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: tune_gc saves the thresholds before gc.set_threshold() fails on a non-int or too large "
-    "threshold (TypeError/OverflowError, not InvalidArgument), so a later restore_gc() reverts later settings",
-)
 @pytest.mark.parametrize("threshold", [1.5, 2**70])
 def test_non_integer_or_huge_threshold_is_invalid_argument_and_saves_nothing(threshold: float) -> None:
     with pytest.raises(InvalidArgument):
