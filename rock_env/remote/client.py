@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import socket
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -285,11 +284,9 @@ class ApiClient(_Base):
         self._http = httpx.Client(**self._http_options, transport=PoolTransport(self._new_pool()))
         # The hot path (env reset/step) goes through httpcore directly: the same connection
         # machinery as httpx without its request/response objects (~150 us less per call).
+        # One pool for the admin and every worker reached directly: at most max_connections sockets in
+        # all (an idle connection to one server is dropped, by the pool that owns it, to open another's).
         self._pool = self._new_pool()
-        #: One pool per worker the direct data plane reaches (a shared pool would keep closing one
-        #: origin's idle sockets to open another's, racing the threads that use them).
-        self._origin_pools: dict[str, ConnectionPool] = {}
-        self._pools_lock = threading.Lock()
         self._fast_headers = _fast_headers(self.token)
         #: this client's batchers of coalesced calls, by kind (see :mod:`rock_env.remote.coalesce`)
         self.coalescers: dict[str, Any] = {}
@@ -299,24 +296,16 @@ class ApiClient(_Base):
         """Close the connections."""
         self._http.close()
         self._pool.close()
-        with self._pools_lock:
-            pools, self._origin_pools = list(self._origin_pools.values()), {}
-        for pool in pools:
-            pool.close()
 
     @staticmethod
     def _new_pool() -> ConnectionPool:
         return ConnectionPool(max_connections(), keepalive_expiry=60.0, socket_options=_NODELAY)
 
     def _pool_for(self, origin: str | None) -> ConnectionPool:
-        """The hot-path pool of ``origin`` (``None``: this client's server)."""
-        if origin is None:
-            return self._pool
-        pool = self._origin_pools.get(origin)
-        if pool is None:
-            with self._pools_lock:
-                pool = self._origin_pools.setdefault(origin, self._new_pool())
-        return pool
+        """The hot-path pool: one for this client's server and every worker it sends to directly, so that
+        the connections stay at most ``max_connections`` however many workers there are (an idle
+        connection to one server is dropped to make room for another)."""
+        return self._pool
 
     def post_fast(
         self,

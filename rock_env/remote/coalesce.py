@@ -10,13 +10,15 @@ or steps, and every env still gets its own answer or its own error.
   :data:`IN_FLIGHT` batches per server are on their way (the calls made meanwhile wait and leave
   together).
 - :class:`ThreadCoalescer` (threads): the calls made while the previous batch is on its way form
-  the next one; one sender thread per server and kind carries them.
+  the next one; :data:`SENDERS` sender threads per client and kind carry them.
 
 Calls of envs that their worker accepts without a grant (no auth) go straight to that worker;
 the others go to the admin, which splits a batch by worker. A batch carries at most
 :data:`BATCH_CHUNK` calls. A batch sent straight to a worker that fails is sent to the admin
 instead when that is safe (it never left, or it is a reset), else each env gets its own error
-(:class:`~rock_env.errors.WorkerLost` naming it when the worker fails its health check too).
+(:class:`~rock_env.errors.WorkerLost` naming it when the worker fails its health check too); the
+calls a worker answers with "no such env" (it restarted) are asked of the admin, which knows
+whether the env is lost, as single calls are.
 """
 
 from __future__ import annotations
