@@ -136,7 +136,6 @@ def main(argv: list[str]) -> int:
     ServerPolicy.from_settings(settings).apply_to_process()
     app = create_app(settings, role="admin")
     app.state.service.gc_policy = GcPolicy()  # this process is the server's own: tune its collector
-    app.state.service.local_workers = workers  # creations wait for them to register at startup
     if cluster is not None:
         from rock_env.server.cluster.hook import attach_cluster
 
@@ -146,6 +145,9 @@ def main(argv: list[str]) -> int:
     worker_cfg = dict(cfg.get("worker") or {})
     admin_url = f"http://{settings.host}:{port}"
     procs = spawn_workers(workers, admin_url, settings.host, worker_cfg, tokens[0].token if tokens else None)
+    # creations wait for them to register at startup (as long as one of them runs)
+    app.state.service.local_workers = workers
+    app.state.service.local_workers_starting = lambda: any(p.poll() is None for p in procs)
     if procs:
         # uvicorn re-raises the SIGTERM/SIGINT it caught once it has shut down: exit through `finally`
         signal.signal(signal.SIGTERM, _exit_on_signal)

@@ -165,6 +165,8 @@ class ServiceState:
     retired_workers: set[str]
     #: Worker processes ``rock-env admin start workers=N`` started that have not registered yet at startup.
     local_workers: int
+    #: Whether any of those processes still runs (set with them; creations stop waiting once none does).
+    local_workers_starting: Callable[[], bool]
     #: ``time.monotonic()`` when the service was made.
     started_at: float
 

@@ -112,6 +112,8 @@ class Placement(Objects, Quotas):
         while time.monotonic() - self.started_at < LOCAL_WORKERS_WAIT:
             if sum(1 for e in self.workers.values() if e.status == "alive" and not e.embedded) >= self.local_workers:
                 break
+            if not self.local_workers_starting():  # they exited: placement says NoCapacity now, not in a minute
+                break
             await asyncio.sleep(0.05)
         self.local_workers = 0  # from now on, placement takes the workers as they are
 

@@ -54,6 +54,7 @@ class Service(Reaper):
         self.workers = {}
         self.retired_workers = set()
         self.local_workers = 0
+        self.local_workers_starting = lambda: False
         self.started_at = time.monotonic()
         self._pending = set()
         self._dirty = {}

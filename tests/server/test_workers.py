@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import httpx
@@ -84,3 +85,13 @@ def test_workers_zero_keeps_everything_in_the_admin(tmp_path: Path) -> None:
         workers = HTTP.get(admin.url + "/api/v1/workers").json()["workers"]
         assert [w["embedded"] for w in workers] == [True]
         assert not worker_pids(admin.pid)
+
+
+def test_worker_processes_that_cannot_start_give_no_capacity_at_once(tmp_path: Path) -> None:
+    """The first creations wait for the admin's worker processes only while one of them runs."""
+    with ServerProcess.admin(tmp_path, "workers=2", "worker.log_level=nonsense") as admin:
+        wait_for(lambda: not worker_pids(admin.pid), timeout=30)  # both refused their config and exited
+        started = time.monotonic()
+        with pytest.raises(rock.errors.NoCapacity, match="no worker can host"):
+            rock.make(ENV_ID, backend="remote", base_url=admin.url)
+        assert time.monotonic() - started < 10
