@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
+import weakref
 from typing import Any
 
 from pydantic_core import from_json, to_json
@@ -258,6 +260,11 @@ class ThreadCoalescer:
     def __init__(self, client: ApiClient, kind: str) -> None:
         self._client = client
         self._kind = _Kind(kind)
+        self._after_fork()
+        _all_thread_coalescers.add(self)
+
+    def _after_fork(self) -> None:
+        """A fresh state: at start, and in a forked child (the parent's sender threads do not exist there)."""
         self._cond = threading.Condition()
         self._pending: dict[str | None, _Batch] = {}
         self._senders: list[threading.Thread] = []
@@ -321,6 +328,17 @@ class ThreadCoalescer:
 
 
 _threads_lock = threading.Lock()
+_all_thread_coalescers: weakref.WeakSet[ThreadCoalescer] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    global _threads_lock
+    _threads_lock = threading.Lock()
+    for found in list(_all_thread_coalescers):
+        found._after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def coalescer(client: AsyncApiClient, kind: str) -> Coalescer:

@@ -15,8 +15,10 @@ connections exist (a thread beyond that waits, up to the request's pool timeout)
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -57,6 +59,17 @@ class _Body:
             self._pool._release(conn, self._origin, self._generation)
 
 
+_all_pools: weakref.WeakSet[ConnectionPool] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for pool in list(_all_pools):
+        pool._after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
 class ConnectionPool:
     """Keep-alive HTTP/1.1 connections, at most ``max_connections``, each used by one request at a time.
 
@@ -78,6 +91,21 @@ class ConnectionPool:
         self._idle: dict[tuple[bytes, bytes, int], list[httpcore.HTTPConnection]] = {}
         self._count = 0  # connections that exist (idle + in use + being opened)
         self._generation = 0  # bumped by close(): connections of an older one are not reused
+        _all_pools.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: never reuse the parent's connections (their sockets are the parent's too).
+
+        The child's copies of their file descriptors are closed (the parent's stay open); requests in
+        flight in the parent's threads do not exist here.
+        """
+        self._cond = threading.Condition(threading.Lock())
+        self._generation += 1
+        conns = [c for idle in self._idle.values() for c in idle]
+        self._idle = {}
+        self._count = 0
+        for conn in conns:
+            conn.close()  # closes this process's descriptor only (no shutdown): the parent keeps its socket
 
     @property
     def connections(self) -> int:

@@ -286,3 +286,32 @@ def test_restarted_worker_loses_coalesced_envs_like_single_ones(tmp_path: Path) 
         if worker is not None:
             worker.stop()
         admin.stop()
+
+
+def test_a_forked_child_gets_its_own_senders_and_connections(server: BackgroundServer) -> None:
+    """A child forked after the parent's coalesced env has stepped steps that env on its own sender
+    threads and sockets (the parent's are not in the child), and the parent goes on unharmed."""
+    import os
+
+    env = rock.make(ENV_ID, backend="remote", base_url=server.url, coalesce=True)
+    local = rock.make(ENV_ID)
+    assert env.reset(seed=5) == local.reset(seed=5)
+    assert env.step("\\boxed{up}") == local.step("\\boxed{up}")
+    pid = os.fork()
+    if pid == 0:  # the child: exit status 0 only if its step answered correctly, quickly
+        code = 1
+        try:
+            done = threading.Event()
+            result: list[object] = []
+            worker = threading.Thread(target=lambda: (result.append(env.step("\\boxed{left}")), done.set()))
+            worker.start()
+            code = 0 if done.wait(30) and result[0][0] else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # the parent's own state was not touched by the child: its next step is the same as locally
+    # after up, left (the child's step went to the same server-side env)
+    local.step("\\boxed{left}")
+    assert env.step("\\boxed{down}") == local.step("\\boxed{down}")
+    env.close()
