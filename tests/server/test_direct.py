@@ -112,6 +112,37 @@ def test_async_envs_use_the_direct_path(cluster: tuple[ServerProcess, ServerProc
     assert len(asyncio.run(main())) == 8
 
 
+def test_coalesced_calls_with_grants_are_batched_through_the_admin(
+    cluster: tuple[ServerProcess, ServerProcess],
+) -> None:
+    """With auth, one request cannot carry many envs' grants: coalesced calls go to the admin, which
+    splits them by worker (with the cluster token) and answers each env on its own."""
+    admin, worker = cluster
+
+    async def main() -> None:
+        try:
+            envs = await asyncio.gather(
+                *(rock.amake(ENV_ID, base_url=admin.url, token=TOKEN, coalesce=True) for _ in range(6))
+            )
+            assert all(e.info.worker_url == worker.url and e.info.grant for e in envs)
+            before = admin_ops(admin)
+            got = await asyncio.gather(*(e.areset(seed=i) for i, e in enumerate(envs)))
+            assert [g[0] for g in got] == [rock.make(ENV_ID).reset(seed=i)[0] for i in range(6)]
+            steps = await asyncio.gather(*(e.astep("\\boxed{up}") for e in envs))
+            after = admin_ops(admin)
+            assert after.get("batch_reset", 0) - before.get("batch_reset", 0) == 1
+            assert after.get("batch_step", 0) - before.get("batch_step", 0) == 1
+            for i, step in enumerate(steps):
+                local = rock.make(ENV_ID)
+                local.reset(seed=i)
+                assert step == local.step("\\boxed{up}")
+            await asyncio.gather(*(e.aclose() for e in envs))
+        finally:
+            await aclose_shared()
+
+    asyncio.run(main())
+
+
 def test_killed_worker_loses_its_envs_only(cluster: tuple[ServerProcess, ServerProcess], tmp_path: Path) -> None:
     admin, w1 = cluster
     env = {"ROCK_ENV_TOKEN": TOKEN}
