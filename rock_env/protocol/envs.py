@@ -130,11 +130,24 @@ class RenderResponse(BaseModel):
     render: str | None = None
 
 
+#: An item's own grant in a batch sent straight to a worker (see :class:`BatchStepItem`).
+ItemGrant = Field(
+    default=None,
+    max_length=512,
+    description="the env's grant, in a batch sent straight to its worker with another env's grant as the bearer",
+)
+
+
 class BatchStepItem(WireModel):
-    """One env and its action in a batched step."""
+    """One env and its action in a batched step.
+
+    A batch sent straight to a worker under auth carries each env's own grant in ``grant`` (the
+    request's bearer is one of them); the worker checks every item's grant against its env.
+    """
 
     env: str = Field(description="instance id")
     action: str = Field(max_length=1 << 20)
+    grant: str | None = ItemGrant
 
 
 class BatchStepRequest(WireModel):
@@ -157,9 +170,10 @@ class BatchStepResponse(BaseModel):
 
 
 class BatchResetItem(EnvResetRequest):
-    """One env and its reset arguments in a batched reset."""
+    """One env and its reset arguments in a batched reset (``grant``: as in :class:`BatchStepItem`)."""
 
     env: str = Field(description="instance id")
+    grant: str | None = ItemGrant
 
 
 class BatchResetRequest(WireModel):

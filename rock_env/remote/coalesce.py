@@ -12,8 +12,9 @@ or steps, and every env still gets its own answer or its own error.
 - :class:`ThreadCoalescer` (threads): the calls made while the previous batch is on its way form
   the next one; :data:`SENDERS` sender threads per client and kind carry them.
 
-Calls of envs that their worker accepts without a grant (no auth) go straight to that worker;
-the others go to the admin, which splits a batch by worker. A batch carries at most
+Calls go straight to the worker that hosts their env (under auth each item carries its env's
+grant, and one of them is the request's bearer); calls of envs without a worker URL go to the
+admin, which splits a batch by worker. A batch carries at most
 :data:`BATCH_CHUNK` calls. A batch sent straight to a worker that fails is sent to the admin
 instead when that is safe (it never left, or it is a reset), else each env gets its own error
 (:class:`~rock_env.errors.WorkerLost` naming it when the worker fails its health check too); the
@@ -56,8 +57,15 @@ Result = dict[str, Any]
 
 
 def _origin(route: Route | None) -> str | None:
-    """Where a call goes: its worker when that takes it without a grant, else the admin (``None``)."""
-    return route.origin if route is not None and route.grant is None else None
+    """Where a call goes: the worker that hosts its env, else the admin (``None``)."""
+    return route.origin if route is not None else None
+
+
+def _bearer(origin: str | None, batch: _Batch) -> str | None:
+    """A direct batch's bearer under auth: one of its envs' grants (each item carries its own)."""
+    if origin is None:
+        return None
+    return next((route.grant for route in batch.routes if route is not None and route.grant), None)
 
 
 def _outcomes(answer: bytes) -> list[tuple[Result | None, RockEnvError | None]]:
@@ -161,11 +169,14 @@ class Coalescer:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def submit(self, item: dict[str, Any], route: Route | None = None) -> asyncio.Future[Result]:
-        """Queue one call (``route``: where the env lives; ``None`` for a make, which goes to the admin);
+        """Queue one call (``item``: its JSON, which this may add the env's grant to; ``route``: where the env
+        lives, ``None`` for a make, which goes to the admin);
         the future gets its result or its error."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Result] = loop.create_future()
         origin = _origin(route)
+        if route is not None and route.grant is not None:
+            item["grant"] = route.grant  # the worker checks each item's own grant
         batch = self._pending.get(origin)
         if batch is None:
             batch = self._pending[origin] = _Batch()
@@ -203,7 +214,7 @@ class Coalescer:
         kind = self._kind
         try:
             answer = await self._client.post_json(
-                kind.path, kind.body(batch), idempotent=kind.idempotent, origin=origin
+                kind.path, kind.body(batch), idempotent=kind.idempotent, origin=origin, bearer=_bearer(origin, batch)
             )
         except (ServerUnavailable, EnvInstanceNotFound) as exc:
             if origin is None:
@@ -273,6 +284,8 @@ class ThreadCoalescer:
         """Send one call with the others of this moment; its result (or raise its error)."""
         waiter = _Waiter()
         origin = _origin(route)
+        if route is not None and route.grant is not None:
+            item["grant"] = route.grant  # the worker checks each item's own grant
         with self._cond:
             batch = self._pending.get(origin)
             if batch is None:
@@ -306,7 +319,9 @@ class ThreadCoalescer:
     def _send(self, origin: str | None, batch: _Batch) -> None:
         kind = self._kind
         try:
-            answer = self._client.post_json(kind.path, kind.body(batch), idempotent=kind.idempotent, origin=origin)
+            answer = self._client.post_json(
+                kind.path, kind.body(batch), idempotent=kind.idempotent, origin=origin, bearer=_bearer(origin, batch)
+            )
         except (ServerUnavailable, EnvInstanceNotFound) as exc:
             if origin is None:
                 batch.fail(exc)

@@ -6,7 +6,8 @@ error, in the order of the request; one env's failure never fails the others.
 
 Resets and steps are grouped by the worker that hosts each env, and each group is one batched
 call there (the embedded worker runs it inline); with one group and no lookup error the worker's
-JSON is passed on untouched. Makes are placed one by one, exactly like single makes (quota,
+JSON is passed on untouched. Under auth, a batch sent straight to a worker has one env's grant as
+its bearer and every item carries its own env's grant, which the worker checks item by item. Makes are placed one by one, exactly like single makes (quota,
 placement, record), after the batch's env ids are resolved once.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import from_json, to_json
 
-from rock_env.errors import RockEnvError, WorkerLost
+from rock_env.errors import RockEnvError, Unauthorized, WorkerLost
 from rock_env.protocol import (
     BatchMakeRequest,
     BatchResetRequest,
@@ -31,7 +32,7 @@ from rock_env.registry.spec import EnvSpec
 from rock_env.server import env_ops
 from rock_env.server.env_ops import BATCH_RESET, BATCH_STEP
 from rock_env.server.hosts import Host, HostOp
-from rock_env.server.objects import describe, new_id
+from rock_env.server.objects import GRANT_OWNER, describe, new_id
 from rock_env.server.placement import Placement
 from rock_env.server.store import ObjectRecord
 
@@ -48,10 +49,26 @@ def _lost(rec: ObjectRecord, exc: WorkerLost) -> Item:
     return _failed(exc if rec.id in str(exc) else WorkerLost(f"{describe(rec)} is lost: {exc}"))
 
 
+def _item_owner(svc: Placement, owner: str, grant: str | None) -> str:
+    """Who an item acts as: a request made with a grant (straight to a worker) acts for each item with
+    that item's own grant, checked here; any other request acts as its caller (item grants unused)."""
+    if owner.startswith(GRANT_OWNER) and grant is not None:
+        item_owner = svc.authenticate(grant)
+        if not item_owner.startswith(GRANT_OWNER):
+            raise Unauthorized("an item's grant must be an object grant, not an API token.")
+        return item_owner
+    return owner
+
+
 async def _grouped(
-    svc: Placement, owner: str, envs: list[str], op: HostOp, sub_body: Callable[[list[int]], BaseModel]
+    svc: Placement,
+    owner: str,
+    envs: list[tuple[str, str | None]],
+    op: HostOp,
+    sub_body: Callable[[list[int]], BaseModel],
 ) -> bytes:
-    """Run ``op`` on every env of ``envs`` where it lives, one batched call per worker.
+    """Run ``op`` on every env of ``envs`` (``(env id, its grant)``) where it lives, one batched call
+    per worker.
 
     ``sub_body(indices)`` is the request a worker gets for the items at ``indices``.
     """
@@ -59,9 +76,9 @@ async def _grouped(
     records: list[ObjectRecord | None] = [None] * len(envs)
     groups: dict[str, tuple[Host, list[int]]] = {}
     failed = False
-    for i, env in enumerate(envs):
+    for i, (env, grant) in enumerate(envs):
         try:
-            rec = records[i] = svc.lookup(env, ("env",), owner)
+            rec = records[i] = svc.lookup(env, ("env",), _item_owner(svc, owner, grant))
             host = svc.host_of(rec)
         except RockEnvError as exc:
             results[i] = _failed(exc)
@@ -102,7 +119,7 @@ async def batch_step(svc: Placement, owner: str, body: BatchStepRequest) -> byte
     return await _grouped(
         svc,
         owner,
-        [item.env for item in steps],
+        [(item.env, item.grant) for item in steps],
         BATCH_STEP,
         lambda indices: BatchStepRequest.model_construct(steps=[steps[i] for i in indices]),
     )
@@ -114,7 +131,7 @@ async def batch_reset(svc: Placement, owner: str, body: BatchResetRequest) -> by
     return await _grouped(
         svc,
         owner,
-        [item.env for item in resets],
+        [(item.env, item.grant) for item in resets],
         BATCH_RESET,
         lambda indices: BatchResetRequest.model_construct(resets=[resets[i] for i in indices]),
     )

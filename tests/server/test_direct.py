@@ -36,6 +36,11 @@ def admin_ops(admin: ServerProcess) -> dict[str, float]:
     return {m[1]: float(m[2]) for m in re.finditer(r'rock_env_op_seconds_count\{op="([^"]+)"\} (\S+)', text)}
 
 
+def worker_ops(worker: ServerProcess) -> dict[str, float]:
+    """A worker's per-operation request counters (its /metrics)."""
+    return admin_ops(worker)
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, ServerProcess]]:
     tmp = tmp_path_factory.mktemp("direct")
@@ -112,26 +117,24 @@ def test_async_envs_use_the_direct_path(cluster: tuple[ServerProcess, ServerProc
     assert len(asyncio.run(main())) == 8
 
 
-def test_coalesced_calls_with_grants_are_batched_through_the_admin(
-    cluster: tuple[ServerProcess, ServerProcess],
-) -> None:
-    """With auth, one request cannot carry many envs' grants: coalesced calls go to the admin, which
-    splits them by worker (with the cluster token) and answers each env on its own."""
+def test_coalesced_calls_with_grants_go_straight_to_the_worker(cluster: tuple[ServerProcess, ServerProcess]) -> None:
+    """Under auth a coalesced batch goes to the worker with one env's grant as its bearer and each
+    item's own grant; the admin serves none of it."""
     admin, worker = cluster
 
     async def main() -> None:
         try:
-            envs = await asyncio.gather(
-                *(rock.amake(ENV_ID, base_url=admin.url, token=TOKEN, coalesce=True) for _ in range(6))
-            )
+            made = (rock.amake(ENV_ID, base_url=admin.url, token=TOKEN, coalesce=True) for _ in range(6))
+            envs = await asyncio.gather(*made)
             assert all(e.info.worker_url == worker.url and e.info.grant for e in envs)
-            before = admin_ops(admin)
+            before, worker_before = admin_ops(admin), worker_ops(worker)
             got = await asyncio.gather(*(e.areset(seed=i) for i, e in enumerate(envs)))
             assert [g[0] for g in got] == [rock.make(ENV_ID).reset(seed=i)[0] for i in range(6)]
             steps = await asyncio.gather(*(e.astep("\\boxed{up}") for e in envs))
-            after = admin_ops(admin)
-            assert after.get("batch_reset", 0) - before.get("batch_reset", 0) == 1
-            assert after.get("batch_step", 0) - before.get("batch_step", 0) == 1
+            assert admin_ops(admin) == before, "the admin served a call of the data plane"
+            moved = worker_ops(worker)
+            assert moved.get("batch_reset", 0) - worker_before.get("batch_reset", 0) == 1
+            assert moved.get("batch_step", 0) - worker_before.get("batch_step", 0) == 1
             for i, step in enumerate(steps):
                 local = rock.make(ENV_ID)
                 local.reset(seed=i)
@@ -141,6 +144,44 @@ def test_coalesced_calls_with_grants_are_batched_through_the_admin(
             await aclose_shared()
 
     asyncio.run(main())
+
+
+def test_a_direct_batch_checks_every_items_grant(cluster: tuple[ServerProcess, ServerProcess]) -> None:
+    """One env's grant as the bearer opens no other env of the batch: each item needs its own."""
+    admin, worker = cluster
+    a = rock.make(ENV_ID, backend="remote", base_url=admin.url, token=TOKEN)
+    b = rock.make(ENV_ID, backend="remote", base_url=admin.url, token=TOKEN)
+    try:
+        a.reset(seed=1)
+        b.reset(seed=2)
+        bearer = {"authorization": f"Bearer {a.info.grant}"}
+        forged = b.info.grant[:-4] + "0000"  # type: ignore[index]
+        items = [
+            {"env": a.remote_id, "action": "\\boxed{up}", "grant": a.info.grant},
+            {"env": b.remote_id, "action": "\\boxed{up}"},  # no grant: the bearer is a's
+            {"env": b.remote_id, "action": "\\boxed{up}", "grant": a.info.grant},  # a's grant for b
+            {"env": b.remote_id, "action": "\\boxed{up}", "grant": forged},
+            {"env": b.remote_id, "action": "\\boxed{up}", "grant": TOKEN},  # an API token is not a grant
+            {"env": b.remote_id, "action": "\\boxed{up}", "grant": b.info.grant},
+        ]
+        answer = HTTP.post(f"{worker.url}/api/v1/batch/step", json={"steps": items}, headers=bearer)
+        assert answer.status_code == 200
+        results = answer.json()["results"]
+        assert results[0]["result"] and results[5]["result"]
+        assert [r["error"]["error"] for r in results[1:5]] == [
+            "EnvInstanceNotFound",
+            "EnvInstanceNotFound",
+            "Unauthorized",
+            "Unauthorized",
+        ]
+        # only b's last item stepped b: its transcript is one step in
+        local = rock.make(ENV_ID)
+        local.reset(seed=2)
+        local.step("\\boxed{up}")
+        assert b.step("\\boxed{left}") == local.step("\\boxed{left}")
+    finally:
+        a.close()
+        b.close()
 
 
 def test_killed_worker_loses_its_envs_only(cluster: tuple[ServerProcess, ServerProcess], tmp_path: Path) -> None:
