@@ -142,6 +142,7 @@ class RockSandboxes:
         if body.num_gpus:
             raise InvalidArgument(f"num_gpus={body.num_gpus} is not supported: rock-env sandboxes have no GPUs.")
         runtime = svc.policy.check_runtime(svc.settings.runtime.get("runtime"), "runtime") or "auto"
+        await svc.local_workers_ready()  # right after `admin start`: its worker processes may still be registering
         _, runtime = svc.place_sandbox(1, runtime)
         image = await svc.blocking(resolve_image, body.image, runtime, svc.settings.rock_image_map)
         labels = {f"{LABEL_PREFIX}image": body.image, f"{LABEL_PREFIX}memory": str(body.memory)}

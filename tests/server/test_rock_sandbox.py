@@ -29,6 +29,8 @@ SCRIPTS = Path(__file__).parent / "rock_scripts"
 RUNTIMES = [
     pytest.param("namespace", marks=pytest.mark.bwrap),
     pytest.param("docker", marks=pytest.mark.docker),
+    # `rock-env admin start` as it comes: the sandboxes live in its worker processes
+    pytest.param("namespace:workers=auto", marks=pytest.mark.bwrap, id="namespace-worker-processes"),
 ]
 
 
@@ -40,13 +42,14 @@ def rock_python() -> Path:
 
 @pytest.fixture()
 def admin(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
-    """``rock-env admin start runtime=<param>`` as a child process on a free loopback port."""
-    runtime = request.param
+    """``rock-env admin start runtime=<param>`` as a child process on a free loopback port (``<runtime>:<override>``:
+    with that override too, e.g. ``namespace:workers=auto``, the admin as it comes, with worker processes)."""
+    runtime, _, extra = request.param.partition(":")
     if runtime == "docker":
         request.getfixturevalue("docker_image")  # the daemon up and the base image built
     data = tmp_path / "admin"
     data.mkdir()
-    with ServerProcess.admin(data, f"runtime={runtime}") as server:
+    with ServerProcess.admin(data, *([extra] if extra else []), f"runtime={runtime}") as server:
         yield server
 
 

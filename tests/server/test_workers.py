@@ -95,3 +95,19 @@ def test_worker_processes_that_cannot_start_give_no_capacity_at_once(tmp_path: P
         with pytest.raises(rock.errors.NoCapacity, match="no worker can host"):
             rock.make(ENV_ID, backend="remote", base_url=admin.url)
         assert time.monotonic() - started < 10
+
+
+@pytest.mark.bwrap
+def test_default_admin_serves_sandboxes_and_sandbox_envs_from_its_workers(tmp_path: Path) -> None:
+    """The default admin (worker processes) hosts a namespace sandbox and a tool env on them."""
+    with ServerProcess.admin(tmp_path, "workers=auto") as admin:
+        with rock.Sandbox(runtime="namespace", base_url=admin.url) as sb:
+            assert sb.run("echo hi from a worker").output == "hi from a worker\n"
+            listed = HTTP.get(admin.url + "/api/v1/sandboxes").json()["sandboxes"]
+            assert [s["worker_id"] for s in listed] and all(s["worker_id"].startswith("local-") for s in listed)
+        env = rock.make("tool:Bash-v0", backend="remote", base_url=admin.url)
+        try:
+            obs, _ = env.reset(seed=0)
+            assert obs and env.info.worker_id.startswith("local-")
+        finally:
+            env.close()
