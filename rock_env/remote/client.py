@@ -301,12 +301,6 @@ class ApiClient(_Base):
     def _new_pool() -> ConnectionPool:
         return ConnectionPool(max_connections(), keepalive_expiry=60.0, socket_options=_NODELAY)
 
-    def _pool_for(self, origin: str | None) -> ConnectionPool:
-        """The hot-path pool: one for this client's server and every worker it sends to directly, so that
-        the connections stay at most ``max_connections`` however many workers there are (an idle
-        connection to one server is dropped to make room for another)."""
-        return self._pool
-
     def post_fast(
         self,
         path: str,
@@ -345,7 +339,7 @@ class ApiClient(_Base):
         exchange = self._exchange("POST", path, idempotent)
         if origin is not None:
             exchange.base_url = origin
-        pool = self._pool_for(origin)
+        pool = self._pool
         resp = self._retrying(
             exchange,
             lambda: pool.request(b"POST", url, headers=headers, content=content, extensions=extensions),
@@ -357,7 +351,7 @@ class ApiClient(_Base):
         url = ((origin or self.base_url) + HEALTH_PATH).encode()
         extensions = {"timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}}
         try:
-            return self._pool_for(origin).request(b"GET", url, extensions=extensions).status == 200
+            return self._pool.request(b"GET", url, extensions=extensions).status == 200
         except TRANSPORT_ERRORS:
             return False
 

@@ -141,6 +141,22 @@ class _Batch:
                 route.origin = None
 
 
+def _queue(
+    pending: dict[str | None, _Batch], item: dict[str, Any], route: Route | None, sink: asyncio.Future[Result] | _Waiter
+) -> None:
+    """Add one call to the batch of the server it goes to (``item`` gets its env's grant, if any:
+    the worker checks each item's own)."""
+    if route is not None and route.grant is not None:
+        item["grant"] = route.grant
+    origin = _origin(route)
+    batch = pending.get(origin)
+    if batch is None:
+        batch = pending[origin] = _Batch()
+    batch.items.append(item)
+    batch.routes.append(route)
+    batch.answer.append(sink)
+
+
 class _Kind:
     """What every coalescer of one kind of call shares: the path, the body's key, the retry rule."""
 
@@ -174,15 +190,7 @@ class Coalescer:
         the future gets its result or its error."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Result] = loop.create_future()
-        origin = _origin(route)
-        if route is not None and route.grant is not None:
-            item["grant"] = route.grant  # the worker checks each item's own grant
-        batch = self._pending.get(origin)
-        if batch is None:
-            batch = self._pending[origin] = _Batch()
-        batch.items.append(item)
-        batch.routes.append(route)
-        batch.answer.append(future)
+        _queue(self._pending, item, route, future)
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
@@ -283,16 +291,8 @@ class ThreadCoalescer:
     def call(self, item: dict[str, Any], route: Route | None = None) -> Result:
         """Send one call with the others of this moment; its result (or raise its error)."""
         waiter = _Waiter()
-        origin = _origin(route)
-        if route is not None and route.grant is not None:
-            item["grant"] = route.grant  # the worker checks each item's own grant
         with self._cond:
-            batch = self._pending.get(origin)
-            if batch is None:
-                batch = self._pending[origin] = _Batch()
-            batch.items.append(item)
-            batch.routes.append(route)
-            batch.answer.append(waiter)
+            _queue(self._pending, item, route, waiter)
             while len(self._senders) < SENDERS:
                 sender = threading.Thread(target=self._run, name=f"rock-env-batch-{self._kind.key}", daemon=True)
                 self._senders.append(sender)

@@ -21,6 +21,8 @@ import gc
 
 #: Allocations between young collections after :func:`tune_gc` (CPython's default: 700).
 TUNED_THRESHOLD = 50_000
+#: The middle and old generations' thresholds after :func:`tune_gc` (CPython's defaults: 10, 10).
+OLDER_THRESHOLDS = (20, 20)
 #: The largest threshold taken (CPython stores it in a C int).
 MAX_THRESHOLD = 2**31 - 1
 _saved: list[tuple[int, int, int]] = []
@@ -38,7 +40,7 @@ def tune_gc(threshold: int = TUNED_THRESHOLD, *, freeze: bool = True) -> tuple[i
         )
     previous = gc.get_threshold()
     _saved.append(previous)
-    gc.set_threshold(threshold, 20, 20)
+    gc.set_threshold(threshold, *OLDER_THRESHOLDS)
     if freeze:
         gc.collect()
         gc.freeze()
@@ -53,4 +55,4 @@ def restore_gc() -> None:
     gc.unfreeze()
 
 
-__all__ = ["MAX_THRESHOLD", "TUNED_THRESHOLD", "restore_gc", "tune_gc"]
+__all__ = ["MAX_THRESHOLD", "OLDER_THRESHOLDS", "TUNED_THRESHOLD", "restore_gc", "tune_gc"]

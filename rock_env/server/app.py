@@ -30,7 +30,7 @@ from rock_env.protocol import (
     invalid_request,
 )
 from rock_env.server.error_map import error_response, json_error
-from rock_env.server.routes.envs import BATCH_OPS, reset_env_op, step_env_op, step_vec_op
+from rock_env.server.routes.envs import BATCH_OPS, batch_op, reset_env_op, step_env_op, step_vec_op
 from rock_env.server.service import ANONYMOUS, Service
 from rock_env.server.settings import ServerSettings
 
@@ -155,8 +155,8 @@ class Gateway:
             raw = b"".join(chunks)
             try:
                 if kind == "batch":
-                    model, run = BATCH_OPS[op]
-                    content = await run(service, owner, model.model_validate_json(raw, strict=True))
+                    batch = BATCH_OPS[op][0].model_validate_json(raw, strict=True)
+                    content = await batch_op(service, owner, op, batch)
                 elif kind == "vecs":
                     body = VecStepRequest.model_validate_json(raw, strict=True)
                     content = await step_vec_op(service, owner, obj, body)

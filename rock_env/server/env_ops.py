@@ -8,7 +8,7 @@ receives them as :mod:`~rock_env.protocol.control` (it does not look the id up a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -101,24 +101,23 @@ ENV_SAMPLE_ACTION = _env_op("sample_action", "POST", lambda w, i, b, a: w.env_sa
 ENV_TOOL_CALL = _env_op("tool_call_to_action", "POST", lambda w, i, b, a: w.env_tool_call_to_action(i, b))
 ENV_RENDER = _env_op("render", "GET", lambda w, i, b, a: w.env_render(i))
 ENV_CLOSE = HostOp("close", "env", "DELETE", "/api/v1/envs/{id}", lambda w, i, b, a: w.close_env(i))
-#: Steps of several envs of one worker (``obj_id`` unused): the worker answers each item on its own.
-BATCH_STEP = HostOp(
-    "batch_step",
-    "env",
-    "POST",
-    "/api/v1/batch/step",
-    lambda w, i, b, a: w.batch_step(b),
-    lambda w, i, b: any(w.is_blocking_env(item.env) for item in b.steps),
-)
-#: Resets of several envs of one worker, like :data:`BATCH_STEP`.
-BATCH_RESET = HostOp(
-    "batch_reset",
-    "env",
-    "POST",
-    "/api/v1/batch/reset",
-    lambda w, i, b, a: w.batch_reset(b),
-    lambda w, i, b: any(w.is_blocking_env(item.env) for item in b.resets),
-)
+
+
+def _batch_op(name: str, run: Run, items: Callable[[Any], list[Any]]) -> HostOp:
+    """Calls on several envs of one worker at ``/api/v1/batch/<name>`` (``obj_id`` unused): the worker
+    answers each item on its own; in the thread pool when one of the envs owns a sandbox."""
+    return HostOp(
+        f"batch_{name}",
+        "env",
+        "POST",
+        f"/api/v1/batch/{name}",
+        run,
+        lambda w, i, b: any(w.is_blocking_env(item.env) for item in items(b)),
+    )
+
+
+BATCH_STEP = _batch_op("step", lambda w, i, b, a: w.batch_step(b), lambda b: b.steps)
+BATCH_RESET = _batch_op("reset", lambda w, i, b, a: w.batch_reset(b), lambda b: b.resets)
 
 VEC_MAKE = HostOp(
     "make_vec", "vec", "POST", HOSTED_VECS_PATH, _make_vec, wire=_vec_wire, creates=True, headers=creation_headers

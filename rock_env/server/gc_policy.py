@@ -26,13 +26,14 @@ import gc
 import logging
 import time
 
+from rock_env.remote.gc_tuning import OLDER_THRESHOLDS, TUNED_THRESHOLD, restore_gc, tune_gc
+
 logger = logging.getLogger(__name__)
 
-#: Allocations between young collections (CPython's default is 700).
-GEN0_THRESHOLD = 50_000
+#: Allocations between young collections (CPython's default is 700): what ``rock.tune_gc()`` sets.
+GEN0_THRESHOLD = TUNED_THRESHOLD
 #: Young collections between middle ones, and middle between full ones.
-GEN1_THRESHOLD = 20
-GEN2_THRESHOLD = 20
+GEN1_THRESHOLD, GEN2_THRESHOLD = OLDER_THRESHOLDS
 #: Seconds between freezes of what is alive.
 FREEZE_EVERY = 2.0
 #: Seconds between full collections of everything (frozen objects included).
@@ -55,14 +56,11 @@ class GcPolicy:
     def __init__(self, freeze_every: float = FREEZE_EVERY, full_every: float = FULL_EVERY) -> None:
         self.freeze_every = freeze_every
         self.full_every = full_every
-        self._saved: tuple[int, int, int] | None = None
 
     def start(self) -> None:
-        """Freeze the startup heap and raise the thresholds (the process's previous ones are kept for :meth:`stop`)."""
-        freeze_heap()
-        if self._saved is None:
-            self._saved = gc.get_threshold()
-            gc.set_threshold(GEN0_THRESHOLD, GEN1_THRESHOLD, GEN2_THRESHOLD)
+        """Raise the thresholds and freeze the startup heap: :func:`~rock_env.remote.gc_tuning.tune_gc`, which
+        keeps the process's previous thresholds for :meth:`stop`."""
+        tune_gc(GEN0_THRESHOLD)
 
     def full_collection(self) -> None:
         """Unfreeze, collect everything, freeze what survived."""
@@ -86,10 +84,7 @@ class GcPolicy:
 
     def stop(self) -> None:
         """Give the process its thresholds back and unfreeze (so that what the server held can be freed)."""
-        if self._saved is not None:
-            gc.set_threshold(*self._saved)
-            self._saved = None
-        gc.unfreeze()
+        restore_gc()
 
 
 __all__ = ["FREEZE_EVERY", "FULL_EVERY", "GEN0_THRESHOLD", "GcPolicy", "freeze_heap"]

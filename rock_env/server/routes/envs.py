@@ -222,36 +222,25 @@ async def close_env(env: str, request: Request) -> Response:
     return model_response(Ok())
 
 
-async def batch_step_op(svc: Service, owner: str, body: BatchStepRequest) -> bytes:
-    """Step many envs; the JSON of a BatchStepResponse."""
+async def batch_op(
+    svc: Service, owner: str, name: str, body: BatchStepRequest | BatchResetRequest | BatchMakeRequest
+) -> bytes:
+    """Run the batched ``name`` (``step``, ``reset`` or ``make``, see :data:`BATCH_OPS`); the JSON of its
+    Batch*Response."""
     started = time.perf_counter()
-    content = await batch_ops.batch_step(svc, owner, body)
-    svc.observe("batch_step", time.perf_counter() - started)
-    svc.metrics.inc("env_steps_total", STEPS_HELP, amount=len(body.steps))
+    content = await BATCH_OPS[name][1](svc, owner, body)
+    svc.observe(f"batch_{name}", time.perf_counter() - started)
+    if isinstance(body, BatchStepRequest):
+        svc.metrics.inc("env_steps_total", STEPS_HELP, amount=len(body.steps))
     return content
 
 
-async def batch_reset_op(svc: Service, owner: str, body: BatchResetRequest) -> bytes:
-    """Reset many envs; the JSON of a BatchResetResponse."""
-    started = time.perf_counter()
-    content = await batch_ops.batch_reset(svc, owner, body)
-    svc.observe("batch_reset", time.perf_counter() - started)
-    return content
-
-
-async def batch_make_op(svc: Service, owner: str, body: BatchMakeRequest) -> bytes:
-    """Make many envs; the JSON of a BatchMakeResponse."""
-    started = time.perf_counter()
-    content = await batch_ops.batch_make(svc, owner, body)
-    svc.observe("batch_make", time.perf_counter() - started)
-    return content
-
-
-#: The batched routes: ``/api/v1/batch/<name>`` -> (request model, op). The gateway serves them on its fast path.
+#: The batched routes: ``/api/v1/batch/<name>`` -> (request model, its op in
+#: :mod:`~rock_env.server.batch_ops`). The gateway serves them on its fast path.
 BATCH_OPS: dict[str, tuple[type[Any], Any]] = {
-    "step": (BatchStepRequest, batch_step_op),
-    "reset": (BatchResetRequest, batch_reset_op),
-    "make": (BatchMakeRequest, batch_make_op),
+    "step": (BatchStepRequest, batch_ops.batch_step),
+    "reset": (BatchResetRequest, batch_ops.batch_reset),
+    "make": (BatchMakeRequest, batch_ops.batch_make),
 }
 
 
@@ -268,7 +257,7 @@ async def batch_step(request: Request) -> Response:
     The envs are grouped by the worker that hosts them, and each group is one batch step there.
     """
     body = await parse_body(request, BatchStepRequest)
-    return raw_json(await batch_step_op(service_of(request), owner_of(request), body))
+    return raw_json(await batch_op(service_of(request), owner_of(request), "step", body))
 
 
 @router.post(
@@ -281,7 +270,7 @@ async def batch_step(request: Request) -> Response:
 async def batch_reset(request: Request) -> Response:
     """Reset many envs in one request; a failing env reports its error, the others still reset."""
     body = await parse_body(request, BatchResetRequest)
-    return raw_json(await batch_reset_op(service_of(request), owner_of(request), body))
+    return raw_json(await batch_op(service_of(request), owner_of(request), "reset", body))
 
 
 @router.post(
@@ -295,7 +284,7 @@ async def batch_make(request: Request) -> Response:
     """Make many envs in one request, each placed like a single make (quota, placement, record);
     a make that fails reports its error, the others are still made."""
     body = await parse_body(request, BatchMakeRequest)
-    return raw_json(await batch_make_op(service_of(request), owner_of(request), body))
+    return raw_json(await batch_op(service_of(request), owner_of(request), "make", body))
 
 
 # --- vector envs ----------------------------------------------------------------------------
